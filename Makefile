@@ -1,0 +1,46 @@
+# One command per habit. `make demo` and `make test` are all a newcomer needs.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-$(shell cat requirements-dev.txt layers/core/requirements.txt | cksum | cut -d' ' -f1)
+SAM_VENV := .venv-sam
+USER   ?= demo-user
+
+.PHONY: install demo run token test test-fast lint typecheck bench clean
+
+$(STAMP): requirements-dev.txt layers/core/requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -r requirements-dev.txt
+	rm -f $(VENV)/.installed-*
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: install  ## the whole journey on the embedded local stack
+	$(BIN)/python -m local demo
+
+run: install  ## serve the API on http://127.0.0.1:$${API_PORT:-3000}/v1 until interrupted
+	$(BIN)/python -m local run
+
+token: install  ## a bearer token the running local stack accepts: make token USER=alice
+	@$(BIN)/python -m local.auth token --user "$(USER)"
+
+test: install  ## unit, contract and integration tests (the local stack starts itself)
+	$(BIN)/python -m pytest
+
+test-fast: install  ## everything but the local-stack tests
+	$(BIN)/python -m pytest -m "not integration"
+
+lint: install  ## ruff, mypy, cfn-lint and sam validate
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+	$(BIN)/cfn-lint template.yaml
+	@if [ -x $(SAM_VENV)/bin/sam ]; then $(SAM_VENV)/bin/sam validate --lint --region us-east-1; \
+	else echo "sam validate skipped: run .ci/run once, or: $(PYTHON) -m venv $(SAM_VENV) && $(SAM_VENV)/bin/pip install aws-sam-cli"; fi
+
+bench: install  ## speed, memory and cost ratios measured in one run each
+	$(BIN)/python bench/ingest.py
+
+clean:
+	rm -rf $(VENV) $(SAM_VENV) .pytest_cache .mypy_cache .ruff_cache demo-output test-output .local
