@@ -1,0 +1,124 @@
+"""Typed errors of the domain.
+
+They are raised by logic, stores and provider clients, mapped to HTTP answers once (in
+``avatar_core.api``), and named by their class name in the state machines' Retry/Catch
+(Lambda reports an unhandled exception's class name as the error type). Never match on
+message text: match on the class.
+"""
+
+from __future__ import annotations
+
+
+class AvatarError(Exception):
+    """Base of every error this package raises on purpose."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+# --- client mistakes and states that forbid an action (4xx) -----------------------------
+
+
+class InvalidRequest(AvatarError):
+    """The request is malformed or a value is out of range (422), naming the field."""
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class NotFound(AvatarError):
+    """Missing, or owned by somebody else: both answer 404 alike."""
+
+
+class Conflict(AvatarError):
+    """The resource's state forbids the action (409); the message says what is needed."""
+
+
+class IdempotencyKeyReused(AvatarError):
+    """The same Idempotency-Key was sent with a different body (422)."""
+
+
+class RequestInProgress(AvatarError):
+    """A request with the same Idempotency-Key is still being handled (409)."""
+
+
+# --- images ------------------------------------------------------------------------------
+
+
+class ImageRejected(AvatarError):
+    """An uploaded image cannot be used; the message is shown to the end user as is."""
+
+
+# --- upstream providers ------------------------------------------------------------------
+
+
+class ProviderError(AvatarError):
+    """An upstream AI provider refused or failed a call.
+
+    ``provider_message`` keeps the provider's own words so a person can act on them.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        provider: str,
+        status_code: int | None = None,
+        provider_message: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.provider = provider
+        self.status_code = status_code
+        self.provider_message = provider_message
+
+
+class ProviderRateLimited(ProviderError):
+    """429: retry later with backoff."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None, **kwargs: object) -> None:
+        super().__init__(message, **kwargs)  # type: ignore[arg-type]
+        self.retry_after = retry_after
+
+
+class ProviderUnavailable(ProviderError):
+    """5xx, timeout, dropped connection or an unreadable answer: retry with backoff."""
+
+
+class ProviderRejected(ProviderError):
+    """A 4xx the provider will answer the same way again: do not retry."""
+
+
+class ProviderOutOfCredits(ProviderRejected):
+    """402: the account has no credits left; retrying costs nothing but time."""
+
+
+class ProviderAuthFailed(ProviderRejected):
+    """401/403: the API key is wrong or lacks access to the service."""
+
+
+class ProviderJobFailed(ProviderError):
+    """The provider accepted the job and later reported that it failed."""
+
+
+# --- copying results into our bucket -----------------------------------------------------
+
+
+class UnsafeSource(AvatarError):
+    """A result URL points somewhere we never download from (scheme, host or address)."""
+
+
+class ResultExpired(AvatarError):
+    """The provider no longer serves the result (404/410): it expired before we copied it."""
+
+
+class ResultRefused(AvatarError):
+    """The result is not an image we accept (content type, size or decode)."""
+
+
+class ResultFetchFailed(AvatarError):
+    """A transient failure while fetching a result (timeout, 5xx, reset): retry."""
+
+
+RETRYABLE_PROVIDER_ERRORS = (ProviderRateLimited.__name__, ProviderUnavailable.__name__)

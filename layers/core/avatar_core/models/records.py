@@ -1,0 +1,95 @@
+"""What we keep in DynamoDB, as typed records. The repository maps them to items."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Subject = Literal["man", "woman", "couple", "dog", "cat"]
+SUBJECTS: tuple[str, ...] = ("man", "woman", "couple", "dog", "cat")
+
+
+class ModelStatus(StrEnum):
+    COLLECTING = "collecting"
+    TRAINING = "training"
+    READY = "ready"
+    FAILED = "failed"
+
+
+class SelfieStatus(StrEnum):
+    PENDING = "pending"
+    ACCEPTED = "accepted"
+    REJECTED = "rejected"
+
+
+class JobStatusName(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+class _Record(BaseModel):
+    model_config = ConfigDict(extra="ignore", use_enum_values=False)
+
+
+class ModelRecord(_Record):
+    owner: str
+    model_id: str
+    subject: Subject
+    name: str | None = None
+    status: ModelStatus = ModelStatus.COLLECTING
+    pending: int = 0
+    accepted: int = 0
+    rejected: int = 0
+    created_at: str
+    updated_at: str
+    error: str | None = None
+    provider_model_id: str | None = None
+    training_execution_arn: str | None = None
+    training_progress: float | None = None
+    training_started_at: str | None = None
+    ready_at: str | None = None
+    selfies_deleted_at: str | None = None
+
+
+class SelfieRecord(_Record):
+    owner: str
+    model_id: str
+    selfie_id: str
+    status: SelfieStatus = SelfieStatus.PENDING
+    reason: str | None = None
+    content_type: str
+    upload_key: str
+    normalised_key: str | None = None
+    width: int | None = None
+    height: int | None = None
+    upload_expires_at: str
+    created_at: str
+    updated_at: str
+
+
+class AvatarRecord(_Record):
+    avatar_id: str
+    key: str
+    content_type: str
+    width: int
+    height: int
+    size: int
+    style: str | None = None
+
+
+class GenerationRecord(_Record):
+    owner: str
+    generation_id: str
+    model_id: str
+    status: JobStatusName = JobStatusName.QUEUED
+    requests: list[dict[str, object]] = Field(default_factory=list)
+    provider_job_id: str | None = None
+    execution_arn: str | None = None
+    avatars: list[AvatarRecord] = Field(default_factory=list)
+    error: str | None = None
+    created_at: str
+    updated_at: str

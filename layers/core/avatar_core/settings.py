@@ -1,0 +1,93 @@
+"""Configuration, parsed once per function from its environment into a typed model.
+
+Logic never reads ``os.environ``: a handler builds ``Settings.from_env()`` at cold start
+and passes what is needed. Every name, URL, limit and schedule lives here, set by
+``template.yaml`` (deployed) or by the local stack.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+
+def _csv(value: object) -> object:
+    if isinstance(value, str):
+        return [item.strip() for item in value.split(",") if item.strip()]
+    return value
+
+
+class Settings(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    table_name: str = ""
+    uploads_bucket: str = ""
+    results_bucket: str = ""
+
+    # uploads
+    upload_max_bytes: int = Field(default=15 * 1024 * 1024, ge=1)
+    upload_url_ttl_seconds: int = Field(default=300, ge=30, le=3600)
+    max_selfies_per_model: int = Field(default=30, ge=1)
+    min_selfies_for_training: int = Field(default=5, ge=1)
+    max_image_pixels: int = Field(default=40_000_000, ge=1)
+    min_image_side: int = Field(default=256, ge=1)
+    normalised_side: int = Field(default=512, ge=64)
+    face_reference_max_side: int = Field(default=1536, ge=256)
+
+    # downloads handed out by the API
+    download_url_ttl_seconds: int = Field(default=900, ge=60, le=43200)
+    provider_fetch_url_ttl_seconds: int = Field(default=3600, ge=1800, le=43200)
+
+    # biometric data: seconds to keep selfies after a successful training (0: delete at once)
+    selfie_retention_seconds: int = Field(default=0, ge=0)
+
+    # providers: URLs and the names of the parameters that hold their secrets
+    picsart_base_url: str = "https://genai-avatars-api.picsart.io/v1"
+    picsart_api_key_parameter: str = ""
+    qolaba_base_url: str = ""
+    qolaba_api_key_parameter: str = ""
+    qolaba_app_id: str = ""
+    provider_connect_timeout_seconds: float = Field(default=5.0, gt=0)
+    provider_read_timeout_seconds: float = Field(default=20.0, gt=0)
+    secret_cache_seconds: int = Field(default=300, ge=0)
+
+    # poll schedules (seconds) and bounds
+    training_first_poll_seconds: int = Field(default=300, ge=1)
+    training_poll_seconds: int = Field(default=120, ge=1)
+    training_max_polls: int = Field(default=20, ge=1)
+    generation_first_poll_seconds: int = Field(default=20, ge=1)
+    generation_poll_seconds: int = Field(default=10, ge=1)
+    generation_max_polls: int = Field(default=60, ge=1)
+    face_first_poll_seconds: int = Field(default=10, ge=1)
+    face_poll_seconds: int = Field(default=5, ge=1)
+    face_max_polls: int = Field(default=60, ge=1)
+
+    # generations
+    avatar_styles: list[str] = Field(default_factory=lambda: ["realistic"])
+    max_avatars_per_generation: int = Field(default=40, ge=1)
+
+    # copying results: only from these hosts, only this big
+    result_allowed_hosts: list[str] = Field(default_factory=list)
+    result_allow_loopback: bool = False
+    result_allow_http: bool = False
+    result_max_bytes: int = Field(default=25 * 1024 * 1024, ge=1)
+    result_connect_timeout_seconds: float = Field(default=5.0, gt=0)
+    result_read_timeout_seconds: float = Field(default=30.0, gt=0)
+
+    # workflows
+    train_state_machine_arn: str = ""
+    generate_state_machine_arn: str = ""
+    face_state_machine_arn: str = ""
+
+    _split_lists = field_validator("avatar_styles", "result_allowed_hosts", mode="before")(
+        staticmethod(_csv)
+    )
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Read every field from its upper-case environment variable, when set."""
+        env = os.environ if environ is None else environ
+        values = {name: env[name.upper()] for name in cls.model_fields if name.upper() in env}
+        return cls.model_validate(values)

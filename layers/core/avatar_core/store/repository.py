@@ -1,0 +1,400 @@
+"""The one DynamoDB repository. Single table, every key scoped by the owner.
+
+Item layout (PK / SK):
+- model        ``OWNER#<owner>`` / ``MODEL#<model_id>``
+- selfie       ``MODEL#<owner>#<model_id>`` / ``SELFIE#<selfie_id>``
+- generation   ``OWNER#<owner>`` / ``GEN#<generation_id>``
+               (GSI1: ``MODEL#<owner>#<model_id>`` / ``GEN#<generation_id>``)
+- face image   ``OWNER#<owner>`` / ``FACEIMG#<image_id>``
+- face job     ``OWNER#<owner>`` / ``FACE#<job_id>``
+- idempotency  ``OWNER#<owner>`` / ``IDEM#<scope>#<key digest>``
+
+Conditional writes turn races into domain errors: two requests that reserve the last
+selfie slots, or a duplicate S3 event, cannot both win.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Iterator
+from decimal import Decimal
+from typing import Any
+
+import boto3
+from boto3.dynamodb.conditions import Key
+from botocore.exceptions import ClientError
+
+from avatar_core.errors import Conflict, InvalidRequest
+from avatar_core.ids import now_iso
+from avatar_core.models.records import ModelRecord, ModelStatus, SelfieRecord, SelfieStatus
+
+_CONDITION_FAILED = ("ConditionalCheckFailedException", "TransactionCanceledException")
+
+
+def _owner_pk(owner: str) -> str:
+    return f"OWNER#{owner}"
+
+
+def _model_pk(owner: str, model_id: str) -> str:
+    return f"MODEL#{owner}#{model_id}"
+
+
+def to_item(values: dict[str, Any]) -> dict[str, Any]:
+    """DynamoDB wants Decimal, not float, and no empty values for absent fields."""
+
+    def convert(value: Any) -> Any:
+        if isinstance(value, float):
+            return Decimal(str(value))
+        if isinstance(value, dict):
+            return {k: convert(v) for k, v in value.items() if v is not None}
+        if isinstance(value, list):
+            return [convert(v) for v in value]
+        return value
+
+    return {k: convert(v) for k, v in values.items() if v is not None}
+
+
+def from_item(item: dict[str, Any]) -> dict[str, Any]:
+    def convert(value: Any) -> Any:
+        if isinstance(value, Decimal):
+            return int(value) if value == value.to_integral_value() else float(value)
+        if isinstance(value, dict):
+            return {k: convert(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [convert(v) for v in value]
+        return value
+
+    return {k: convert(v) for k, v in item.items()}
+
+
+def _is_condition_failure(error: ClientError) -> bool:
+    return error.response.get("Error", {}).get("Code") in _CONDITION_FAILED
+
+
+class Cursor:
+    """Opaque pagination cursors that only ever continue the caller's own listing."""
+
+    @staticmethod
+    def encode(last_key: dict[str, Any] | None) -> str | None:
+        if not last_key:
+            return None
+        raw = json.dumps(from_item(last_key), separators=(",", ":")).encode()
+        return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+    @staticmethod
+    def decode(cursor: str | None, expected_pk: str) -> dict[str, Any] | None:
+        if not cursor:
+            return None
+        try:
+            padded = cursor + "=" * (-len(cursor) % 4)
+            key = json.loads(base64.urlsafe_b64decode(padded.encode()))
+        except (binascii.Error, ValueError, UnicodeDecodeError) as exc:
+            raise InvalidRequest("cursor is not valid", field="cursor") from exc
+        if (
+            not isinstance(key, dict)
+            or key.get("PK") != expected_pk
+            or not all(isinstance(v, str) for v in key.values())
+        ):
+            raise InvalidRequest("cursor is not valid", field="cursor")
+        return key
+
+
+class AvatarRepository:
+    def __init__(self, table_name: str, resource: Any = None) -> None:
+        self._resource = resource or boto3.resource("dynamodb")
+        self._table = self._resource.Table(table_name)
+        self._client = self._resource.meta.client
+        self.table_name = table_name
+
+    # -- models ---------------------------------------------------------------------------
+
+    def create_model(self, record: ModelRecord) -> None:
+        item = {
+            "PK": _owner_pk(record.owner),
+            "SK": f"MODEL#{record.model_id}",
+            "kind": "model",
+            "slots_used": 0,
+            **record.model_dump(mode="json"),
+        }
+        self._table.put_item(Item=to_item(item), ConditionExpression="attribute_not_exists(PK)")
+
+    def get_model(self, owner: str, model_id: str) -> ModelRecord | None:
+        item = self._table.get_item(
+            Key={"PK": _owner_pk(owner), "SK": f"MODEL#{model_id}"}, ConsistentRead=True
+        ).get("Item")
+        return ModelRecord.model_validate(from_item(item)) if item else None
+
+    def list_models(
+        self, owner: str, limit: int, cursor: str | None
+    ) -> tuple[list[ModelRecord], str | None]:
+        pk = _owner_pk(owner)
+        query: dict[str, Any] = {
+            "KeyConditionExpression": Key("PK").eq(pk) & Key("SK").begins_with("MODEL#"),
+            "ScanIndexForward": False,
+            "Limit": limit,
+        }
+        start = Cursor.decode(cursor, pk)
+        if start:
+            query["ExclusiveStartKey"] = start
+        page = self._table.query(**query)
+        records = [ModelRecord.model_validate(from_item(i)) for i in page.get("Items", [])]
+        return records, Cursor.encode(page.get("LastEvaluatedKey"))
+
+    def update_model(self, owner: str, model_id: str, **changes: Any) -> ModelRecord:
+        """Set fields on an existing model (never creates one)."""
+        changes["updated_at"] = now_iso()
+        names = {f"#{k}": k for k in changes}
+        values = {f":{k}": v for k, v in to_item(changes).items()}
+        removed = [f"#{k}" for k, v in changes.items() if v is None]
+        expression = "SET " + ", ".join(f"#{k} = :{k}" for k in changes if changes[k] is not None)
+        if removed:
+            expression += " REMOVE " + ", ".join(removed)
+        try:
+            item = self._table.update_item(
+                Key={"PK": _owner_pk(owner), "SK": f"MODEL#{model_id}"},
+                UpdateExpression=expression,
+                ConditionExpression="attribute_exists(PK)",
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values,
+                ReturnValues="ALL_NEW",
+            )["Attributes"]
+        except ClientError as error:
+            if _is_condition_failure(error):
+                raise Conflict("the model no longer exists") from error
+            raise
+        return ModelRecord.model_validate(from_item(item))
+
+    def begin_training(self, owner: str, model_id: str, minimum: int) -> None:
+        """collecting → training, only with enough accepted selfies and none pending.
+
+        Of two concurrent starts exactly one passes this condition.
+        """
+        try:
+            self._table.update_item(
+                Key={"PK": _owner_pk(owner), "SK": f"MODEL#{model_id}"},
+                UpdateExpression=(
+                    "SET #status = :training, updated_at = :now, training_progress = :zero"
+                ),
+                ConditionExpression=(
+                    "#status = :collecting AND pending = :zero AND accepted >= :minimum"
+                ),
+                ExpressionAttributeNames={"#status": "status"},
+                ExpressionAttributeValues={
+                    ":training": ModelStatus.TRAINING.value,
+                    ":collecting": ModelStatus.COLLECTING.value,
+                    ":zero": 0,
+                    ":minimum": minimum,
+                    ":now": now_iso(),
+                },
+            )
+        except ClientError as error:
+            if _is_condition_failure(error):
+                raise Conflict("the model is already training") from error
+            raise
+
+    def finish_training(
+        self, owner: str, model_id: str, status: ModelStatus, **fields: Any
+    ) -> bool:
+        """training → ready or failed, once. Returns False if it was not training."""
+        changes = {"status": status.value, "updated_at": now_iso(), **fields}
+        names = {f"#{k}": k for k in changes}
+        values = {f":{k}": v for k, v in to_item(changes).items()}
+        values[":training"] = ModelStatus.TRAINING.value
+        try:
+            self._table.update_item(
+                Key={"PK": _owner_pk(owner), "SK": f"MODEL#{model_id}"},
+                UpdateExpression="SET " + ", ".join(f"#{k} = :{k}" for k in changes),
+                ConditionExpression="#status = :training",
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values,
+            )
+        except ClientError as error:
+            if _is_condition_failure(error):
+                return False
+            raise
+        return True
+
+    def delete_model(self, owner: str, model_id: str) -> None:
+        """Delete the model's records: selfies first, the model item last."""
+        keys = [
+            {"PK": item["PK"], "SK": item["SK"]}
+            for item in self._query_all(
+                KeyConditionExpression=Key("PK").eq(_model_pk(owner, model_id)),
+                ProjectionExpression="PK, SK",
+            )
+        ]
+        keys += [
+            {"PK": item["PK"], "SK": item["SK"]}
+            for item in self._query_all(
+                IndexName="GSI1",
+                KeyConditionExpression=Key("GSI1PK").eq(_model_pk(owner, model_id)),
+                ProjectionExpression="PK, SK",
+            )
+        ]
+        with self._table.batch_writer() as batch:
+            for key in keys:
+                batch.delete_item(Key=key)
+        self._table.delete_item(Key={"PK": _owner_pk(owner), "SK": f"MODEL#{model_id}"})
+
+    # -- selfies --------------------------------------------------------------------------
+
+    def reserve_selfies(self, model: ModelRecord, selfies: list[SelfieRecord], limit: int) -> None:
+        """Add upload slots atomically, never past ``limit`` pending + accepted selfies."""
+        count = len(selfies)
+        model_update = {
+            "Update": {
+                "TableName": self.table_name,
+                "Key": {"PK": _owner_pk(model.owner), "SK": f"MODEL#{model.model_id}"},
+                "UpdateExpression": (
+                    "SET pending = pending + :n, slots_used = slots_used + :n, updated_at = :now"
+                ),
+                "ConditionExpression": "#status = :collecting AND slots_used <= :room",
+                "ExpressionAttributeNames": {"#status": "status"},
+                "ExpressionAttributeValues": {
+                    ":n": count,
+                    ":room": limit - count,
+                    ":collecting": ModelStatus.COLLECTING.value,
+                    ":now": now_iso(),
+                },
+            }
+        }
+        puts = [
+            {
+                "Put": {
+                    "TableName": self.table_name,
+                    "Item": to_item(self._selfie_item(selfie)),
+                    "ConditionExpression": "attribute_not_exists(PK)",
+                }
+            }
+            for selfie in selfies
+        ]
+        try:
+            self._client.transact_write_items(TransactItems=[model_update, *puts])
+        except ClientError as error:
+            if not _is_condition_failure(error):
+                raise
+            current = self.get_model(model.owner, model.model_id)
+            if current is None or current.status is not ModelStatus.COLLECTING:
+                status = current.status.value if current else "deleted"
+                raise Conflict(
+                    f"the model is {status}: selfies can only be added while it is collecting"
+                ) from error
+            room = max(0, limit - current.pending - current.accepted)
+            raise Conflict(
+                f"a model holds at most {limit} selfies (pending and accepted); "
+                f"{room} more can be added, {count} were requested"
+            ) from error
+
+    def get_selfie(self, owner: str, model_id: str, selfie_id: str) -> SelfieRecord | None:
+        item = self._table.get_item(
+            Key={"PK": _model_pk(owner, model_id), "SK": f"SELFIE#{selfie_id}"},
+            ConsistentRead=True,
+        ).get("Item")
+        return SelfieRecord.model_validate(from_item(item)) if item else None
+
+    def list_selfies(self, owner: str, model_id: str) -> list[SelfieRecord]:
+        items = self._query_all(
+            KeyConditionExpression=Key("PK").eq(_model_pk(owner, model_id))
+            & Key("SK").begins_with("SELFIE#"),
+            ConsistentRead=True,
+        )
+        return [SelfieRecord.model_validate(from_item(i)) for i in items]
+
+    def settle_selfie(
+        self,
+        selfie: SelfieRecord,
+        status: SelfieStatus,
+        *,
+        reason: str | None = None,
+        normalised_key: str | None = None,
+        width: int | None = None,
+        height: int | None = None,
+    ) -> bool:
+        """Move a pending selfie to accepted or rejected, with the model's counters.
+
+        Returns False (and changes nothing) when the selfie is no longer pending or the model
+        is gone: duplicate and out-of-order events land here.
+        """
+        now = now_iso()
+        counter = "accepted" if status is SelfieStatus.ACCEPTED else "rejected"
+        frees_slot = status is SelfieStatus.REJECTED
+        selfie_values = to_item(
+            {
+                ":status": status.value,
+                ":pending": SelfieStatus.PENDING.value,
+                ":now": now,
+                ":reason": reason,
+                ":key": normalised_key,
+                ":width": width,
+                ":height": height,
+            }
+        )
+        sets = ["#status = :status", "updated_at = :now"]
+        sets += [
+            f"{name} = :{alias}"
+            for name, alias in (
+                ("reason", "reason"),
+                ("normalised_key", "key"),
+                ("width", "width"),
+                ("height", "height"),
+            )
+            if f":{alias}" in selfie_values
+        ]
+        model_set = f"pending = pending - :one, {counter} = {counter} + :one, updated_at = :now"
+        if frees_slot:
+            model_set += ", slots_used = slots_used - :one"
+        try:
+            self._client.transact_write_items(
+                TransactItems=[
+                    {
+                        "Update": {
+                            "TableName": self.table_name,
+                            "Key": {
+                                "PK": _model_pk(selfie.owner, selfie.model_id),
+                                "SK": f"SELFIE#{selfie.selfie_id}",
+                            },
+                            "UpdateExpression": "SET " + ", ".join(sets),
+                            "ConditionExpression": "#status = :pending",
+                            "ExpressionAttributeNames": {"#status": "status"},
+                            "ExpressionAttributeValues": selfie_values,
+                        }
+                    },
+                    {
+                        "Update": {
+                            "TableName": self.table_name,
+                            "Key": {
+                                "PK": _owner_pk(selfie.owner),
+                                "SK": f"MODEL#{selfie.model_id}",
+                            },
+                            "UpdateExpression": "SET " + model_set,
+                            "ConditionExpression": "attribute_exists(PK)",
+                            "ExpressionAttributeValues": {":one": 1, ":now": now},
+                        }
+                    },
+                ]
+            )
+        except ClientError as error:
+            if _is_condition_failure(error):
+                return False
+            raise
+        return True
+
+    def _selfie_item(self, selfie: SelfieRecord) -> dict[str, Any]:
+        return {
+            "PK": _model_pk(selfie.owner, selfie.model_id),
+            "SK": f"SELFIE#{selfie.selfie_id}",
+            "kind": "selfie",
+            **selfie.model_dump(mode="json"),
+        }
+
+    # -- plumbing -------------------------------------------------------------------------
+
+    def _query_all(self, **query: Any) -> Iterator[dict[str, Any]]:
+        while True:
+            page = self._table.query(**query)
+            yield from page.get("Items", [])
+            if "LastEvaluatedKey" not in page:
+                return
+            query["ExclusiveStartKey"] = page["LastEvaluatedKey"]
