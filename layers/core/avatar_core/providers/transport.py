@@ -1,0 +1,312 @@
+"""HTTP plumbing shared by the provider adapters.
+
+Every call has an explicit (connect, read) timeout and is made exactly once: retrying and
+waiting belong to the state machine, which reads the typed error's class name. Redirects
+are not followed, because ``requests`` would forward a custom API-key header to whatever
+host a redirect names. The API key is only ever placed in a request header: it is scrubbed
+from every message this module builds, and never logged.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import logging
+import math
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import requests
+from aws_lambda_powertools.utilities import parameters
+from pydantic import BaseModel, ValidationError
+
+from avatar_core.errors import (
+    ProviderAuthFailed,
+    ProviderError,
+    ProviderOutOfCredits,
+    ProviderRateLimited,
+    ProviderRejected,
+    ProviderUnavailable,
+)
+from avatar_core.providers.base import JobState, JobStatus, PollAdvice
+
+logger = logging.getLogger(__name__)
+
+SECRETS_MANAGER_ARN_PREFIX = "arn:aws:secretsmanager:"
+REQUEST_ID_HEADERS = ("x-request-id", "x-amzn-requestid", "request-id")
+REDACTED = "[REDACTED]"
+MAX_ERROR_TEXT = 500
+NEAR_DONE_PROGRESS = 90.0
+
+ApiKey = str | Callable[[], str]
+Model = TypeVar("Model", bound=BaseModel)
+
+
+def secret_from_parameter(name: str, max_age: int) -> str:
+    """Read an API key from SSM Parameter Store (decrypted) or, given an ARN, Secrets Manager.
+
+    Powertools keeps the value in memory for ``max_age`` seconds, so a warm Lambda does not
+    call SSM on every request and still notices a rotated key within ``max_age``.
+    """
+    if not name:
+        raise ValueError("the name of the parameter holding the API key is empty")
+    if name.startswith(SECRETS_MANAGER_ARN_PREFIX):
+        value: Any = parameters.get_secret(name, max_age=max_age)
+    else:
+        value = parameters.get_parameter(name, decrypt=True, max_age=max_age)
+    if isinstance(value, bytes):
+        value = value.decode("utf-8")
+    return str(value).strip()
+
+
+@dataclass(frozen=True)
+class PollSchedule:
+    """When to look at an upstream job again.
+
+    Before the first poll wait ``first_seconds`` (the job cannot be done sooner); after that
+    every ``every_seconds``. When the last poll reported progress of ``NEAR_DONE_PROGRESS``
+    or more on a job still queued or running, wait half the regular interval instead, so a
+    nearly finished job is noticed sooner without polling a fresh one harder.
+    """
+
+    first_seconds: int
+    every_seconds: int
+
+    def __post_init__(self) -> None:
+        if self.first_seconds < 1 or self.every_seconds < 1:
+            raise ValueError("poll intervals must be at least one second")
+
+    def advice(self, polls_so_far: int, last: JobStatus | None = None) -> PollAdvice:
+        if polls_so_far < 0:
+            raise ValueError("polls_so_far cannot be negative")
+        if polls_so_far == 0:
+            return PollAdvice(wait_seconds=self.first_seconds)
+        if (
+            last is not None
+            and last.state in (JobState.QUEUED, JobState.RUNNING)
+            and last.progress is not None
+            and last.progress >= NEAR_DONE_PROGRESS
+        ):
+            return PollAdvice(wait_seconds=max(1, math.ceil(self.every_seconds / 2)))
+        return PollAdvice(wait_seconds=self.every_seconds)
+
+
+def resolve_api_key(api_key: ApiKey) -> Callable[[], str]:
+    """Accept a key or a callable that returns it (read lazily, e.g. from SSM)."""
+    if callable(api_key):
+        return api_key
+    fixed = api_key
+    return lambda: fixed
+
+
+def redact(text: str, secret: str) -> str:
+    return text.replace(secret, REDACTED) if secret else text
+
+
+def clip(text: str, limit: int = MAX_ERROR_TEXT) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def compact_json(value: object) -> str:
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, separators=(",", ":"), sort_keys=True, default=str)
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """``Retry-After`` is either delta-seconds or an HTTP date; anything else is ignored."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        seconds = (when - datetime.now(UTC)).total_seconds()
+    if math.isnan(seconds) or math.isinf(seconds):
+        return None
+    return max(0.0, seconds)
+
+
+def parse_body(model: type[Model], body: object, *, provider: str, call: str) -> Model:
+    """Validate a 2xx body; an unexpected shape is the provider's fault and worth a retry.
+
+    The message names the offending fields only, never the values, which may be long or
+    carry data we do not want in logs.
+    """
+    try:
+        return model.model_validate(body)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in error['loc']) or 'body'}: {error['msg']}"
+            for error in exc.errors(include_url=False, include_input=False)
+        )
+        raise ProviderUnavailable(
+            f"{provider} answered {call} with an unexpected body ({clip(problems)})",
+            provider=provider,
+            status_code=200,
+        ) from None
+
+
+class ProviderHttp:
+    """One provider's JSON API: base URL, credentials, timeouts and the error mapping.
+
+    ``auth_headers`` turns the key into the headers the provider expects; ``describe_error``
+    extracts the provider's own words from a decoded error body (or returns None).
+    """
+
+    def __init__(
+        self,
+        *,
+        provider: str,
+        base_url: str,
+        api_key: ApiKey,
+        auth_headers: Callable[[str], Mapping[str, str]],
+        describe_error: Callable[[object], str | None],
+        connect_timeout_seconds: float,
+        read_timeout_seconds: float,
+        session: requests.Session | None = None,
+    ) -> None:
+        if not base_url:
+            raise ValueError(f"the {provider} base URL is not configured")
+        if connect_timeout_seconds <= 0 or read_timeout_seconds <= 0:
+            raise ValueError("timeouts must be positive")
+        self.provider = provider
+        self.base_url = base_url.rstrip("/")
+        self._api_key = resolve_api_key(api_key)
+        self._auth_headers = auth_headers
+        self._describe_error = describe_error
+        self.timeout = (connect_timeout_seconds, read_timeout_seconds)
+        self._session = session or requests.Session()
+
+    def get(self, path: str, *, call: str) -> object:
+        return self.request("GET", path, call=call)
+
+    def post(self, path: str, body: Any, *, call: str) -> object:
+        return self.request("POST", path, body=body, call=call)
+
+    def request(self, method: str, path: str, *, call: str, body: Any = None) -> object:
+        """Send one request and return its decoded JSON body, or raise a typed error.
+
+        ``path`` is already filled in and quoted; ``call`` names the endpoint without ids,
+        for messages and logs.
+        """
+        key = self._api_key()
+        if not key:
+            raise ProviderAuthFailed(
+                f"no {self.provider} API key is configured", provider=self.provider
+            )
+        headers = {"Accept": "application/json", **self._auth_headers(key)}
+        started = time.monotonic()
+        try:
+            response = self._session.request(
+                method,
+                f"{self.base_url}{path}",
+                json=body,
+                headers=headers,
+                timeout=self.timeout,
+                allow_redirects=False,
+            )
+        except requests.Timeout as exc:
+            raise self._unavailable(f"did not answer {call} in time", key) from exc
+        except (
+            requests.ConnectionError,
+            requests.exceptions.ChunkedEncodingError,
+            requests.exceptions.ContentDecodingError,
+        ) as exc:
+            raise self._unavailable(
+                f"could not be reached for {call} ({type(exc).__name__})", key
+            ) from exc
+        request_id = _request_id(response)
+        logger.info(
+            "provider call",
+            extra={
+                "provider": self.provider,
+                "call": call,
+                "status_code": response.status_code,
+                "elapsed_ms": round((time.monotonic() - started) * 1000),
+                "provider_request_id": request_id,
+            },
+        )
+        if 200 <= response.status_code < 300:
+            return self._decode_success(response, call, key)
+        raise self._error_for(response, call, key, request_id)
+
+    def _unavailable(self, what: str, key: str) -> ProviderUnavailable:
+        return ProviderUnavailable(redact(f"{self.provider} {what}", key), provider=self.provider)
+
+    def _decode_success(self, response: requests.Response, call: str, key: str) -> object:
+        try:
+            return response.json()
+        except ValueError:
+            raise ProviderUnavailable(
+                f"{self.provider} answered {call} with HTTP {response.status_code} "
+                "and a body that is not JSON",
+                provider=self.provider,
+                status_code=response.status_code,
+                provider_message=_safe_text(response, key) or None,
+            ) from None
+
+    def _error_for(
+        self, response: requests.Response, call: str, key: str, request_id: str | None
+    ) -> ProviderError:
+        status = response.status_code
+        provider_message = self._provider_message(response, key)
+        summary = f"{self.provider} answered {call} with HTTP {status}"
+        if provider_message:
+            summary += f": {provider_message}"
+        if request_id:
+            summary += f" (request id {request_id})"
+        summary = redact(summary, key)
+        common: dict[str, Any] = {
+            "provider": self.provider,
+            "status_code": status,
+            "provider_message": provider_message,
+        }
+        if status in (401, 403):
+            return ProviderAuthFailed(summary, **common)
+        if status == 402:
+            return ProviderOutOfCredits(summary, **common)
+        if status == 429:
+            retry_after = parse_retry_after(response.headers.get("Retry-After"))
+            return ProviderRateLimited(summary, retry_after=retry_after, **common)
+        if status == 408 or status >= 500:
+            return ProviderUnavailable(summary, **common)
+        if 400 <= status < 500:
+            return ProviderRejected(summary, **common)
+        return ProviderUnavailable(f"{summary}, which is not an answer we expect", **common)
+
+    def _provider_message(self, response: requests.Response, key: str) -> str | None:
+        try:
+            decoded = response.json()
+        except ValueError:
+            return _safe_text(response, key) or None
+        described = self._describe_error(decoded)
+        if not described:
+            return _safe_text(response, key) or None
+        return clip(redact(described, key))
+
+
+def _request_id(response: requests.Response) -> str | None:
+    for header in REQUEST_ID_HEADERS:
+        value = response.headers.get(header)
+        if value:
+            return clip(value, 100)
+    return None
+
+
+def _safe_text(response: requests.Response, key: str) -> str:
+    try:
+        text = response.text
+    except (UnicodeDecodeError, LookupError):
+        return ""
+    return clip(redact(text, key))
