@@ -1,0 +1,189 @@
+"""The provider emulator: one loopback HTTP server speaking both providers' contracts.
+
+Picsart AI Avatars lives under ``/picsart/v1`` and Qolaba's Face Avatar under ``/qolaba``,
+so the adapters are pointed at it by base URL alone. Results are served at ``/results``.
+Test hooks live under ``/_emulator`` and answer loopback callers only.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+from flask import Blueprint, Flask, Response, abort, jsonify, request
+from werkzeug.exceptions import HTTPException
+from werkzeug.serving import BaseWSGIServer, make_server
+
+from local.emulator.core import EmulatorConfig, ResultFiles, ScaledClock
+from local.emulator.faults import Faults, ScriptError
+
+MAX_REQUEST_BYTES = 1024 * 1024
+
+
+def _zeroed_counters() -> dict[str, Any]:
+    return {
+        "trainings_submitted": 0,
+        "inferences_submitted": 0,
+        "face_jobs_submitted": 0,
+        "results_served": 0,
+        "trainings_by_source": {},
+        "requests_by_route": {},
+        "faults_injected": {},
+    }
+
+
+@dataclass
+class EmulatorState:
+    config: EmulatorConfig
+    clock: ScaledClock
+    files: ResultFiles
+    counters: dict[str, Any] = field(default_factory=_zeroed_counters)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    faults: Faults = field(default_factory=Faults)
+
+    def count(self, name: str) -> None:
+        with self.lock:
+            self.counters[name] = self.counters.get(name, 0) + 1
+
+    def count_in(self, name: str, key: str) -> None:
+        with self.lock:
+            bucket = self.counters.setdefault(name, {})
+            bucket[key] = bucket.get(key, 0) + 1
+
+    def reset_counters(self) -> None:
+        with self.lock:
+            self.counters.clear()
+            self.counters.update(_zeroed_counters())
+
+
+def create_app(state: EmulatorState) -> Flask:
+    from local.emulator import picsart, qolaba
+
+    app = Flask("provider-emulator")
+    app.config["MAX_CONTENT_LENGTH"] = MAX_REQUEST_BYTES
+    app.register_blueprint(picsart.make_blueprint(state), url_prefix="/picsart/v1")
+    app.register_blueprint(qolaba.make_blueprint(state), url_prefix="/qolaba")
+    app.register_blueprint(_admin_blueprint(state), url_prefix="/_emulator")
+
+    @app.get("/results/<token>")
+    def result(token: str) -> Response:
+        entry = state.files.get(token)
+        if entry is None:
+            abort(404)
+        state.count("results_served")
+        return Response(entry.data, mimetype=entry.content_type)
+
+    @app.errorhandler(HTTPException)
+    def http_error(error: HTTPException) -> Response | HTTPException:
+        """Unrouted paths and wrong methods answer in the addressed provider's error shape."""
+        status = error.code or 500
+        if request.path.startswith("/picsart/"):
+            return picsart.error_response(status, error.name, error.description or error.name)
+        if request.path.startswith("/qolaba/"):
+            return qolaba.error_response(status, error.name)
+        return error
+
+    return app
+
+
+def _admin_blueprint(state: EmulatorState) -> Blueprint:
+    from local.emulator import picsart, qolaba
+
+    outcome_statuses = {
+        "training": picsart.SCRIPTABLE_TRAINING_OUTCOMES,
+        "inference": picsart.SCRIPTABLE_INFERENCE_OUTCOMES,
+        "face": qolaba.SCRIPTABLE_FACE_OUTCOMES,
+    }
+    admin = Blueprint("emulator_admin", __name__)
+
+    @admin.before_request
+    def loopback_only() -> Response | None:
+        try:
+            loopback = ipaddress.ip_address(request.remote_addr or "").is_loopback
+        except ValueError:
+            loopback = False
+        if not loopback:
+            return _admin_error("the emulator's admin endpoints answer loopback callers only", 403)
+        return None
+
+    @admin.get("/stats")
+    def stats() -> Response:
+        with state.lock:
+            return jsonify(state.counters)
+
+    @admin.get("/script")
+    def current_script() -> Response:
+        return jsonify(state.faults.describe())
+
+    @admin.post("/script")
+    def script() -> Response:
+        payload = request.get_json(silent=True)
+        try:
+            state.faults.apply(payload, outcome_statuses)
+        except ScriptError as error:
+            return _admin_error(str(error), 400)
+        return jsonify(state.faults.describe())
+
+    @admin.post("/expire-results")
+    def expire_results() -> Response:
+        state.files.expire_all()
+        return jsonify({"expired": True})
+
+    @admin.post("/advance-clock")
+    def advance_clock() -> Response:
+        payload = request.get_json(silent=True)
+        seconds = payload.get("seconds") if isinstance(payload, dict) else None
+        if not isinstance(seconds, int | float) or isinstance(seconds, bool) or seconds < 0:
+            return _admin_error('body must be {"seconds": <number >= 0>}', 400)
+        state.clock.advance(float(seconds))
+        return jsonify({"now": state.clock.now()})
+
+    @admin.post("/reset")
+    def reset() -> Response:
+        state.faults.reset()
+        state.reset_counters()
+        return jsonify({"reset": True})
+
+    return admin
+
+
+def _admin_error(message: str, status: int) -> Response:
+    response = jsonify({"error": message})
+    response.status_code = status
+    return response
+
+
+class EmulatorServer:
+    """Runs the emulator on ``127.0.0.1`` in a background thread."""
+
+    def __init__(self, config: EmulatorConfig | None = None, port: int = 0) -> None:
+        self.config = config or EmulatorConfig()
+        clock = ScaledClock(self.config.time_factor)
+        self.state = EmulatorState(self.config, clock, ResultFiles(clock))
+        self._server: BaseWSGIServer = make_server(
+            "127.0.0.1", port, create_app(self.state), threaded=True
+        )
+        self.port = self._server.server_port
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        self.state.files.base_url = self.base_url
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="provider-emulator", daemon=True
+        )
+
+    @property
+    def picsart_base_url(self) -> str:
+        return f"{self.base_url}/picsart/v1"
+
+    @property
+    def qolaba_base_url(self) -> str:
+        return f"{self.base_url}/qolaba"
+
+    def start(self) -> EmulatorServer:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._thread.join(timeout=5)
