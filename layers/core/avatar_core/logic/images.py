@@ -1,0 +1,483 @@
+"""Checking and normalising uploaded images: selfies for training, references for face avatars.
+
+Pure logic: bytes in, ``ProcessedImage`` out, ``ImageRejected`` with a message the end user can
+act on for anything we cannot use. The order of checks is what keeps a hostile upload cheap:
+magic bytes, file size, the dimensions declared in the header (read by our own small parser,
+so the decompression-bomb limit never depends on Pillow's process-global
+``Image.MAX_IMAGE_PIXELS``), the file's structure being complete, and only then decoding.
+
+Truncated files are rejected by that structural check as well as by Pillow itself, so the
+answer stays the same even if some other code in the process flips the global
+``ImageFile.LOAD_TRUNCATED_IMAGES`` (which makes Pillow pad missing data with grey).
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from io import BytesIO
+
+from PIL import ExifTags, Image, ImageCms
+
+from avatar_core.errors import ImageRejected
+
+JPEG = "JPEG"
+PNG = "PNG"
+
+_JPEG_MAGIC = b"\xff\xd8\xff"
+_PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+_SNIFF_BYTES = 16
+
+# Formats people do upload instead, named so the message tells them what to change.
+_OTHER_FORMATS: tuple[tuple[int, bytes, str], ...] = (
+    (4, b"ftypheic", "HEIC"),
+    (4, b"ftypheix", "HEIC"),
+    (4, b"ftyphevc", "HEIC"),
+    (4, b"ftypmif1", "HEIF"),
+    (4, b"ftypavif", "AVIF"),
+    (8, b"WEBP", "WebP"),
+    (0, b"GIF8", "GIF"),
+    (0, b"%PDF", "PDF"),
+    (0, b"II*\x00", "TIFF"),
+    (0, b"MM\x00*", "TIFF"),
+)
+
+# SOFn markers carry the frame size; C4 (DHT), C8 (reserved) and CC (DAC) share the range.
+_JPEG_SOF_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+_JPEG_STANDALONE_MARKERS = frozenset({0x01, 0xD8, *range(0xD0, 0xD8)})
+_JPEG_SOS = 0xDA
+_JPEG_EOI = 0xD9
+_JPEG_EOI_BYTES = b"\xff\xd9"
+
+# What turns the stored pixels upright, per EXIF orientation (same table as ImageOps).
+_UPRIGHT_TRANSPOSE = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+_SIDEWAYS_ORIENTATIONS = frozenset({5, 6, 7, 8})
+
+_SIXTEEN_BIT_GREY_MODES = frozenset({"I", "I;16", "I;16L", "I;16B", "I;16N"})
+_WHITE = (255, 255, 255)
+_SRGB = ImageCms.createProfile("sRGB")
+_ICC_COLOUR_SPACE_FOR_MODE = {"RGB": "RGB", "CMYK": "CMYK", "L": "GRAY"}
+
+_DAMAGED = "the image file is damaged or incomplete"
+# Messages say "200×180 pixels"; the sign is escaped because ruff flags it as confusable.
+_BY = "\N{MULTIPLICATION SIGN}"
+
+# What Pillow and its codecs raise for data they cannot make sense of.
+_DECODE_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    SyntaxError,
+    ValueError,
+    TypeError,
+    IndexError,
+    KeyError,
+    EOFError,
+    struct.error,
+    zlib.error,
+)
+
+_PROFILE_ERRORS: tuple[type[BaseException], ...] = (ImageCms.PyCMSError, *_DECODE_ERRORS)
+
+
+@dataclass(frozen=True)
+class ImageLimits:
+    max_bytes: int = 15 * 1024 * 1024
+    max_pixels: int = 40_000_000  # decompression-bomb limit, checked from the header
+    min_side: int = 256  # short side, after EXIF orientation
+
+    def __post_init__(self) -> None:
+        if self.max_bytes < 1 or self.max_pixels < 1 or self.min_side < 1:
+            raise ValueError(f"image limits must be positive: {self}")
+
+
+@dataclass(frozen=True)
+class ProcessedImage:
+    data: bytes
+    content_type: str  # "image/jpeg" or "image/png"
+    width: int
+    height: int
+    source_format: str  # "JPEG" or "PNG", from the magic bytes
+    source_width: int  # after EXIF orientation
+    source_height: int
+
+
+def sniff_format(head: bytes) -> str | None:
+    """``"JPEG"`` or ``"PNG"`` from the magic bytes alone, else None.
+
+    File names and declared content types are never consulted: they are whatever the client
+    says they are.
+    """
+    if head.startswith(_JPEG_MAGIC):
+        return JPEG
+    if head.startswith(_PNG_MAGIC):
+        return PNG
+    return None
+
+
+def normalise_selfie(
+    data: bytes, *, limits: ImageLimits, side: int = 512, quality: int = 90
+) -> ProcessedImage:
+    """An upright, centre-cropped ``side`` x ``side`` RGB JPEG without metadata.
+
+    A large JPEG is decoded at a reduced DCT scale (Pillow's draft mode), never below what the
+    crop to ``side`` needs, which is most of the time and memory saved on a phone photo.
+    """
+    if side < 1:
+        raise ValueError("side must be positive")
+    with _opened(data, limits) as source:
+        short = min(source.raw_width, source.raw_height)
+        needed = (
+            math.ceil(source.raw_width * side / short),
+            math.ceil(source.raw_height * side / short),
+        )
+        image = _decode(source, needed)
+        with _memory_guard():
+            width, height = image.size
+            crop = min(width, height)
+            # A centred square maps onto itself under every EXIF orientation, so cropping and
+            # resizing the stored pixels first and turning only the small result is exact.
+            box = ((width - crop) / 2, (height - crop) / 2, (width + crop) / 2, (height + crop) / 2)
+            square = _resampleable(image).resize((side, side), Image.Resampling.LANCZOS, box=box)
+            upright = _orient(_to_srgb(square, source.icc_profile, keep_alpha=False), source)
+            return _encode(upright, source, quality=quality)
+
+
+def fit_reference(
+    data: bytes, *, limits: ImageLimits, max_side: int = 1536, quality: int = 92
+) -> ProcessedImage:
+    """An upright image that fits inside ``max_side`` x ``max_side``, keeping its aspect ratio.
+
+    Never upscaled. JPEG output, except that a PNG with real transparency stays an RGBA PNG
+    (a face-avatar reference may be a cut-out).
+    """
+    if max_side < 1:
+        raise ValueError("max_side must be positive")
+    with _opened(data, limits) as source:
+        target = _fit_inside(source.raw_width, source.raw_height, max_side)
+        image = _decode(source, target)
+        with _memory_guard():
+            image = _resampleable(image)
+            keep_alpha = source.format == PNG and _has_transparency(image)
+            if image.size != target:
+                image = image.resize(target, Image.Resampling.LANCZOS)
+            upright = _orient(_to_srgb(image, source.icc_profile, keep_alpha=keep_alpha), source)
+            return _encode(upright, source, quality=quality)
+
+
+# --- opening: everything that can be decided before decoding ------------------------------
+
+
+@dataclass(frozen=True)
+class _Header:
+    width: int
+    height: int
+    complete: bool  # the file's structure runs to its end marker
+
+
+@dataclass
+class _Source:
+    image: Image.Image
+    format: str
+    raw_width: int  # as stored, before EXIF orientation
+    raw_height: int
+    limits: ImageLimits
+    icc_profile: bytes | None
+    orientation: int = 1
+
+    @property
+    def upright_size(self) -> tuple[int, int]:
+        if self.orientation in _SIDEWAYS_ORIENTATIONS:
+            return self.raw_height, self.raw_width
+        return self.raw_width, self.raw_height
+
+
+@contextmanager
+def _opened(data: bytes, limits: ImageLimits) -> Iterator[_Source]:
+    if not data:
+        raise ImageRejected("the file is empty")
+    image_format = sniff_format(data[:_SNIFF_BYTES])
+    if image_format is None:
+        raise ImageRejected(_not_jpeg_or_png(data[:_SNIFF_BYTES]))
+    if len(data) > limits.max_bytes:
+        raise ImageRejected(
+            f"file too large: {_megabytes(len(data))} MB, at most {_megabytes(limits.max_bytes)} MB"
+        )
+    header = _read_jpeg_header(data) if image_format == JPEG else _read_png_header(data)
+    if header is None or header.width < 1 or header.height < 1:
+        raise ImageRejected(_DAMAGED)
+    _check_pixel_count(header.width, header.height, limits)
+    if not header.complete:
+        raise ImageRejected(_DAMAGED)
+    with _decoding_errors(header.width, header.height, limits):
+        image = Image.open(BytesIO(data), formats=[image_format])
+    with image:
+        if image.size != (header.width, header.height):
+            raise ImageRejected(_DAMAGED)
+        yield _Source(
+            image=image,
+            format=image_format,
+            raw_width=header.width,
+            raw_height=header.height,
+            limits=limits,
+            icc_profile=image.info.get("icc_profile") or None,
+        )
+
+
+def _decode(source: _Source, needed: tuple[int, int]) -> Image.Image:
+    """Decode (a JPEG at the smallest DCT scale that still covers ``needed``), then judge size.
+
+    Turning never changes the short side, so a too-small image is refused without decoding;
+    its orientation is still read, to tell the user the size they see.
+    """
+    image = source.image
+    if min(source.raw_width, source.raw_height) >= source.limits.min_side:
+        with _decoding_errors(source.raw_width, source.raw_height, source.limits):
+            if source.format == JPEG:
+                image.draft("RGB", needed)
+            image.load()
+    source.orientation = _orientation(image)
+    width, height = source.upright_size
+    if min(width, height) < source.limits.min_side:
+        raise ImageRejected(
+            f"image too small: {width}{_BY}{height} pixels, need at least "
+            f"{source.limits.min_side} px on the short side"
+        )
+    return image
+
+
+@contextmanager
+def _decoding_errors(width: int, height: int, limits: ImageLimits) -> Iterator[None]:
+    try:
+        yield
+    except Image.DecompressionBombError as exc:
+        raise ImageRejected(_too_many_pixels(width, height, limits)) from exc
+    except MemoryError as exc:
+        raise ImageRejected("the image is too large to process") from exc
+    except _DECODE_ERRORS as exc:
+        raise ImageRejected(_DAMAGED) from exc
+
+
+@contextmanager
+def _memory_guard() -> Iterator[None]:
+    try:
+        yield
+    except MemoryError as exc:
+        raise ImageRejected("the image is too large to process") from exc
+
+
+def _check_pixel_count(width: int, height: int, limits: ImageLimits) -> None:
+    if width * height > limits.max_pixels:
+        raise ImageRejected(_too_many_pixels(width, height, limits))
+
+
+def _too_many_pixels(width: int, height: int, limits: ImageLimits) -> str:
+    return (
+        f"image too large: {width}{_BY}{height} pixels, "
+        f"at most {limits.max_pixels / 1_000_000:g} megapixels"
+    )
+
+
+def _not_jpeg_or_png(head: bytes) -> str:
+    for offset, magic, name in _OTHER_FORMATS:
+        if head[offset : offset + len(magic)] == magic:
+            return f"not a JPEG or PNG image ({name} is not supported): save it as JPEG or PNG"
+    return "not a JPEG or PNG image"
+
+
+def _megabytes(size: int) -> str:
+    return f"{size / (1024 * 1024):.1f}".removesuffix(".0")
+
+
+def _read_jpeg_header(data: bytes) -> _Header | None:
+    """Frame size from the SOFn segment; complete when an EOI follows the first scan.
+
+    Segments are walked by their lengths, so an EXIF thumbnail's own markers are skipped.
+    Entropy-coded data cannot contain FF D9 (FF is always stuffed), so the first FF D9 after
+    the scan header is the end of the image.
+    """
+    size: tuple[int, int] | None = None
+    position, end = 2, len(data)
+    while position < end:
+        if data[position] != 0xFF:
+            return None
+        while position < end and data[position] == 0xFF:
+            position += 1
+        if position + 3 > end:
+            break
+        marker = data[position]
+        position += 1
+        if marker in _JPEG_STANDALONE_MARKERS:
+            continue
+        if marker == _JPEG_EOI or marker == 0x00:
+            return None
+        (length,) = struct.unpack_from(">H", data, position)
+        if length < 2:
+            return None
+        if marker in _JPEG_SOF_MARKERS:
+            if length < 8 or position + 7 > end:
+                break
+            height, width = struct.unpack_from(">HH", data, position + 3)
+            size = (width, height)
+        elif marker == _JPEG_SOS:
+            if size is None:
+                return None
+            complete = data.find(_JPEG_EOI_BYTES, position + length) != -1
+            return _Header(size[0], size[1], complete)
+        position += length
+    return None if size is None else _Header(size[0], size[1], complete=False)
+
+
+def _read_png_header(data: bytes) -> _Header | None:
+    """Size from IHDR (which must come first, with a good CRC, so that a damaged header is not
+    reported as a huge image); complete when the chunks run to IEND."""
+    position, end = len(_PNG_MAGIC), len(data)
+    if position + 8 + 13 + 4 > end:
+        return None
+    length, chunk_type = struct.unpack_from(">I4s", data, position)
+    if chunk_type != b"IHDR" or length != 13:
+        return None
+    (crc,) = struct.unpack_from(">I", data, position + 8 + 13)
+    if zlib.crc32(data[position + 4 : position + 8 + 13]) != crc:
+        return None
+    width, height = struct.unpack_from(">II", data, position + 8)
+    seen_image_data = False
+    while position + 8 <= end:
+        length, chunk_type = struct.unpack_from(">I4s", data, position)
+        if length >= 2**31:
+            return None
+        position += 8 + length + 4
+        if position > end:
+            break
+        if chunk_type == b"IDAT":
+            seen_image_data = True
+        elif chunk_type == b"IEND":
+            return _Header(width, height, complete=seen_image_data)
+    return _Header(width, height, complete=False)
+
+
+def _orientation(image: Image.Image) -> int:
+    """EXIF orientation 1-8; a missing, odd or unreadable tag counts as upright."""
+    try:
+        value = image.getexif().get(ExifTags.Base.Orientation, 1)
+    except _DECODE_ERRORS:
+        return 1
+    return value if isinstance(value, int) and value in _UPRIGHT_TRANSPOSE else 1
+
+
+# --- pixels ---------------------------------------------------------------------------------
+
+
+def _fit_inside(width: int, height: int, max_side: int) -> tuple[int, int]:
+    if width <= max_side and height <= max_side:
+        return width, height
+    scale = max_side / max(width, height)
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+def _resampleable(image: Image.Image) -> Image.Image:
+    """A mode Pillow resamples properly, alpha kept (resize premultiplies LA and RGBA).
+
+    Palette and bilevel images would silently be resized with NEAREST, and a tRNS colour key
+    would be lost on resize, so they are expanded first. 16-bit grey stays 16-bit until after
+    the resize (see ``_to_srgb``), CMYK stays CMYK for its ICC profile.
+    """
+    mode = image.mode
+    has_colour_key = "transparency" in image.info
+    if mode in ("P", "PA"):
+        return image.convert("RGBA" if has_colour_key or mode == "PA" else "RGB")
+    if mode == "1":
+        return image.convert("L")
+    if mode == "L" and has_colour_key:
+        return image.convert("LA")
+    if mode == "RGB" and has_colour_key:
+        return image.convert("RGBA")
+    if mode == "La":
+        return image.convert("LA")
+    if mode == "RGBa":
+        return image.convert("RGBA")
+    if mode == "YCbCr":
+        return image.convert("RGB")
+    if mode in ("L", "LA", "RGB", "RGBA", "CMYK") or mode in _SIXTEEN_BIT_GREY_MODES:
+        return image
+    raise ImageRejected(f"unsupported colour format ({mode}): save the image as an 8-bit RGB JPEG")
+
+
+def _has_transparency(image: Image.Image) -> bool:
+    if image.mode not in ("LA", "RGBA"):
+        return False
+    lowest, _ = image.getchannel("A").getextrema()
+    return isinstance(lowest, int | float) and lowest < 255
+
+
+def _to_srgb(image: Image.Image, icc_profile: bytes | None, *, keep_alpha: bool) -> Image.Image:
+    """RGB (or RGBA) in sRGB: the output carries no profile, and viewers assume sRGB."""
+    alpha = None
+    if image.mode in ("LA", "RGBA"):
+        alpha = image.getchannel("A")
+        image = image.convert("L" if image.mode == "LA" else "RGB")
+    if image.mode in _SIXTEEN_BIT_GREY_MODES:
+        # Pillow clips 16-bit values to 255 when converting to L; scale them instead.
+        image = image.convert("I").point(lambda value: value / 257).convert("L")
+    rgb = _convert_with_profile(image, icc_profile)
+    if alpha is None:
+        return rgb
+    if keep_alpha:
+        rgb.putalpha(alpha)
+        return rgb
+    on_white = Image.new("RGB", rgb.size, _WHITE)
+    on_white.paste(rgb, mask=alpha)
+    return on_white
+
+
+def _convert_with_profile(image: Image.Image, icc_profile: bytes | None) -> Image.Image:
+    """Honour an embedded ICC profile (CMYK print profiles, Display P3 phone photos)."""
+    expected_space = _ICC_COLOUR_SPACE_FOR_MODE.get(image.mode)
+    if icc_profile and expected_space:
+        try:
+            profile = ImageCms.ImageCmsProfile(BytesIO(icc_profile))
+            if profile.profile.xcolor_space.strip() == expected_space:
+                converted = ImageCms.profileToProfile(image, profile, _SRGB, outputMode="RGB")
+                if converted is not None:
+                    return converted
+        except _PROFILE_ERRORS:
+            pass  # a broken or unusual profile: fall back to Pillow's plain conversion
+    return image.convert("RGB")
+
+
+def _orient(image: Image.Image, source: _Source) -> Image.Image:
+    transpose = _UPRIGHT_TRANSPOSE.get(source.orientation)
+    return image if transpose is None else image.transpose(transpose)
+
+
+def _encode(image: Image.Image, source: _Source, *, quality: int) -> ProcessedImage:
+    # Pillow copies ``info`` (EXIF, ICC, text, dpi) along every operation and the PNG writer
+    # re-emits some of it by default; nothing of the upload may reach the output.
+    image.info = {}
+    buffer = BytesIO()
+    if image.mode == "RGBA":
+        image.save(buffer, "PNG", compress_level=3)  # 3x faster than the default, ~15% larger
+        content_type = "image/png"
+    else:
+        image.save(buffer, "JPEG", quality=quality, optimize=True)
+        content_type = "image/jpeg"
+    width, height = source.upright_size
+    return ProcessedImage(
+        data=buffer.getvalue(),
+        content_type=content_type,
+        width=image.width,
+        height=image.height,
+        source_format=source.format,
+        source_width=width,
+        source_height=height,
+    )
