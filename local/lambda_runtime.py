@@ -1,0 +1,153 @@
+"""Runs Lambda handlers in this process, standing in for moto's Docker-based runtime.
+
+Every invocation path in moto (Invoke API, Step Functions tasks, S3 notifications) ends in
+``LambdaFunction._invoke_lambda``; :meth:`InProcessRuntime.install` replaces it so the
+function's handler is imported from its CodeUri folder and called here, with the
+function's own environment variables applied for the duration of the call.
+
+``os.environ`` is process-global, so invocations are serialised by one lock. A handler
+must therefore never invoke another Lambda synchronously (that would deadlock); none does.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import logging
+import os
+import sys
+import threading
+import time
+import traceback
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+log = logging.getLogger("local.lambda")
+
+
+@dataclass(frozen=True)
+class FunctionCode:
+    logical_id: str
+    code_dir: Path
+    handler: str  # "module.function"
+
+
+class LambdaContext:
+    """The attributes of the Lambda context object that our handlers and powertools read."""
+
+    def __init__(self, function_name: str, arn: str, memory_mb: int, timeout_s: int) -> None:
+        self.function_name = function_name
+        self.function_version = "$LATEST"
+        self.invoked_function_arn = arn
+        self.memory_limit_in_mb = memory_mb
+        self.aws_request_id = str(uuid.uuid4())
+        self.log_group_name = f"/aws/lambda/{function_name}"
+        self.log_stream_name = f"local/{self.aws_request_id}"
+        self._deadline = time.monotonic() + timeout_s
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, int((self._deadline - time.monotonic()) * 1000))
+
+
+class InProcessRuntime:
+    def __init__(
+        self, base_env: dict[str, str] | None = None, overrides: dict[str, str] | None = None
+    ) -> None:
+        self._functions: dict[str, FunctionCode] = {}
+        self._modules: dict[str, ModuleType] = {}
+        self._lock = threading.Lock()
+        self._base_env = dict(base_env or {})
+        self._overrides = dict(overrides or {})
+        self.invocations: dict[str, int] = {}
+        self.failures: list[tuple[str, str, str]] = []
+
+    def register(self, function_name: str, code: FunctionCode) -> None:
+        self._functions[function_name] = code
+
+    def add_layer(self, layer_dir: Path) -> None:
+        """Make a layer's packages importable, as Lambda does from /opt/python."""
+        if str(layer_dir) not in sys.path:
+            sys.path.insert(0, str(layer_dir))
+
+    def install(self) -> None:
+        from moto.awslambda.models import LambdaFunction
+
+        runtime = self
+
+        def _invoke_lambda(fn: Any, event: Any = None) -> tuple[str, bool, str]:
+            return runtime.invoke(fn, event)
+
+        LambdaFunction._invoke_lambda = _invoke_lambda  # type: ignore[method-assign]
+
+    def invoke(self, fn: Any, event: Any) -> tuple[str, bool, str]:
+        name = fn.function_name
+        code = self._functions.get(name)
+        if code is None:
+            message = f"no local code registered for Lambda function {name}"
+            return json.dumps({"errorType": "LocalRuntimeError", "errorMessage": message}), True, ""
+        if isinstance(event, str | bytes):
+            event = json.loads(event or "{}")
+        env = {
+            **self._base_env,
+            **{k: str(v) for k, v in fn.environment_vars.items()},
+            **self._overrides,
+        }
+        env.update(
+            AWS_LAMBDA_FUNCTION_NAME=name,
+            AWS_LAMBDA_FUNCTION_MEMORY_SIZE=str(fn.memory_size),
+            AWS_LAMBDA_LOG_GROUP_NAME=f"/aws/lambda/{name}",
+        )
+        context = LambdaContext(name, fn.function_arn, int(fn.memory_size), int(fn.timeout))
+        with self._lock, _environment(env):
+            self.invocations[code.logical_id] = self.invocations.get(code.logical_id, 0) + 1
+            try:
+                result = self._handler(code)(event, context)
+                payload, errored = json.dumps(result, default=str), False
+            except Exception as exc:  # every failure becomes Lambda's error payload
+                payload, errored = _error_payload(exc), True
+                self.failures.append((code.logical_id, type(exc).__name__, str(exc)))
+                log.warning("%s failed: %s: %s", code.logical_id, type(exc).__name__, exc)
+        return payload, errored, ""
+
+    def _handler(self, code: FunctionCode) -> Callable[[Any, Any], Any]:
+        module_name, _, attr = code.handler.rpartition(".")
+        module = self._modules.get(code.logical_id)
+        if module is None:
+            path = code.code_dir / f"{module_name.replace('.', '/')}.py"
+            spec = importlib.util.spec_from_file_location(f"lambda_{code.logical_id}", path)
+            if spec is None or spec.loader is None:
+                raise ImportError(f"cannot load handler module {path}")
+            module = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(module)
+            self._modules[code.logical_id] = module
+        handler: Callable[[Any, Any], Any] = getattr(module, attr)
+        return handler
+
+
+def _error_payload(exc: BaseException) -> str:
+    return json.dumps(
+        {
+            "errorMessage": str(exc),
+            "errorType": type(exc).__name__,
+            "stackTrace": traceback.format_tb(exc.__traceback__)[-5:],
+        }
+    )
+
+
+@contextmanager
+def _environment(values: dict[str, str]) -> Iterator[None]:
+    saved = {key: os.environ.get(key) for key in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, old in saved.items():
+            if old is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = old

@@ -1,0 +1,223 @@
+"""The embedded local stack: moto in server mode running the real template, Lambda handlers
+in this process, the provider emulator and the HTTP front, all on loopback.
+
+``LocalStack`` is what ``make run``, ``make demo``, the integration tests and the benches
+start. Nothing here is deployed.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import boto3
+import requests
+
+from local.deploy import ACCOUNT_ID, DeployedStack, TemplateDeployer
+from local.lambda_runtime import InProcessRuntime
+
+ROOT = Path(__file__).resolve().parent.parent
+REGION = "us-east-1"
+STACK_NAME = "avatar-local"
+log = logging.getLogger("local.stack")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@dataclass
+class LocalConfig:
+    api_port: int = 3000
+    moto_port: int = 0
+    time_factor: float = 60.0
+    state_dir: Path = ROOT / ".local"
+    log_level: str = "WARNING"
+    access_log: bool = False
+    static_dir: Path | None = None
+    emulator_overrides: dict[str, Any] = field(default_factory=dict)
+    function_env: dict[str, str] = field(default_factory=dict)
+
+
+def _configure_process_env(moto_port: int) -> None:
+    """Point every boto3 client of this process (handlers included) at the moto server."""
+    os.environ.update(
+        AWS_ACCESS_KEY_ID="local",
+        AWS_SECRET_ACCESS_KEY="local",  # noqa: S106 - moto accepts any credentials
+        AWS_DEFAULT_REGION=REGION,
+        AWS_REGION=REGION,
+        AWS_ENDPOINT_URL=f"http://127.0.0.1:{moto_port}",
+        MOTO_PORT=str(moto_port),
+        MOTO_ACCOUNT_ID=ACCOUNT_ID,
+    )
+    os.environ.pop("AWS_PROFILE", None)
+
+
+def _scale_step_functions_time(factor: float) -> None:
+    """Make Wait states and Retry back-off sleep 1/factor of their declared time."""
+    import time as real_time
+    from types import SimpleNamespace
+
+    from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
+    from moto.stepfunctions.parser.asl.component.state.wait.wait_function import wait_function
+
+    def _wait_interval(self: Any, env: Any, wait_seconds: int) -> None:
+        if wait_seconds > 0:
+            env.program_state_event.wait(wait_seconds / factor)
+
+    wait_function.WaitFunction._wait_interval = _wait_interval  # type: ignore[method-assign]
+    retrier_decl.time = SimpleNamespace(  # type: ignore[attr-defined]
+        sleep=lambda seconds: real_time.sleep(seconds / factor), time=real_time.time
+    )
+
+
+class LocalStack:
+    def __init__(self, config: LocalConfig | None = None) -> None:
+        self.config = config or LocalConfig()
+        self.runtime: InProcessRuntime | None = None
+        self.stack: DeployedStack | None = None
+        self._moto: Any = None
+        self._front: Any = None
+        self.emulator: Any = None
+        self.moto_url = ""
+        self.api_url = ""
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    def start(self) -> LocalStack:
+        from moto.server import ThreadedMotoServer
+
+        from local.auth import LOCAL_AUDIENCE, LOCAL_ISSUER
+
+        started = time.monotonic()
+        port = self.config.moto_port or free_port()
+        _configure_process_env(port)
+        self._moto = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+        self._moto.start()
+        self.moto_url = f"http://127.0.0.1:{port}"
+        requests.post(
+            f"{self.moto_url}/moto-api/config",
+            json={"stepfunctions": {"execute_state_machine": True}},
+            timeout=10,
+        ).raise_for_status()
+        _scale_step_functions_time(self.config.time_factor)
+
+        self._start_emulator()
+        self.runtime = InProcessRuntime(
+            base_env=self._base_function_env(), overrides=self._local_overrides()
+        )
+        self.runtime.install()
+        self._put_provider_secrets()
+        deployer = TemplateDeployer(ROOT, self.runtime, REGION)
+        self.stack = deployer.deploy(
+            STACK_NAME, {"JwtIssuer": LOCAL_ISSUER, "JwtAudience": LOCAL_AUDIENCE}
+        )
+        self._start_front()
+        log.info("local stack up in %.1fs", time.monotonic() - started)
+        return self
+
+    def stop(self) -> None:
+        if self._front is not None:
+            self._front.stop()
+        if self.emulator is not None:
+            self.emulator.stop()
+        if self._moto is not None:
+            self._moto.stop()
+
+    def __enter__(self) -> LocalStack:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- pieces ---------------------------------------------------------------------------
+
+    def _start_emulator(self) -> None:
+        from local.emulator.app import EmulatorServer
+        from local.emulator.core import EmulatorConfig
+
+        config = EmulatorConfig(
+            time_factor=self.config.time_factor, **self.config.emulator_overrides
+        )
+        self.emulator = EmulatorServer(config).start()
+
+    def _base_function_env(self) -> dict[str, str]:
+        return {
+            "POWERTOOLS_TRACE_DISABLED": "true",
+            "POWERTOOLS_METRICS_DISABLED": "true",
+            "POWERTOOLS_DEV": "false",
+        }
+
+    def _local_overrides(self) -> dict[str, str]:
+        """Local configuration that the deployed template can never express."""
+        overrides = {
+            "POWERTOOLS_LOG_LEVEL": self.config.log_level,
+            "PICSART_BASE_URL": self.emulator.picsart_base_url,
+            "QOLABA_BASE_URL": self.emulator.qolaba_base_url,
+            "RESULT_ALLOWED_HOSTS": "127.0.0.1",
+            "RESULT_ALLOW_LOOPBACK": "true",
+            "RESULT_ALLOW_HTTP": "true",
+        }
+        overrides.update(self.config.function_env)
+        return overrides
+
+    def _put_provider_secrets(self) -> None:
+        ssm = boto3.client("ssm", region_name=REGION)
+        secrets = {
+            "/avatar-pipeline/picsart-api-key": self.emulator.config.picsart_api_key,
+            "/avatar-pipeline/qolaba-api-token": self.emulator.config.qolaba_token,
+        }
+        for name, value in secrets.items():
+            ssm.put_parameter(Name=name, Value=value, Type="SecureString", Overwrite=True)
+
+    def _start_front(self) -> None:
+        from local.auth import LocalSigner
+        from local.front import ApiFront, cors_from_template, routes_from_template
+
+        assert self.stack is not None
+        template = self.stack.template
+        verifier = LocalSigner(self.config.state_dir / "jwt").verifier()
+        lambda_client = boto3.client("lambda", region_name=REGION)
+        stack = self.stack
+
+        def invoke(logical_id: str, event: dict[str, Any]) -> dict[str, Any]:
+            import json
+
+            response = lambda_client.invoke(
+                FunctionName=stack.function_name(logical_id), Payload=json.dumps(event).encode()
+            )
+            payload: dict[str, Any] = json.loads(response["Payload"].read() or b"null")
+            if response.get("FunctionError"):
+                raise RuntimeError(f"{logical_id} failed: {payload}")
+            return payload
+
+        self._front = ApiFront(
+            routes_from_template(template),
+            invoke,
+            verifier,
+            cors_from_template(template),
+            port=self.config.api_port,
+            static_dir=self.config.static_dir,
+            access_log=self.config.access_log,
+        )
+        self._front.start()
+        self.api_url = f"{self._front.base_url}/v1"
+
+    # -- conveniences for tests, the demo and benches ---------------------------------------
+
+    def token(self, user: str, ttl_seconds: int = 3600) -> str:
+        from local.auth import LocalSigner
+
+        return LocalSigner(self.config.state_dir / "jwt").mint(user, ttl_seconds=ttl_seconds)
+
+    def output(self, name: str) -> str:
+        assert self.stack is not None
+        return self.stack.outputs[name]

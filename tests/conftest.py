@@ -1,0 +1,42 @@
+"""Shared fixtures. The local stack is started once per test session, on free ports."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from local.client import ApiClient
+from local.stack import LocalConfig, LocalStack
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
+    state = tmp_path_factory.mktemp("local-state")
+    config = LocalConfig(api_port=0, time_factor=600.0, state_dir=state, log_level="WARNING")
+    with LocalStack(config) as running:
+        yield running
+
+
+@pytest.fixture()
+def user(stack: LocalStack) -> str:
+    return f"user-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture()
+def client(stack: LocalStack, user: str) -> ApiClient:
+    return ApiClient(stack.api_url, stack.token(user))
+
+
+@pytest.fixture()
+def other_client(stack: LocalStack) -> ApiClient:
+    return ApiClient(stack.api_url, stack.token(f"other-{uuid.uuid4().hex[:12]}"))
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _quiet_local_servers() -> None:
+    import logging
+
+    for name in ("werkzeug", "botocore", "urllib3"):
+        logging.getLogger(name).setLevel(logging.WARNING)

@@ -1,0 +1,86 @@
+"""Steps of the product's journeys, shared by the integration tests."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import boto3
+import requests
+
+from local import photos
+from local.client import ApiClient, wait_until
+from local.stack import LocalStack
+
+
+def upload_and_settle(
+    client: ApiClient, model_id: str, files: list[tuple[str, bytes]]
+) -> list[dict[str, Any]]:
+    """Upload each (content_type, data) through its presigned POST; wait until none is pending."""
+    slots = client.request_uploads(model_id, [content_type for content_type, _ in files])
+    for slot, (_, data) in zip(slots, files, strict=True):
+        response = ApiClient.upload(slot, data)
+        assert response.status_code in (200, 204), response.text
+    selfies = wait_until(
+        lambda: client.list_selfies(model_id),
+        lambda items: all(s["status"] != "pending" for s in items),
+        timeout=30,
+    )
+    by_id = {s["selfie_id"]: s for s in selfies}
+    return [by_id[slot["selfie_id"]] for slot in slots]
+
+
+def model_with_selfies(client: ApiClient, count: int, subject: str = "woman", seed: int = 0) -> str:
+    model_id: str = client.create_model(subject)["model_id"]
+    files = [("image/jpeg", photos.selfie_jpeg(seed + i, size=(600, 800))) for i in range(count)]
+    settled = upload_and_settle(client, model_id, files)
+    assert [s["status"] for s in settled] == ["accepted"] * count
+    return model_id
+
+
+def wait_for_model(client: ApiClient, model_id: str, timeout: float = 60) -> dict[str, Any]:
+    return wait_until(
+        lambda: client.get_model(model_id),
+        lambda model: model["status"] in ("ready", "failed"),
+        timeout=timeout,
+    )
+
+
+def trained_model(client: ApiClient, stack: LocalStack, seed: int = 0) -> str:
+    model_id = model_with_selfies(client, 5, seed=seed)
+    response = client.start_training(model_id)
+    assert response.status_code == 202, response.text
+    assert wait_for_model(client, model_id)["status"] == "ready"
+    return model_id
+
+
+def model_item(stack: LocalStack, owner: str, model_id: str) -> dict[str, Any]:
+    table = boto3.resource("dynamodb").Table(stack.output("TableName"))
+    item: dict[str, Any] = table.get_item(Key={"PK": f"OWNER#{owner}", "SK": f"MODEL#{model_id}"})[
+        "Item"
+    ]
+    return item
+
+
+class Emulator:
+    """The provider emulator's loopback admin hooks."""
+
+    def __init__(self, stack: LocalStack) -> None:
+        self.base_url = stack.emulator.base_url
+
+    def script(self, **script: Any) -> None:
+        requests.post(
+            f"{self.base_url}/_emulator/script", json=script, timeout=5
+        ).raise_for_status()
+
+    def reset(self) -> None:
+        requests.post(f"{self.base_url}/_emulator/reset", timeout=5).raise_for_status()
+
+    def stats(self) -> dict[str, Any]:
+        response = requests.get(f"{self.base_url}/_emulator/stats", timeout=5)
+        response.raise_for_status()
+        stats: dict[str, Any] = response.json()
+        return stats
+
+    def trainings_for(self, model_id: str) -> int:
+        by_source = self.stats()["trainings_by_source"]
+        return sum(count for source, count in by_source.items() if model_id in source)
