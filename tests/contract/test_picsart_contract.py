@@ -665,3 +665,16 @@ def test_from_settings_reads_the_key_on_the_first_call_and_then_from_the_cache(a
 def test_from_settings_needs_the_parameter_name():
     with pytest.raises(ValueError, match="picsart_api_key_parameter"):
         PicsartClient.from_settings(Settings())
+
+
+def test_a_long_training_is_polled_by_its_reported_progress_within_bounds(client):
+    # 25% after 5 minutes: about 15 more minutes, capped at five intervals (10 minutes)
+    assert client.training_poll_advice(1, running(25), waited_seconds=300).wait_seconds == 600
+    # 75% after 15 minutes: about 5 more minutes
+    assert client.training_poll_advice(2, running(75), waited_seconds=900).wait_seconds == 300
+    # 85% after 20 minutes: the estimate (212 s) is used as is
+    assert client.training_poll_advice(3, running(85), waited_seconds=1200).wait_seconds == 212
+    # an estimate shorter than the provider's recommended interval is not polled sooner
+    assert client.training_poll_advice(3, running(80), waited_seconds=200).wait_seconds == 120
+    # no progress reported: the regular interval
+    assert client.training_poll_advice(3, running(None), waited_seconds=900).wait_seconds == 120

@@ -187,8 +187,10 @@ class PicsartClient:
         report = parse_body(_JobReport, answer, provider=PROVIDER, call=call)
         return _job_status(report, job="training", expects_results=False)
 
-    def training_poll_advice(self, polls_so_far: int, last: JobStatus | None = None) -> PollAdvice:
-        return self._training_schedule.advice(polls_so_far, last)
+    def training_poll_advice(
+        self, polls_so_far: int, last: JobStatus | None = None, waited_seconds: int | None = None
+    ) -> PollAdvice:
+        return self._training_schedule.advice(polls_so_far, last, waited_seconds)
 
     # --- avatars -------------------------------------------------------------------------
 

@@ -67,30 +67,39 @@ class PollSchedule:
     """When to look at an upstream job again.
 
     Before the first poll wait ``first_seconds`` (the job cannot be done sooner); after that
-    every ``every_seconds``. When the last poll reported progress of ``NEAR_DONE_PROGRESS``
-    or more on a job still queued or running, wait half the regular interval instead, so a
-    nearly finished job is noticed sooner without polling a fresh one harder.
+    every ``every_seconds``. Two adaptations to the provider's reported progress:
+
+    - knowing how long we have waited so far, a job that reports progress ``p`` is expected
+      to need ``waited * (100 - p) / p`` more seconds; the next wait is that estimate, never
+      shorter than ``every_seconds`` nor longer than ``max_factor`` intervals, so a long
+      job is not polled every interval for nothing (each poll costs state transitions);
+    - a job at ``NEAR_DONE_PROGRESS`` or more is checked after half the regular interval,
+      so a nearly finished job is noticed sooner.
     """
 
     first_seconds: int
     every_seconds: int
+    max_factor: int = 5
 
     def __post_init__(self) -> None:
         if self.first_seconds < 1 or self.every_seconds < 1:
             raise ValueError("poll intervals must be at least one second")
 
-    def advice(self, polls_so_far: int, last: JobStatus | None = None) -> PollAdvice:
+    def advice(
+        self, polls_so_far: int, last: JobStatus | None = None, waited_seconds: int | None = None
+    ) -> PollAdvice:
         if polls_so_far < 0:
             raise ValueError("polls_so_far cannot be negative")
         if polls_so_far == 0:
             return PollAdvice(wait_seconds=self.first_seconds)
-        if (
-            last is not None
-            and last.state in (JobState.QUEUED, JobState.RUNNING)
-            and last.progress is not None
-            and last.progress >= NEAR_DONE_PROGRESS
-        ):
+        unfinished = last is not None and last.state in (JobState.QUEUED, JobState.RUNNING)
+        progress = last.progress if unfinished and last is not None else None
+        if progress is not None and progress >= NEAR_DONE_PROGRESS:
             return PollAdvice(wait_seconds=max(1, math.ceil(self.every_seconds / 2)))
+        if progress is not None and progress > 0 and waited_seconds:
+            remaining = math.ceil(waited_seconds * (100 - progress) / progress)
+            longest = self.every_seconds * self.max_factor
+            return PollAdvice(wait_seconds=min(max(remaining, self.every_seconds), longest))
         return PollAdvice(wait_seconds=self.every_seconds)
 
 

@@ -1,0 +1,50 @@
+"""HTTP API: start training a model. Wiring only."""
+
+from __future__ import annotations
+
+from http import HTTPStatus
+
+from aws_lambda_powertools.event_handler import Response
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from avatar_core.api import caller, create_resolver, json_response
+from avatar_core.idempotency import HEADER, IdempotentRequests
+from avatar_core.logic import training
+from avatar_core.models.api import ModelOut
+from avatar_core.observability import MetricUnit, logger, metrics, tracer
+from avatar_core.settings import Settings
+from avatar_core.store.repository import AvatarRepository
+from avatar_core.store.workflows import Workflows
+
+settings = Settings.from_env()
+repo = AvatarRepository(settings.table_name)
+workflows = Workflows()
+idempotency = IdempotentRequests(settings.table_name)
+app = create_resolver()
+
+
+@app.post("/v1/models/<model_id>/training")
+def start_training(model_id: str) -> Response[ModelOut]:
+    owner = caller(app)
+
+    def start() -> dict:
+        record = training.start_training(repo, workflows, settings, owner, model_id)
+        metrics.add_metric(name="TrainingsStarted", unit=MetricUnit.Count, value=1)
+        return ModelOut.of(record).model_dump(mode="json")
+
+    body = idempotency.run(
+        owner=owner,
+        scope=f"training:{model_id}",
+        key=app.current_event.headers.get(HEADER),
+        body={"model_id": model_id},
+        work=start,
+    )
+    return json_response(HTTPStatus.ACCEPTED, body)
+
+
+@logger.inject_lambda_context(clear_state=True)
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def lambda_handler(event: dict, context: LambdaContext) -> dict:
+    idempotency.register(context)
+    return app.resolve(event, context)

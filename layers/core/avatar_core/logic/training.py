@@ -1,0 +1,172 @@
+"""Training a model: starting it once, submitting it once, polling it, recording the end.
+
+The provider's model id is the most valuable thing we store: it is written to DynamoDB in
+the same task that receives it, before the task returns, so no state of the workflow ever
+holds it alone. A submit task that runs again (a retry after a lost response from us) finds
+the id already stored and does not submit a second training.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from avatar_core.errors import Conflict, NotFound
+from avatar_core.ids import now_iso
+from avatar_core.logic.models import expire_abandoned_uploads, get_model
+from avatar_core.models.records import ModelRecord, ModelStatus, SelfieStatus
+from avatar_core.models.workflow import ModelRef, PollState, TrainingFailed, TrainingReady
+from avatar_core.observability import logger
+from avatar_core.providers.base import JobState, TrainingProvider
+from avatar_core.settings import Settings
+from avatar_core.store.repository import AvatarRepository
+from avatar_core.store.storage import Storage, model_prefixes
+
+
+class WorkflowStarter(Protocol):
+    def start(self, state_machine_arn: str, name: str, payload: dict[str, object]) -> str: ...
+
+
+class ModelGone(NotFound):
+    """The model was deleted while its workflow ran: nothing is left to record."""
+
+
+def training_execution_name(model_id: str) -> str:
+    return f"train-{model_id}"
+
+
+def start_training(
+    repo: AvatarRepository,
+    workflows: WorkflowStarter,
+    settings: Settings,
+    owner: str,
+    model_id: str,
+) -> ModelRecord:
+    model = get_model(repo, owner, model_id)
+    if expire_abandoned_uploads(repo, model):
+        model = get_model(repo, owner, model_id)
+    _check_trainable(model, settings.min_selfies_for_training)
+    repo.begin_training(owner, model_id, settings.min_selfies_for_training)
+    arn = workflows.start(
+        settings.train_state_machine_arn,
+        training_execution_name(model_id),
+        ModelRef(owner=owner, model_id=model_id).model_dump(),
+    )
+    return repo.update_model(owner, model_id, training_execution_arn=arn)
+
+
+def _check_trainable(model: ModelRecord, minimum: int) -> None:
+    if model.status is ModelStatus.TRAINING:
+        raise Conflict("the model is already training")
+    if model.status is ModelStatus.READY:
+        raise Conflict("the model is already trained and ready for generations")
+    if model.status is ModelStatus.FAILED:
+        raise Conflict(f"the model's training failed ({model.error}); create a new model to retry")
+    if model.pending:
+        raise Conflict(
+            f"{model.pending} uploaded selfie(s) are still being checked; "
+            "start training once none is pending"
+        )
+    if model.accepted < minimum:
+        raise Conflict(
+            f"training needs at least {minimum} accepted selfies; this model has "
+            f"{model.accepted}, so upload {minimum - model.accepted} more"
+        )
+
+
+def _model_in_workflow(repo: AvatarRepository, ref: ModelRef) -> ModelRecord:
+    model = repo.get_model(ref.owner, ref.model_id)
+    if model is None:
+        raise ModelGone(f"model {ref.model_id} was deleted during training")
+    return model
+
+
+def submit_training(
+    repo: AvatarRepository,
+    storage: Storage,
+    provider: TrainingProvider,
+    settings: Settings,
+    ref: ModelRef,
+) -> PollState:
+    model = _model_in_workflow(repo, ref)
+    if model.provider_model_id:
+        logger.info(
+            "training already submitted", extra={"provider_model_id": model.provider_model_id}
+        )
+        return _first_poll(provider, model.provider_model_id)
+    if model.status is not ModelStatus.TRAINING:
+        raise Conflict(f"model {ref.model_id} is {model.status.value}, not training")
+    keys = [
+        s.normalised_key
+        for s in repo.list_selfies(ref.owner, ref.model_id)
+        if s.status is SelfieStatus.ACCEPTED and s.normalised_key
+    ]
+    urls = [
+        storage.presign_get(storage.uploads_bucket, key, settings.provider_fetch_url_ttl_seconds)[0]
+        for key in keys
+    ]
+    job = provider.submit_training(image_urls=urls, subject=model.subject)
+    # Logged before it is stored: if the write below failed, the id is still recoverable.
+    logger.info(
+        "provider accepted training", extra={"provider_model_id": job.job_id, **ref.model_dump()}
+    )
+    repo.update_model(
+        ref.owner, ref.model_id, provider_model_id=job.job_id, training_started_at=now_iso()
+    )
+    return _first_poll(provider, job.job_id)
+
+
+def _first_poll(provider: TrainingProvider, provider_model_id: str) -> PollState:
+    advice = provider.training_poll_advice(0)
+    return PollState(provider_job_id=provider_model_id, wait_seconds=advice.wait_seconds)
+
+
+def check_training(
+    repo: AvatarRepository,
+    provider: TrainingProvider,
+    settings: Settings,
+    ref: ModelRef,
+    poll: PollState,
+) -> PollState:
+    _model_in_workflow(repo, ref)
+    status = provider.training_status(poll.provider_job_id)
+    polls = poll.polls + 1
+    if status.progress is not None:
+        repo.update_model(ref.owner, ref.model_id, training_progress=status.progress)
+    waited = poll.waited_seconds + poll.wait_seconds
+    advice = provider.training_poll_advice(polls, status, waited)
+    unfinished = status.state in (JobState.QUEUED, JobState.RUNNING)
+    return PollState(
+        provider_job_id=poll.provider_job_id,
+        state=status.state,
+        polls=polls,
+        wait_seconds=advice.wait_seconds,
+        waited_seconds=waited,
+        exhausted=unfinished and polls >= settings.training_max_polls,
+        error=status.error,
+    )
+
+
+def record_ready(repo: AvatarRepository, settings: Settings, ref: ModelRef) -> TrainingReady:
+    _model_in_workflow(repo, ref)
+    stamp = now_iso()
+    repo.finish_training(
+        ref.owner, ref.model_id, ModelStatus.READY, ready_at=stamp, training_progress=100.0
+    )
+    return TrainingReady(retention_seconds=settings.selfie_retention_seconds)
+
+
+def record_failed(repo: AvatarRepository, failure: TrainingFailed) -> str:
+    reason = failure.reason()
+    if repo.get_model(failure.owner, failure.model_id) is not None:
+        repo.finish_training(failure.owner, failure.model_id, ModelStatus.FAILED, error=reason)
+    return reason
+
+
+def delete_training_selfies(repo: AvatarRepository, storage: Storage, ref: ModelRef) -> int:
+    """Selfies are biometric data: once the model is trained, the images go."""
+    uploads, normalised, _ = model_prefixes(ref.owner, ref.model_id)
+    deleted = storage.delete_prefix(storage.uploads_bucket, uploads)
+    deleted += storage.delete_prefix(storage.uploads_bucket, normalised)
+    if repo.get_model(ref.owner, ref.model_id) is not None:
+        repo.update_model(ref.owner, ref.model_id, selfies_deleted_at=now_iso())
+    return deleted

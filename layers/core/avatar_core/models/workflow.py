@@ -1,0 +1,77 @@
+"""Inputs and outputs of the state machines' Lambda tasks.
+
+Every task parses its input into one of these and returns one of these: the shapes the ASL
+files read with JSONPath are defined here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from avatar_core.providers.base import JobState
+
+
+class _Io(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+class ModelRef(_Io):
+    owner: str = Field(min_length=1)
+    model_id: str = Field(min_length=1)
+
+
+class PollState(_Io):
+    """Where a poll loop stands; the Wait state reads ``wait_seconds``, Choice the rest."""
+
+    provider_job_id: str
+    state: JobState = JobState.QUEUED
+    polls: int = 0
+    wait_seconds: int = Field(ge=1)
+    waited_seconds: int = 0
+    exhausted: bool = False
+    error: str | None = None
+
+
+class StepFailure(_Io):
+    """What a Catch puts at ResultPath: ``{"Error": ..., "Cause": ...}``."""
+
+    Error: str = "States.Unknown"
+    Cause: str | None = None
+
+    def reason(self) -> str:
+        """A sentence a person can act on, from the Lambda error's JSON cause."""
+        message: Any = self.Cause
+        if self.Cause:
+            try:
+                parsed = json.loads(self.Cause)
+            except ValueError:
+                parsed = None
+            if isinstance(parsed, dict):
+                message = parsed.get("errorMessage") or self.Cause
+        if self.Error == "States.Timeout":
+            return "the workflow timed out before the provider finished"
+        return str(message or self.Error)
+
+
+class TrainingFailed(ModelRef):
+    error: StepFailure | None = None
+    poll: PollState | None = None
+
+    def reason(self) -> str:
+        if self.poll is not None and self.poll.state is JobState.FAILED:
+            return self.poll.error or "the provider reported that training failed"
+        if self.poll is not None and self.poll.exhausted:
+            return (
+                f"the provider had not finished training after {self.poll.polls} status checks; "
+                "the model was given up on"
+            )
+        if self.error is not None:
+            return self.error.reason()
+        return "training failed"
+
+
+class TrainingReady(_Io):
+    retention_seconds: int = Field(ge=0)

@@ -1,0 +1,62 @@
+"""Every sample event in events/ (the ones `sam local invoke -e` takes) runs against its
+deployed function on the local stack and gets the answer its shape deserves."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+
+from avatar_core.ids import MODEL, is_id
+from local.stack import LocalStack
+
+pytestmark = pytest.mark.integration
+
+EVENTS = Path(__file__).resolve().parents[2] / "events"
+
+# event file -> (function, what a correct answer looks like)
+EXPECTED: dict[str, tuple[str, Any]] = {
+    "models_api_health.json": ("ModelsApiFunction", {"statusCode": 200}),
+    "models_api_create_model.json": ("ModelsApiFunction", {"statusCode": 201}),
+    # the sample user owns no such model: 404, exactly like another owner's model
+    "models_api_request_selfie_uploads.json": ("ModelsApiFunction", {"statusCode": 404}),
+    "training_api_start_training.json": ("TrainingApiFunction", {"statusCode": 404}),
+    "ingest_selfie_uploaded.json": ("IngestFunction", {"outcome": "no_slot"}),
+    "train_submit.json": ("TrainSubmitFunction", {"errorType": "ModelGone"}),
+    "train_check.json": ("TrainCheckFunction", {"errorType": "ModelGone"}),
+    "train_record_ready.json": ("TrainRecordFunction", {"errorType": "ModelGone"}),
+    "train_record_failed.json": ("TrainRecordFunction", {"reason": "Not enough credits"}),
+    "selfie_cleanup.json": ("SelfieCleanupFunction", {"deleted": 0}),
+}
+
+
+def test_every_sample_event_is_covered() -> None:
+    assert {p.name for p in EVENTS.glob("*.json")} == set(EXPECTED)
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_sample_event_runs_against_its_function(stack: LocalStack, name: str) -> None:
+    function, expected = EXPECTED[name]
+    event = json.loads((EVENTS / name).read_text())
+    if name == "ingest_selfie_uploaded.json":
+        event["Records"][0]["s3"]["bucket"]["name"] = stack.output("UploadsBucketName")
+    response = boto3.client("lambda").invoke(
+        FunctionName=stack.stack.function_name(function), Payload=json.dumps(event).encode()
+    )
+    payload = json.loads(response["Payload"].read())
+    if "statusCode" in expected:
+        assert payload["statusCode"] == expected["statusCode"], payload
+        if expected["statusCode"] == 201:
+            assert is_id(MODEL, json.loads(payload["body"])["model_id"])
+    elif "outcome" in expected:
+        assert payload["results"][0]["outcome"] == expected["outcome"]
+    elif "errorType" in expected:
+        assert response.get("FunctionError")
+        assert payload["errorType"] == expected["errorType"]
+    elif "reason" in expected:
+        assert expected["reason"] in payload["reason"]
+    else:
+        assert payload == expected

@@ -1,0 +1,41 @@
+"""Unit-test fixtures: the DynamoDB table built in moto from template.yaml's own definition,
+so the tests cannot drift from the infrastructure."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from avatar_core.store.repository import AvatarRepository
+from local.deploy import load_template
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def table_definition() -> dict[str, Any]:
+    props = load_template(ROOT / "template.yaml")["Resources"]["AvatarTable"]["Properties"]
+    return {
+        key: props[key]
+        for key in ("AttributeDefinitions", "KeySchema", "GlobalSecondaryIndexes", "BillingMode")
+    }
+
+
+@pytest.fixture()
+def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    with mock_aws():
+        yield
+
+
+@pytest.fixture()
+def repo(aws: None) -> AvatarRepository:
+    boto3.client("dynamodb").create_table(TableName="avatars", **table_definition())
+    return AvatarRepository("avatars")
