@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-$(shell cat requirements-dev.txt layers/core/requir
 SAM_VENV := .venv-sam
 USER   ?= demo-user
 
-.PHONY: install demo run token test test-fast lint typecheck bench clean
+.PHONY: install demo run token test test-fast lint asl bench clean
 
 $(STAMP): requirements-dev.txt layers/core/requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -32,15 +32,24 @@ test: install  ## unit, contract and integration tests (the local stack starts i
 test-fast: install  ## everything but the local-stack tests
 	$(BIN)/python -m pytest -m "not integration"
 
-lint: install  ## ruff, mypy, cfn-lint and sam validate
+lint: install asl  ## ruff, mypy, cfn-lint, sam validate and asl-validator
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/cfn-lint template.yaml
 	@if [ -x $(SAM_VENV)/bin/sam ]; then $(SAM_VENV)/bin/sam validate --lint --region us-east-1; \
 	else echo "sam validate skipped: run .ci/run once, or: $(PYTHON) -m venv $(SAM_VENV) && $(SAM_VENV)/bin/pip install aws-sam-cli"; fi
 
+ASL_VALIDATOR := .tools/node_modules/.bin/asl-validator
+$(ASL_VALIDATOR):
+	npm install --prefix .tools --no-audit --no-fund --silent asl-validator@4.0.0
+
+asl: $(ASL_VALIDATOR)  ## validate every state machine definition (cfn-lint does not look inside)
+	@for f in statemachine/*.asl.json; do $(ASL_VALIDATOR) --json-path $$f || exit 1; done
+
 bench: install  ## speed, memory and cost ratios measured in one run each
 	$(BIN)/python bench/ingest.py
+	$(BIN)/python bench/copy.py
+	$(BIN)/python bench/transitions.py
 
 clean:
-	rm -rf $(VENV) $(SAM_VENV) .pytest_cache .mypy_cache .ruff_cache demo-output test-output .local
+	rm -rf $(VENV) $(SAM_VENV) .tools .pytest_cache .mypy_cache .ruff_cache demo-output test-output .local
