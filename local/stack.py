@@ -11,6 +11,7 @@ import logging
 import os
 import socket
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,8 @@ from local.deploy import ACCOUNT_ID, DeployedStack, TemplateDeployer
 from local.lambda_runtime import InProcessRuntime
 
 ROOT = Path(__file__).resolve().parent.parent
+# Metrics are disabled locally; powertools still warns on every flush that nothing was sent.
+warnings.filterwarnings("ignore", "No application metrics to publish")
 REGION = "us-east-1"
 STACK_NAME = "avatar-local"
 log = logging.getLogger("local.stack")

@@ -1,4 +1,4 @@
-"""S3 ObjectCreated → validate and normalise each uploaded selfie. Wiring only."""
+"""S3 ObjectCreated → validate and normalise each uploaded selfie or face reference. Wiring only."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from urllib.parse import unquote_plus
 from aws_lambda_powertools.utilities.data_classes import S3Event, event_source
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from avatar_core.logic.ingest import Outcome, ingest_selfie
+from avatar_core.logic.ingest import Outcome, ingest_upload
 from avatar_core.observability import MetricUnit, logger, metrics, tracer
 from avatar_core.settings import Settings
 from avatar_core.store.repository import AvatarRepository
@@ -31,11 +31,11 @@ def lambda_handler(event: S3Event, context: LambdaContext) -> dict[str, list[dic
                 "event for another bucket ignored", extra={"bucket": record.s3.bucket.name}
             )
             continue
-        result = ingest_selfie(key, repo, storage, settings)
+        result = ingest_upload(key, repo, storage, settings)
         if result.outcome is Outcome.UNEXPECTED_KEY:
             logger.warning("upload outside the expected key layout ignored", extra={"key": key})
         else:
-            logger.info("selfie ingested", extra={"key": key, "outcome": result.outcome.value})
-        metrics.add_metric(name=f"Selfies_{result.outcome.value}", unit=MetricUnit.Count, value=1)
+            logger.info("upload ingested", extra={"key": key, "outcome": result.outcome.value})
+        metrics.add_metric(name=f"Uploads_{result.outcome.value}", unit=MetricUnit.Count, value=1)
         results.append({"key": key, "outcome": result.outcome.value, "reason": result.reason or ""})
     return {"results": results}

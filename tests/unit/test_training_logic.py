@@ -11,10 +11,10 @@ import pytest
 from avatar_core import ids
 from avatar_core.errors import Conflict
 from avatar_core.logic import training
+from avatar_core.logic.models import create_model
 from avatar_core.models.api import CreateModelRequest
 from avatar_core.models.records import ModelStatus, SelfieRecord, SelfieStatus
 from avatar_core.models.workflow import ModelRef, PollState
-from avatar_core.logic.models import create_model
 from avatar_core.providers.base import JobState, JobStatus, PollAdvice, SubmittedJob
 from avatar_core.settings import Settings
 from avatar_core.store.repository import AvatarRepository
@@ -128,7 +128,7 @@ def test_given_a_training_model_when_started_again_then_409_and_no_second_execut
     assert len(workflows.started) == 1
 
 
-def test_when_submitted_then_the_provider_id_is_stored_before_the_task_returns_and_never_resubmitted(
+def test_when_submitted_the_provider_id_is_stored_before_returning_and_never_resubmitted(
     repo: AvatarRepository, storage: Storage
 ) -> None:
     model_id = model_with_accepted(repo, 5)

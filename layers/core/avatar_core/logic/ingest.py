@@ -12,11 +12,17 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from avatar_core.errors import ImageRejected
-from avatar_core.logic.images import ImageLimits, normalise_selfie
+from avatar_core.logic.images import ImageLimits, fit_reference, normalise_selfie
 from avatar_core.models.records import SelfieStatus
 from avatar_core.settings import Settings
 from avatar_core.store.repository import AvatarRepository
-from avatar_core.store.storage import Storage, normalised_selfie_key, parse_selfie_key
+from avatar_core.store.storage import (
+    Storage,
+    fitted_face_key,
+    normalised_selfie_key,
+    parse_face_key,
+    parse_selfie_key,
+)
 
 
 class Outcome(StrEnum):
@@ -85,3 +91,48 @@ def ingest_selfie(
             return IngestResult(key, Outcome.NO_SLOT)
         return IngestResult(key, Outcome.DUPLICATE)
     return IngestResult(key, Outcome.ACCEPTED)
+
+
+def ingest_face_reference(
+    key: str, repo: AvatarRepository, storage: Storage, settings: Settings
+) -> IngestResult:
+    """A face-avatar reference: fitted inside 1536×1536 (never upscaled); the original goes."""
+    parsed = parse_face_key(key)
+    if parsed is None:
+        return IngestResult(key, Outcome.UNEXPECTED_KEY)
+    owner, image_id = parsed
+    image = repo.get_face_image(owner, image_id)
+    if image is None:
+        storage.delete_upload(key)
+        return IngestResult(key, Outcome.NO_SLOT)
+    if image.status is not SelfieStatus.PENDING:
+        return IngestResult(key, Outcome.DUPLICATE)
+    try:
+        data = storage.read_upload(key, settings.upload_max_bytes)
+        if data is None:
+            return IngestResult(key, Outcome.GONE)
+        fitted = fit_reference(
+            data, limits=limits_from(settings), max_side=settings.face_reference_max_side
+        )
+    except ImageRejected as rejection:
+        storage.delete_upload(key)
+        settled = repo.settle_face_image(image, SelfieStatus.REJECTED, reason=rejection.message)
+        return IngestResult(
+            key, Outcome.REJECTED if settled else Outcome.DUPLICATE, rejection.message
+        )
+    target = fitted_face_key(owner, image_id)
+    storage.put_upload_derivative(target, fitted.data, fitted.content_type)
+    settled = repo.settle_face_image(
+        image, SelfieStatus.ACCEPTED, fitted_key=target, width=fitted.width, height=fitted.height
+    )
+    storage.delete_upload(key)
+    return IngestResult(key, Outcome.ACCEPTED if settled else Outcome.DUPLICATE)
+
+
+def ingest_upload(
+    key: str, repo: AvatarRepository, storage: Storage, settings: Settings
+) -> IngestResult:
+    """Route an uploaded object by the prefix it landed under."""
+    if key.startswith("faces/"):
+        return ingest_face_reference(key, repo, storage, settings)
+    return ingest_selfie(key, repo, storage, settings)

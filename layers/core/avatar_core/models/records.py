@@ -73,6 +73,7 @@ class SelfieRecord(_Record):
 
 class AvatarRecord(_Record):
     avatar_id: str
+    index: int
     key: str
     content_type: str
     width: int
@@ -81,15 +82,46 @@ class AvatarRecord(_Record):
     style: str | None = None
 
 
-class GenerationRecord(_Record):
+class JobRecordBase(_Record):
     owner: str
-    generation_id: str
-    model_id: str
     status: JobStatusName = JobStatusName.QUEUED
-    requests: list[dict[str, object]] = Field(default_factory=list)
     provider_job_id: str | None = None
     execution_arn: str | None = None
-    avatars: list[AvatarRecord] = Field(default_factory=list)
+    avatars: dict[str, AvatarRecord] = Field(default_factory=dict)
     error: str | None = None
     created_at: str
     updated_at: str
+
+    def ordered_avatars(self) -> list[AvatarRecord]:
+        return sorted(self.avatars.values(), key=lambda avatar: avatar.index)
+
+
+class GenerationRecord(JobRecordBase):
+    generation_id: str
+    model_id: str
+    requests: list[dict[str, object]] = Field(default_factory=list)
+
+    @property
+    def job_id(self) -> str:
+        return self.generation_id
+
+
+class FaceImageRecord(_Record):
+    owner: str
+    image_id: str
+    status: SelfieStatus = SelfieStatus.PENDING
+    reason: str | None = None
+    content_type: str
+    upload_key: str
+    fitted_key: str | None = None
+    width: int | None = None
+    height: int | None = None
+    upload_expires_at: str
+    created_at: str
+    updated_at: str
+
+
+class FaceJobRecord(JobRecordBase):
+    job_id: str
+    image_id: str
+    parameters: dict[str, object] = Field(default_factory=dict)

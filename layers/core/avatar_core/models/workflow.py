@@ -7,7 +7,7 @@ files read with JSONPath are defined here and nowhere else.
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -23,6 +23,23 @@ class ModelRef(_Io):
     model_id: str = Field(min_length=1)
 
 
+class JobRef(_Io):
+    """A generation or a face-avatar job, as the shared avatar-job workflow knows it."""
+
+    kind: Literal["generation", "face"]
+    owner: str = Field(min_length=1)
+    job_id: str = Field(min_length=1)
+
+
+class CopyItem(_Io):
+    """One provider result to copy into our bucket."""
+
+    index: int = Field(ge=0)
+    url: str = Field(min_length=1)
+    avatar_id: str = Field(min_length=1)
+    style: str | None = None
+
+
 class PollState(_Io):
     """Where a poll loop stands; the Wait state reads ``wait_seconds``, Choice the rest."""
 
@@ -33,6 +50,7 @@ class PollState(_Io):
     waited_seconds: int = 0
     exhausted: bool = False
     error: str | None = None
+    items: list[CopyItem] = Field(default_factory=list)
 
 
 class StepFailure(_Io):
@@ -75,3 +93,28 @@ class TrainingFailed(ModelRef):
 
 class TrainingReady(_Io):
     retention_seconds: int = Field(ge=0)
+
+
+class CopyTask(JobRef):
+    item: CopyItem
+
+
+class JobOutcome(JobRef):
+    """What the record task is told: the copies made, or the error that ended the job."""
+
+    outcome: Literal["copied", "failed"]
+    copies: list[dict[str, Any]] = Field(default_factory=list)
+    error: StepFailure | None = None
+    poll: PollState | None = None
+
+    def failure_reason(self) -> str:
+        if self.poll is not None and self.poll.state is JobState.FAILED:
+            return self.poll.error or "the provider reported that the job failed"
+        if self.poll is not None and self.poll.exhausted:
+            return (
+                f"the provider had not finished after {self.poll.polls} status checks; "
+                "the job was given up on"
+            )
+        if self.error is not None:
+            return self.error.reason()
+        return "the job failed"

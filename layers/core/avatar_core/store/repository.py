@@ -28,7 +28,21 @@ from botocore.exceptions import ClientError
 
 from avatar_core.errors import Conflict, InvalidRequest
 from avatar_core.ids import now_iso
-from avatar_core.models.records import ModelRecord, ModelStatus, SelfieRecord, SelfieStatus
+from avatar_core.models.records import (
+    AvatarRecord,
+    FaceImageRecord,
+    FaceJobRecord,
+    GenerationRecord,
+    JobStatusName,
+    ModelRecord,
+    ModelStatus,
+    SelfieRecord,
+    SelfieStatus,
+)
+
+JobRecord = GenerationRecord | FaceJobRecord
+_JOB_PREFIX: dict[type[Any], str] = {GenerationRecord: "GEN#", FaceJobRecord: "FACE#"}
+_OPEN_JOB = (JobStatusName.QUEUED.value, JobStatusName.RUNNING.value)
 
 _CONDITION_FAILED = ("ConditionalCheckFailedException", "TransactionCanceledException")
 
@@ -388,6 +402,209 @@ class AvatarRepository:
             "kind": "selfie",
             **selfie.model_dump(mode="json"),
         }
+
+    # -- generations and face-avatar jobs ---------------------------------------------------
+
+    def create_job(self, record: JobRecord) -> None:
+        item: dict[str, Any] = {
+            "PK": _owner_pk(record.owner),
+            "SK": _JOB_PREFIX[type(record)] + record.job_id,
+            "kind": type(record).__name__,
+            **record.model_dump(mode="json"),
+        }
+        if isinstance(record, GenerationRecord):
+            item["GSI1PK"] = _model_pk(record.owner, record.model_id)
+            item["GSI1SK"] = f"GEN#{record.generation_id}"
+        item = to_item(item)
+        item.setdefault("avatars", {})
+        self._table.put_item(Item=item, ConditionExpression="attribute_not_exists(PK)")
+
+    def get_job(self, kind: type[JobRecord], owner: str, job_id: str) -> JobRecord | None:
+        item = self._table.get_item(
+            Key={"PK": _owner_pk(owner), "SK": _JOB_PREFIX[kind] + job_id}, ConsistentRead=True
+        ).get("Item")
+        return kind.model_validate(from_item(item)) if item else None
+
+    def list_generations(
+        self, owner: str, model_id: str, limit: int, cursor: str | None
+    ) -> tuple[list[GenerationRecord], str | None]:
+        query: dict[str, Any] = {
+            "IndexName": "GSI1",
+            "KeyConditionExpression": Key("GSI1PK").eq(_model_pk(owner, model_id))
+            & Key("GSI1SK").begins_with("GEN#"),
+            "ScanIndexForward": False,
+            "Limit": limit,
+        }
+        start = Cursor.decode(cursor, _owner_pk(owner))
+        if start:
+            if start.get("GSI1PK") != _model_pk(owner, model_id):
+                raise InvalidRequest("cursor is not valid", field="cursor")
+            query["ExclusiveStartKey"] = start
+        page = self._table.query(**query)
+        records = [GenerationRecord.model_validate(from_item(i)) for i in page.get("Items", [])]
+        return records, Cursor.encode(page.get("LastEvaluatedKey"))
+
+    def list_face_jobs(
+        self, owner: str, limit: int, cursor: str | None
+    ) -> tuple[list[FaceJobRecord], str | None]:
+        pk = _owner_pk(owner)
+        query: dict[str, Any] = {
+            "KeyConditionExpression": Key("PK").eq(pk) & Key("SK").begins_with("FACE#"),
+            "ScanIndexForward": False,
+            "Limit": limit,
+        }
+        start = Cursor.decode(cursor, pk)
+        if start:
+            query["ExclusiveStartKey"] = start
+        page = self._table.query(**query)
+        records = [FaceJobRecord.model_validate(from_item(i)) for i in page.get("Items", [])]
+        return records, Cursor.encode(page.get("LastEvaluatedKey"))
+
+    def claim_provider_job(
+        self, kind: type[JobRecord], owner: str, job_id: str, provider_job_id: str
+    ) -> str:
+        """Store the provider's job id once; answer the id that is stored."""
+        try:
+            self._table.update_item(
+                Key={"PK": _owner_pk(owner), "SK": _JOB_PREFIX[kind] + job_id},
+                UpdateExpression="SET provider_job_id = :id, #status = :running, updated_at = :now",
+                ConditionExpression=(
+                    "attribute_exists(PK) AND attribute_not_exists(provider_job_id)"
+                ),
+                ExpressionAttributeNames={"#status": "status"},
+                ExpressionAttributeValues={
+                    ":id": provider_job_id,
+                    ":running": JobStatusName.RUNNING.value,
+                    ":now": now_iso(),
+                },
+            )
+        except ClientError as error:
+            if not _is_condition_failure(error):
+                raise
+            current = self.get_job(kind, owner, job_id)
+            if current is None or current.provider_job_id is None:
+                raise Conflict(f"job {job_id} no longer exists") from error
+            return current.provider_job_id
+        return provider_job_id
+
+    def set_job_execution(self, kind: type[JobRecord], owner: str, job_id: str, arn: str) -> None:
+        self._table.update_item(
+            Key={"PK": _owner_pk(owner), "SK": _JOB_PREFIX[kind] + job_id},
+            UpdateExpression="SET execution_arn = :arn",
+            ConditionExpression="attribute_exists(PK)",
+            ExpressionAttributeValues={":arn": arn},
+        )
+
+    def put_avatar(
+        self, kind: type[JobRecord], owner: str, job_id: str, avatar: AvatarRecord
+    ) -> bool:
+        """Record one copied avatar; idempotent, keyed by its id. False if the job is gone."""
+        try:
+            self._table.update_item(
+                Key={"PK": _owner_pk(owner), "SK": _JOB_PREFIX[kind] + job_id},
+                UpdateExpression="SET avatars.#avatar = :avatar, updated_at = :now",
+                ConditionExpression="attribute_exists(PK)",
+                ExpressionAttributeNames={"#avatar": avatar.avatar_id},
+                ExpressionAttributeValues={
+                    ":avatar": to_item(avatar.model_dump(mode="json")),
+                    ":now": now_iso(),
+                },
+            )
+        except ClientError as error:
+            if _is_condition_failure(error):
+                return False
+            raise
+        return True
+
+    def finish_job(
+        self,
+        kind: type[JobRecord],
+        owner: str,
+        job_id: str,
+        status: JobStatusName,
+        error: str | None = None,
+    ) -> bool:
+        """queued/running → succeeded/failed, once. False if already finished or gone."""
+        values: dict[str, Any] = {
+            ":status": status.value,
+            ":now": now_iso(),
+            ":queued": _OPEN_JOB[0],
+            ":running": _OPEN_JOB[1],
+        }
+        expression = "SET #status = :status, updated_at = :now"
+        if error is not None:
+            expression += ", #error = :error"
+            values[":error"] = error
+        try:
+            self._table.update_item(
+                Key={"PK": _owner_pk(owner), "SK": _JOB_PREFIX[kind] + job_id},
+                UpdateExpression=expression,
+                ConditionExpression="#status IN (:queued, :running)",
+                ExpressionAttributeNames={"#status": "status", "#error": "error"}
+                if error is not None
+                else {"#status": "status"},
+                ExpressionAttributeValues=values,
+            )
+        except ClientError as error_:
+            if _is_condition_failure(error_):
+                return False
+            raise
+        return True
+
+    # -- face-avatar reference images ---------------------------------------------------------
+
+    def create_face_image(self, record: FaceImageRecord) -> None:
+        item = {
+            "PK": _owner_pk(record.owner),
+            "SK": f"FACEIMG#{record.image_id}",
+            "kind": "face_image",
+            **record.model_dump(mode="json"),
+        }
+        self._table.put_item(Item=to_item(item), ConditionExpression="attribute_not_exists(PK)")
+
+    def get_face_image(self, owner: str, image_id: str) -> FaceImageRecord | None:
+        item = self._table.get_item(
+            Key={"PK": _owner_pk(owner), "SK": f"FACEIMG#{image_id}"}, ConsistentRead=True
+        ).get("Item")
+        return FaceImageRecord.model_validate(from_item(item)) if item else None
+
+    def settle_face_image(
+        self,
+        record: FaceImageRecord,
+        status: SelfieStatus,
+        *,
+        reason: str | None = None,
+        fitted_key: str | None = None,
+        width: int | None = None,
+        height: int | None = None,
+    ) -> bool:
+        """pending → accepted/rejected, once; duplicate events find it settled."""
+        changes = to_item(
+            {
+                "status": status.value,
+                "reason": reason,
+                "fitted_key": fitted_key,
+                "width": width,
+                "height": height,
+                "updated_at": now_iso(),
+            }
+        )
+        try:
+            self._table.update_item(
+                Key={"PK": _owner_pk(record.owner), "SK": f"FACEIMG#{record.image_id}"},
+                UpdateExpression="SET " + ", ".join(f"#{k} = :{k}" for k in changes),
+                ConditionExpression="#status = :pending",
+                ExpressionAttributeNames={f"#{k}": k for k in changes},
+                ExpressionAttributeValues={
+                    **{f":{k}": v for k, v in changes.items()},
+                    ":pending": SelfieStatus.PENDING.value,
+                },
+            )
+        except ClientError as error:
+            if _is_condition_failure(error):
+                return False
+            raise
+        return True
 
     # -- plumbing -------------------------------------------------------------------------
 

@@ -5,7 +5,7 @@ Key layout (every key scoped by the owner):
 - uploads bucket  ``selfies/<owner>/<model_id>/<selfie_id>``          original selfie
                   ``normalised/<owner>/<model_id>/<selfie_id>.jpg``   512×512 copy for training
                   ``faces/<owner>/<image_id>``                        face-avatar reference
-                  ``faces-fitted/<owner>/<image_id>``                 reference fitted to 1536²
+                  ``faces-fitted/<owner>/<image_id>``                 reference fitted in 1536²
 - results bucket  ``avatars/<owner>/<model_id>/<generation_id>/<avatar_id>``
                   ``face-avatars/<owner>/<job_id>/<avatar_id>``
 """
@@ -21,13 +21,14 @@ import boto3
 from botocore.exceptions import ClientError
 
 from avatar_core.errors import ImageRejected
+from avatar_core.ids import FACE_IMAGE, OWNER_PATTERN, SELFIE, id_pattern, iso, now
 from avatar_core.ids import MODEL as MODEL_KIND
-from avatar_core.ids import OWNER_PATTERN, SELFIE, id_pattern, iso, now
 
 SELFIE_KEY = re.compile(
     rf"selfies/(?P<owner>{OWNER_PATTERN})/(?P<model_id>{id_pattern(MODEL_KIND)})"
     rf"/(?P<selfie_id>{id_pattern(SELFIE)})"
 )
+FACE_KEY = re.compile(rf"faces/(?P<owner>{OWNER_PATTERN})/(?P<image_id>{id_pattern(FACE_IMAGE)})")
 
 
 def selfie_upload_key(owner: str, model_id: str, selfie_id: str) -> str:
@@ -36,6 +37,28 @@ def selfie_upload_key(owner: str, model_id: str, selfie_id: str) -> str:
 
 def normalised_selfie_key(owner: str, model_id: str, selfie_id: str) -> str:
     return f"normalised/{owner}/{model_id}/{selfie_id}.jpg"
+
+
+def face_upload_key(owner: str, image_id: str) -> str:
+    return f"faces/{owner}/{image_id}"
+
+
+def fitted_face_key(owner: str, image_id: str) -> str:
+    return f"faces-fitted/{owner}/{image_id}"
+
+
+def generation_avatar_key(owner: str, model_id: str, generation_id: str, avatar_id: str) -> str:
+    return f"avatars/{owner}/{model_id}/{generation_id}/{avatar_id}"
+
+
+def face_avatar_key(owner: str, job_id: str, avatar_id: str) -> str:
+    return f"face-avatars/{owner}/{job_id}/{avatar_id}"
+
+
+def parse_face_key(key: str) -> tuple[str, str] | None:
+    """(owner, image_id) of a face-avatar reference upload, or None."""
+    match = FACE_KEY.fullmatch(key)
+    return (match["owner"], match["image_id"]) if match else None
 
 
 def model_prefixes(owner: str, model_id: str) -> tuple[str, str, str]:
@@ -122,6 +145,9 @@ class Storage:
 
     def delete_upload(self, key: str) -> None:
         self._s3.delete_object(Bucket=self.uploads_bucket, Key=key)
+
+    def delete_result(self, key: str) -> None:
+        self._s3.delete_object(Bucket=self.results_bucket, Key=key)
 
     def delete_prefix(self, bucket: str, prefix: str) -> int:
         deleted = 0

@@ -1,0 +1,87 @@
+"""The avatar-job state machine's tasks (generations and face avatars). Wiring only.
+
+One code folder, several functions: each deployed function uses one handler and gets only
+the permissions that handler needs. The job kind travels in the event.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+import boto3
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from avatar_core.logic import avatar_jobs
+from avatar_core.models.workflow import CopyTask, JobOutcome, JobRef, PollState
+from avatar_core.observability import MetricUnit, logger, metrics, tracer
+from avatar_core.providers.picsart import PicsartClient
+from avatar_core.providers.qolaba import QolabaClient
+from avatar_core.settings import Settings
+from avatar_core.store.repository import AvatarRepository
+from avatar_core.store.result_copy import CopyPolicy, ResultCopier
+from avatar_core.store.storage import Storage
+
+settings = Settings.from_env()
+repo = AvatarRepository(settings.table_name)
+storage = Storage(settings.uploads_bucket, settings.results_bucket)
+
+
+@cache
+def spec(kind: str) -> avatar_jobs.JobSpec:
+    """Provider clients are built on first use, so a function only reads its own secret."""
+    if kind == "generation":
+        return avatar_jobs.GenerationSpec(repo, PicsartClient.from_settings(settings), settings)
+    return avatar_jobs.FaceSpec(repo, storage, QolabaClient.from_settings(settings), settings)
+
+
+@cache
+def copier() -> ResultCopier:
+    return ResultCopier(
+        boto3.client("s3"), settings.results_bucket, CopyPolicy.from_settings(settings)
+    )
+
+
+@logger.inject_lambda_context(clear_state=True)
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def submit(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    ref = JobRef.model_validate(event)
+    logger.append_keys(job_id=ref.job_id, kind=ref.kind)
+    poll = avatar_jobs.submit_job(repo, spec(ref.kind), ref)
+    metrics.add_metric(name=f"{ref.kind.title()}JobsSubmitted", unit=MetricUnit.Count, value=1)
+    return poll.model_dump(mode="json")
+
+
+@logger.inject_lambda_context(clear_state=True)
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def check(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    ref = JobRef.model_validate(event)
+    logger.append_keys(job_id=ref.job_id, kind=ref.kind)
+    poll = avatar_jobs.check_job(repo, spec(ref.kind), ref, PollState.model_validate(event["poll"]))
+    logger.info("job polled", extra={"state": poll.state, "polls": poll.polls})
+    return poll.model_dump(mode="json")
+
+
+@logger.inject_lambda_context(clear_state=True)
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def copy(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    task = CopyTask.model_validate(event)
+    logger.append_keys(job_id=task.job_id, kind=task.kind, avatar_id=task.item.avatar_id)
+    copied = avatar_jobs.copy_result(repo, storage, copier(), spec(task.kind), task)
+    metrics.add_metric(name="AvatarsCopied", unit=MetricUnit.Count, value=1)
+    return copied
+
+
+@logger.inject_lambda_context(clear_state=True)
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def record(event: dict[str, Any], context: LambdaContext) -> dict[str, str]:
+    outcome = JobOutcome.model_validate(event)
+    result = avatar_jobs.record_outcome(repo, spec(outcome.kind), outcome)
+    if result["status"] == "failed":
+        logger.warning("job failed", extra={"job_id": outcome.job_id, "reason": result["reason"]})
+    metrics.add_metric(name=f"Jobs_{result['status']}", unit=MetricUnit.Count, value=1)
+    return result

@@ -1,0 +1,93 @@
+"""HTTP API: face-avatar reference uploads and jobs. Wiring only."""
+
+from __future__ import annotations
+
+from http import HTTPStatus
+from typing import Annotated
+
+from aws_lambda_powertools.event_handler import Response
+from aws_lambda_powertools.event_handler.openapi.params import Query
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from avatar_core.api import caller, create_resolver, json_response
+from avatar_core.idempotency import HEADER, IdempotentRequests
+from avatar_core.logic import face_avatars
+from avatar_core.models.api import (
+    CreateFaceAvatarRequest,
+    FaceImageOut,
+    FaceJobOut,
+    FaceJobPage,
+    FaceUploadOut,
+    FaceUploadRequest,
+)
+from avatar_core.observability import MetricUnit, logger, metrics, tracer
+from avatar_core.settings import Settings
+from avatar_core.store.repository import AvatarRepository
+from avatar_core.store.storage import Storage
+from avatar_core.store.workflows import Workflows
+
+settings = Settings.from_env()
+repo = AvatarRepository(settings.table_name)
+storage = Storage(settings.uploads_bucket, settings.results_bucket)
+workflows = Workflows()
+idempotency = IdempotentRequests(settings.table_name)
+app = create_resolver()
+
+
+@app.post("/v1/face-avatars/uploads")
+def request_upload(body: FaceUploadRequest) -> Response[FaceUploadOut]:
+    upload = face_avatars.request_face_upload(repo, storage, settings, caller(app), body)
+    return json_response(HTTPStatus.CREATED, upload.model_dump(mode="json"))
+
+
+@app.get("/v1/face-avatars/uploads/<image_id>")
+def get_upload(image_id: str) -> Response[FaceImageOut]:
+    record = face_avatars.get_face_image(repo, caller(app), image_id)
+    return json_response(HTTPStatus.OK, FaceImageOut.of(record).model_dump(mode="json"))
+
+
+@app.post("/v1/face-avatars")
+def create_job(body: CreateFaceAvatarRequest) -> Response[FaceJobOut]:
+    owner = caller(app)
+
+    def create() -> dict:
+        record = face_avatars.create_face_job(repo, workflows, settings, owner, body)
+        metrics.add_metric(name="FaceAvatarsRequested", unit=MetricUnit.Count, value=body.batch)
+        return face_avatars.face_job_out(record, storage, settings).model_dump(mode="json")
+
+    answer = idempotency.run(
+        owner=owner,
+        scope="face-avatars",
+        key=app.current_event.headers.get(HEADER),
+        body=body.model_dump(mode="json"),
+        work=create,
+    )
+    return json_response(HTTPStatus.ACCEPTED, answer)
+
+
+@app.get("/v1/face-avatars")
+def list_jobs(
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    cursor: Annotated[str | None, Query(max_length=2048)] = None,
+) -> Response[FaceJobPage]:
+    records, next_cursor = repo.list_face_jobs(caller(app), limit, cursor)
+    page = FaceJobPage(
+        items=[face_avatars.face_job_out(r, storage, settings) for r in records],
+        next_cursor=next_cursor,
+    )
+    return json_response(HTTPStatus.OK, page.model_dump(mode="json"))
+
+
+@app.get("/v1/face-avatars/<job_id>")
+def get_job(job_id: str) -> Response[FaceJobOut]:
+    record = face_avatars.get_face_job(repo, caller(app), job_id)
+    body = face_avatars.face_job_out(record, storage, settings)
+    return json_response(HTTPStatus.OK, body.model_dump(mode="json"))
+
+
+@logger.inject_lambda_context(clear_state=True)
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def lambda_handler(event: dict, context: LambdaContext) -> dict:
+    idempotency.register(context)
+    return app.resolve(event, context)

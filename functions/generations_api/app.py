@@ -1,0 +1,92 @@
+"""HTTP API: avatar generations from a ready model, and the styles on offer. Wiring only."""
+
+from __future__ import annotations
+
+from http import HTTPStatus
+from typing import Annotated
+
+from aws_lambda_powertools.event_handler import Response
+from aws_lambda_powertools.event_handler.openapi.params import Query
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from avatar_core.api import caller, create_resolver, json_response
+from avatar_core.idempotency import HEADER, IdempotentRequests
+from avatar_core.logic import generations
+from avatar_core.logic.models import get_model
+from avatar_core.models.api import (
+    CreateGenerationRequest,
+    GenerationOut,
+    GenerationPage,
+    StylesOut,
+)
+from avatar_core.observability import MetricUnit, logger, metrics, tracer
+from avatar_core.settings import Settings
+from avatar_core.store.repository import AvatarRepository
+from avatar_core.store.storage import Storage
+from avatar_core.store.workflows import Workflows
+
+settings = Settings.from_env()
+repo = AvatarRepository(settings.table_name)
+storage = Storage(settings.uploads_bucket, settings.results_bucket)
+workflows = Workflows()
+idempotency = IdempotentRequests(settings.table_name)
+app = create_resolver()
+
+
+@app.get("/v1/styles")
+def styles() -> StylesOut:
+    return StylesOut(
+        styles=settings.avatar_styles,
+        max_avatars_per_generation=settings.max_avatars_per_generation,
+    )
+
+
+@app.post("/v1/models/<model_id>/generations")
+def create_generation(model_id: str, body: CreateGenerationRequest) -> Response[GenerationOut]:
+    owner = caller(app)
+
+    def create() -> dict:
+        record = generations.create_generation(repo, workflows, settings, owner, model_id, body)
+        total = sum(r.count for r in body.requests)
+        metrics.add_metric(name="AvatarsRequested", unit=MetricUnit.Count, value=total)
+        return generations.generation_out(record, storage, settings).model_dump(mode="json")
+
+    answer = idempotency.run(
+        owner=owner,
+        scope=f"generations:{model_id}",
+        key=app.current_event.headers.get(HEADER),
+        body=body.model_dump(mode="json"),
+        work=create,
+    )
+    return json_response(HTTPStatus.ACCEPTED, answer)
+
+
+@app.get("/v1/models/<model_id>/generations")
+def list_generations(
+    model_id: str,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    cursor: Annotated[str | None, Query(max_length=2048)] = None,
+) -> Response[GenerationPage]:
+    owner = caller(app)
+    get_model(repo, owner, model_id)
+    records, next_cursor = repo.list_generations(owner, model_id, limit, cursor)
+    page = GenerationPage(
+        items=[generations.generation_out(r, storage, settings) for r in records],
+        next_cursor=next_cursor,
+    )
+    return json_response(HTTPStatus.OK, page.model_dump(mode="json"))
+
+
+@app.get("/v1/generations/<generation_id>")
+def get_generation(generation_id: str) -> Response[GenerationOut]:
+    record = generations.get_generation(repo, caller(app), generation_id)
+    body = generations.generation_out(record, storage, settings)
+    return json_response(HTTPStatus.OK, body.model_dump(mode="json"))
+
+
+@logger.inject_lambda_context(clear_state=True)
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def lambda_handler(event: dict, context: LambdaContext) -> dict:
+    idempotency.register(context)
+    return app.resolve(event, context)

@@ -1,0 +1,253 @@
+"""The avatar-job workflow shared by generations and face-avatar jobs.
+
+Both are the same shape: submit once and keep the provider's job id at once, poll on the
+provider's schedule (bounded), copy every result into our bucket before the provider
+deletes it, record the outcome. What differs — which provider call, where results go,
+which style each result has — is a small :class:`JobSpec` per kind.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from avatar_core.errors import Conflict, NotFound
+from avatar_core.models.records import AvatarRecord, FaceJobRecord, GenerationRecord, JobStatusName
+from avatar_core.models.workflow import (
+    CopyItem,
+    CopyTask,
+    JobOutcome,
+    JobRef,
+    PollState,
+    StepFailure,
+)
+from avatar_core.observability import logger
+from avatar_core.providers.base import JobState, JobStatus, PollAdvice, SubmittedJob
+from avatar_core.providers.picsart import PicsartClient, StyleRequest
+from avatar_core.providers.qolaba import FaceAvatarRequest, QolabaClient
+from avatar_core.settings import Settings
+from avatar_core.store.repository import AvatarRepository, JobRecord
+from avatar_core.store.result_copy import CopiedObject
+from avatar_core.store.storage import Storage, face_avatar_key, generation_avatar_key
+
+
+class JobGone(NotFound):
+    """The job (or the model it belongs to) was deleted while its workflow ran."""
+
+
+class Copier(Protocol):
+    def copy(self, url: str, key: str) -> CopiedObject: ...
+
+
+class JobSpec(Protocol):
+    record_type: type[JobRecord]
+    max_polls: int
+
+    def submit(self, record: JobRecord) -> SubmittedJob: ...
+
+    def status(self, record: JobRecord, provider_job_id: str) -> JobStatus: ...
+
+    def advice(self, polls: int, last: JobStatus | None, waited: int | None) -> PollAdvice: ...
+
+    def avatar_key(self, record: JobRecord, avatar_id: str) -> str: ...
+
+    def styles(self, record: JobRecord) -> list[str | None]: ...
+
+
+@dataclass
+class GenerationSpec:
+    """Avatars from a trained Picsart model."""
+
+    repo: AvatarRepository
+    provider: PicsartClient
+    settings: Settings
+    record_type: type[JobRecord] = GenerationRecord
+
+    @property
+    def max_polls(self) -> int:
+        return self.settings.generation_max_polls
+
+    def _provider_model_id(self, record: JobRecord) -> str:
+        assert isinstance(record, GenerationRecord)
+        model = self.repo.get_model(record.owner, record.model_id)
+        if model is None or not model.provider_model_id:
+            raise JobGone(f"model {record.model_id} was deleted during the generation")
+        return model.provider_model_id
+
+    def submit(self, record: JobRecord) -> SubmittedJob:
+        assert isinstance(record, GenerationRecord)
+        requests = [StyleRequest.model_validate(r) for r in record.requests]
+        return self.provider.submit_generation(self._provider_model_id(record), requests)
+
+    def status(self, record: JobRecord, provider_job_id: str) -> JobStatus:
+        return self.provider.generation_status(self._provider_model_id(record), provider_job_id)
+
+    def advice(self, polls: int, last: JobStatus | None, waited: int | None) -> PollAdvice:
+        return self.provider.generation_poll_advice(polls, last)
+
+    def avatar_key(self, record: JobRecord, avatar_id: str) -> str:
+        assert isinstance(record, GenerationRecord)
+        return generation_avatar_key(record.owner, record.model_id, record.job_id, avatar_id)
+
+    def styles(self, record: JobRecord) -> list[str | None]:
+        assert isinstance(record, GenerationRecord)
+        styles: list[str | None] = []
+        for request in record.requests:
+            styles += [str(request["style"])] * int(str(request["count"]))
+        return styles
+
+
+@dataclass
+class FaceSpec:
+    """A batch of face avatars from one reference image, on Qolaba."""
+
+    repo: AvatarRepository
+    storage: Storage
+    provider: QolabaClient
+    settings: Settings
+    record_type: type[JobRecord] = FaceJobRecord
+
+    @property
+    def max_polls(self) -> int:
+        return self.settings.face_max_polls
+
+    def submit(self, record: JobRecord) -> SubmittedJob:
+        assert isinstance(record, FaceJobRecord)
+        image = self.repo.get_face_image(record.owner, record.image_id)
+        if image is None or not image.fitted_key:
+            raise JobGone(f"reference image {record.image_id} is gone")
+        url, _ = self.storage.presign_get(
+            self.storage.uploads_bucket,
+            image.fitted_key,
+            self.settings.provider_fetch_url_ttl_seconds,
+        )
+        return self.provider.submit_face_avatar(
+            FaceAvatarRequest.model_validate({**record.parameters, "image": url})
+        )
+
+    def status(self, record: JobRecord, provider_job_id: str) -> JobStatus:
+        return self.provider.face_avatar_status(provider_job_id)
+
+    def advice(self, polls: int, last: JobStatus | None, waited: int | None) -> PollAdvice:
+        return self.provider.face_poll_advice(polls, last)
+
+    def avatar_key(self, record: JobRecord, avatar_id: str) -> str:
+        return face_avatar_key(record.owner, record.job_id, avatar_id)
+
+    def styles(self, record: JobRecord) -> list[str | None]:
+        assert isinstance(record, FaceJobRecord)
+        return [None] * int(str(record.parameters.get("batch", 1)))
+
+
+def avatar_id(job_id: str, index: int) -> str:
+    """Deterministic, so a retried check or copy names the same avatar."""
+    return f"av_{job_id.split('_', 1)[-1]}_{index:02d}"
+
+
+def _load(repo: AvatarRepository, spec: JobSpec, ref: JobRef) -> JobRecord:
+    record = repo.get_job(spec.record_type, ref.owner, ref.job_id)
+    if record is None:
+        raise JobGone(f"{ref.kind} {ref.job_id} was deleted while it ran")
+    return record
+
+
+def submit_job(repo: AvatarRepository, spec: JobSpec, ref: JobRef) -> PollState:
+    record = _load(repo, spec, ref)
+    if record.provider_job_id is None:
+        if record.status is not JobStatusName.QUEUED:
+            raise Conflict(f"{ref.kind} {ref.job_id} is {record.status.value}, not queued")
+        job = spec.submit(record)
+        logger.info(
+            "provider accepted job", extra={"provider_job_id": job.job_id, **ref.model_dump()}
+        )
+        provider_job_id = repo.claim_provider_job(
+            spec.record_type, ref.owner, ref.job_id, job.job_id
+        )
+    else:
+        provider_job_id = record.provider_job_id
+    advice = spec.advice(0, None, None)
+    return PollState(provider_job_id=provider_job_id, wait_seconds=advice.wait_seconds)
+
+
+def check_job(repo: AvatarRepository, spec: JobSpec, ref: JobRef, poll: PollState) -> PollState:
+    record = _load(repo, spec, ref)
+    status = spec.status(record, poll.provider_job_id)
+    polls = poll.polls + 1
+    waited = poll.waited_seconds + poll.wait_seconds
+    advice = spec.advice(polls, status, waited)
+    unfinished = status.state in (JobState.QUEUED, JobState.RUNNING)
+    items: list[CopyItem] = []
+    if status.state is JobState.SUCCEEDED:
+        styles = spec.styles(record)
+        items = [
+            CopyItem(
+                index=index,
+                url=url,
+                avatar_id=avatar_id(ref.job_id, index),
+                style=styles[index] if index < len(styles) else None,
+            )
+            for index, url in enumerate(status.result_urls)
+        ]
+    return PollState(
+        provider_job_id=poll.provider_job_id,
+        state=status.state,
+        polls=polls,
+        wait_seconds=advice.wait_seconds,
+        waited_seconds=waited,
+        exhausted=unfinished and polls >= spec.max_polls,
+        error=status.error,
+        items=items,
+    )
+
+
+def copy_result(
+    repo: AvatarRepository, storage: Storage, copier: Copier, spec: JobSpec, task: CopyTask
+) -> dict[str, object]:
+    record = _load(repo, spec, task)
+    key = spec.avatar_key(record, task.item.avatar_id)
+    copied = copier.copy(task.item.url, key)
+    avatar = AvatarRecord(
+        avatar_id=task.item.avatar_id,
+        index=task.item.index,
+        key=copied.key,
+        content_type=copied.content_type,
+        width=copied.width,
+        height=copied.height,
+        size=copied.size,
+        style=task.item.style,
+    )
+    if not repo.put_avatar(spec.record_type, task.owner, task.job_id, avatar):
+        storage.delete_result(key)
+        raise JobGone(f"{task.kind} {task.job_id} was deleted while its results were copied")
+    return {"avatar_id": avatar.avatar_id, "copied": True}
+
+
+def record_outcome(repo: AvatarRepository, spec: JobSpec, outcome: JobOutcome) -> dict[str, str]:
+    """Succeeded when every result was copied; otherwise failed, keeping what was copied."""
+    if outcome.outcome == "failed":
+        reason = outcome.failure_reason()
+        repo.finish_job(
+            spec.record_type, outcome.owner, outcome.job_id, JobStatusName.FAILED, reason
+        )
+        return {"status": JobStatusName.FAILED.value, "reason": reason}
+    failures = [copy for copy in outcome.copies if not copy.get("copied")]
+    if not outcome.copies:
+        reason = "the provider reported success but returned no images"
+    elif failures:
+        first = _copy_error(failures[0])
+        reason = (
+            f"{len(failures)} of {len(outcome.copies)} avatars could not be copied "
+            f"from the provider: {first}"
+        )
+    else:
+        repo.finish_job(spec.record_type, outcome.owner, outcome.job_id, JobStatusName.SUCCEEDED)
+        return {"status": JobStatusName.SUCCEEDED.value, "reason": ""}
+    repo.finish_job(spec.record_type, outcome.owner, outcome.job_id, JobStatusName.FAILED, reason)
+    return {"status": JobStatusName.FAILED.value, "reason": reason}
+
+
+def _copy_error(failure: dict[str, object]) -> str:
+    error = failure.get("error")
+    if isinstance(error, dict):
+        return StepFailure.model_validate(error).reason()
+    return "unknown error"

@@ -1,0 +1,146 @@
+"""Face avatars: one reference face in, a consistent batch of avatars out (Qolaba).
+
+The prompt rule is the seed's: with no prompt, the default prompt is used with
+``{gender_word}`` filled from ``gender``; a custom prompt replaces it entirely and
+``gender`` is not injected into it.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from avatar_core import ids
+from avatar_core.errors import Conflict, NotFound
+from avatar_core.logic.generations import avatars_out
+from avatar_core.logic.training import WorkflowStarter
+from avatar_core.models.api import (
+    CreateFaceAvatarRequest,
+    FaceJobOut,
+    FaceUploadOut,
+    FaceUploadRequest,
+)
+from avatar_core.models.records import FaceImageRecord, FaceJobRecord, SelfieStatus
+from avatar_core.models.workflow import JobRef
+from avatar_core.settings import Settings
+from avatar_core.store.repository import AvatarRepository
+from avatar_core.store.storage import Storage, face_upload_key
+
+DEFAULT_PROMPT = (
+    "SFW Content, black plain background, joyous dating profile, VECTOR CARTOON ILLUSTRATION, "
+    "half-body shot portrait enjoyable pleasing pleasurable nice {gender_word}, looking at "
+    "camera, Relaxed, Charming, Cordial, Gracious, 5 o clock shadow, 3d bitmoji avatar render, "
+    "pixar, high def textures 8k, highly detailed, 3d render, award winning, no background "
+    "elements"
+)
+# What each accepted ``gender`` becomes in the default prompt; no gender reads "person".
+GENDER_WORDS = {"male": "man", "female": "woman", "non_binary": "person"}
+NO_GENDER_WORD = "person"
+
+
+def effective_prompt(prompt: str | None, gender: str | None) -> str:
+    if prompt is not None:
+        return prompt
+    return DEFAULT_PROMPT.format(gender_word=GENDER_WORDS.get(gender or "", NO_GENDER_WORD))
+
+
+def face_execution_name(job_id: str) -> str:
+    return f"face-{job_id}"
+
+
+def request_face_upload(
+    repo: AvatarRepository,
+    storage: Storage,
+    settings: Settings,
+    owner: str,
+    request: FaceUploadRequest,
+) -> FaceUploadOut:
+    stamp = ids.now()
+    expires_at = ids.iso(stamp + timedelta(seconds=settings.upload_url_ttl_seconds))
+    image_id = ids.new_id(ids.FACE_IMAGE)
+    record = FaceImageRecord(
+        owner=owner,
+        image_id=image_id,
+        content_type=request.content_type,
+        upload_key=face_upload_key(owner, image_id),
+        upload_expires_at=expires_at,
+        created_at=ids.iso(stamp),
+        updated_at=ids.iso(stamp),
+    )
+    repo.create_face_image(record)
+    post = storage.presign_upload(
+        record.upload_key,
+        request.content_type,
+        settings.upload_max_bytes,
+        settings.upload_url_ttl_seconds,
+    )
+    return FaceUploadOut(image_id=image_id, url=post.url, fields=post.fields, expires_at=expires_at)
+
+
+def get_face_image(repo: AvatarRepository, owner: str, image_id: str) -> FaceImageRecord:
+    record = repo.get_face_image(owner, image_id) if ids.is_id(ids.FACE_IMAGE, image_id) else None
+    if record is None:
+        raise NotFound(f"reference image {image_id} not found")
+    return record
+
+
+def resolved_parameters(request: CreateFaceAvatarRequest, app_id: str) -> dict[str, Any]:
+    """The exact body fields sent upstream (the image URL is added at submit time)."""
+    parameters = request.model_dump(exclude={"image_id"})
+    parameters["prompt"] = effective_prompt(request.prompt, request.gender)
+    if request.gender is None:
+        parameters["gender"] = ""
+    parameters["app_id"] = app_id or None
+    return parameters
+
+
+def create_face_job(
+    repo: AvatarRepository,
+    workflows: WorkflowStarter,
+    settings: Settings,
+    owner: str,
+    request: CreateFaceAvatarRequest,
+) -> FaceJobRecord:
+    image = get_face_image(repo, owner, request.image_id)
+    if image.status is SelfieStatus.PENDING:
+        raise Conflict("the reference image is still being checked; retry when it is accepted")
+    if image.status is SelfieStatus.REJECTED:
+        raise Conflict(f"the reference image was rejected ({image.reason}); upload another one")
+    stamp = ids.now_iso()
+    record = FaceJobRecord(
+        owner=owner,
+        job_id=ids.new_id(ids.FACE_JOB),
+        image_id=image.image_id,
+        parameters=resolved_parameters(request, settings.qolaba_app_id),
+        created_at=stamp,
+        updated_at=stamp,
+    )
+    repo.create_job(record)
+    arn = workflows.start(
+        settings.face_state_machine_arn,
+        face_execution_name(record.job_id),
+        JobRef(kind="face", owner=owner, job_id=record.job_id).model_dump(),
+    )
+    repo.set_job_execution(FaceJobRecord, owner, record.job_id, arn)
+    return record
+
+
+def get_face_job(repo: AvatarRepository, owner: str, job_id: str) -> FaceJobRecord:
+    record = repo.get_job(FaceJobRecord, owner, job_id) if ids.is_id(ids.FACE_JOB, job_id) else None
+    if not isinstance(record, FaceJobRecord):
+        raise NotFound(f"face-avatar job {job_id} not found")
+    return record
+
+
+def face_job_out(record: FaceJobRecord, storage: Storage, settings: Settings) -> FaceJobOut:
+    shown = {k: v for k, v in record.parameters.items() if k != "app_id"}
+    return FaceJobOut(
+        job_id=record.job_id,
+        image_id=record.image_id,
+        status=record.status,
+        parameters=shown,
+        avatars=avatars_out(record, storage, settings),
+        error=record.error,
+        created_at=record.created_at,
+        updated_at=record.updated_at,
+    )

@@ -1,0 +1,114 @@
+"""Asking for avatars from a ready model, and showing them from our own bucket."""
+
+from __future__ import annotations
+
+from avatar_core import ids
+from avatar_core.errors import Conflict, InvalidRequest, NotFound
+from avatar_core.logic.models import get_model
+from avatar_core.logic.training import WorkflowStarter
+from avatar_core.models.api import AvatarOut, CreateGenerationRequest, GenerationOut
+from avatar_core.models.records import GenerationRecord, JobRecordBase, ModelStatus
+from avatar_core.models.workflow import JobRef
+from avatar_core.settings import Settings
+from avatar_core.store.repository import AvatarRepository
+from avatar_core.store.storage import Storage
+
+
+def generation_execution_name(generation_id: str) -> str:
+    return f"generate-{generation_id}"
+
+
+def validate_generation(request: CreateGenerationRequest, settings: Settings) -> None:
+    for position, style_request in enumerate(request.requests):
+        if style_request.style not in settings.avatar_styles:
+            known = ", ".join(settings.avatar_styles)
+            raise InvalidRequest(
+                f"requests.{position}.style: unknown style {style_request.style!r}; "
+                f"available: {known}",
+                field=f"requests.{position}.style",
+            )
+    total = sum(r.count for r in request.requests)
+    if total > settings.max_avatars_per_generation:
+        raise InvalidRequest(
+            f"requests: {total} avatars asked for; at most "
+            f"{settings.max_avatars_per_generation} per generation",
+            field="requests",
+        )
+
+
+def create_generation(
+    repo: AvatarRepository,
+    workflows: WorkflowStarter,
+    settings: Settings,
+    owner: str,
+    model_id: str,
+    request: CreateGenerationRequest,
+) -> GenerationRecord:
+    validate_generation(request, settings)
+    model = get_model(repo, owner, model_id)
+    if model.status is not ModelStatus.READY:
+        raise Conflict(
+            f"the model is {model.status.value}: avatars can be generated once it is ready"
+        )
+    stamp = ids.now_iso()
+    record = GenerationRecord(
+        owner=owner,
+        generation_id=ids.new_id(ids.GENERATION),
+        model_id=model_id,
+        requests=[r.model_dump(exclude_none=True) for r in request.requests],
+        created_at=stamp,
+        updated_at=stamp,
+    )
+    repo.create_job(record)
+    arn = workflows.start(
+        settings.generate_state_machine_arn,
+        generation_execution_name(record.generation_id),
+        JobRef(kind="generation", owner=owner, job_id=record.generation_id).model_dump(),
+    )
+    repo.set_job_execution(GenerationRecord, owner, record.generation_id, arn)
+    return record
+
+
+def get_generation(repo: AvatarRepository, owner: str, generation_id: str) -> GenerationRecord:
+    record = (
+        repo.get_job(GenerationRecord, owner, generation_id)
+        if ids.is_id(ids.GENERATION, generation_id)
+        else None
+    )
+    if not isinstance(record, GenerationRecord):
+        raise NotFound(f"generation {generation_id} not found")
+    return record
+
+
+def avatars_out(record: JobRecordBase, storage: Storage, settings: Settings) -> list[AvatarOut]:
+    """Short-lived links to our own copies; never the provider's URLs."""
+    avatars = []
+    for avatar in record.ordered_avatars():
+        url, expires_at = storage.presign_get(
+            storage.results_bucket, avatar.key, settings.download_url_ttl_seconds
+        )
+        avatars.append(
+            AvatarOut(
+                avatar_id=avatar.avatar_id,
+                url=url,
+                expires_at=expires_at,
+                style=avatar.style,
+                width=avatar.width,
+                height=avatar.height,
+                content_type=avatar.content_type,
+            )
+        )
+    return avatars
+
+
+def generation_out(record: GenerationRecord, storage: Storage, settings: Settings) -> GenerationOut:
+    return GenerationOut(
+        generation_id=record.generation_id,
+        model_id=record.model_id,
+        status=record.status,
+        requests=record.requests,
+        avatars=avatars_out(record, storage, settings),
+        error=record.error,
+        created_at=record.created_at,
+        updated_at=record.updated_at,
+    )
