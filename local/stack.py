@@ -25,8 +25,13 @@ from local.lambda_runtime import InProcessRuntime
 ROOT = Path(__file__).resolve().parent.parent
 # Metrics are disabled locally; powertools still warns on every flush that nothing was sent.
 warnings.filterwarnings("ignore", "No application metrics to publish")
+# moto's state-machine interpreter logs every Fail state as an error with its internals; a
+# failed execution is already in its history and in the job's record.
+logging.getLogger("moto.stepfunctions.parser").setLevel(logging.CRITICAL)
 REGION = "us-east-1"
 STACK_NAME = "avatar-local"
+# The emulator renders each in its own look; a Picsart account offers what its contract says.
+LOCAL_STYLES = ("realistic", "anime", "sketch")
 log = logging.getLogger("local.stack")
 
 
@@ -121,7 +126,12 @@ class LocalStack:
         self._put_provider_secrets()
         deployer = TemplateDeployer(ROOT, self.runtime, REGION)
         self.stack = deployer.deploy(
-            STACK_NAME, {"JwtIssuer": LOCAL_ISSUER, "JwtAudience": LOCAL_AUDIENCE}
+            STACK_NAME,
+            {
+                "JwtIssuer": LOCAL_ISSUER,
+                "JwtAudience": LOCAL_AUDIENCE,
+                "AvatarStyles": ",".join(LOCAL_STYLES),
+            },
         )
         self._start_front()
         log.info("local stack up in %.1fs", time.monotonic() - started)

@@ -10,11 +10,20 @@ import pytest
 from local.client import ApiClient
 from local.stack import LocalConfig, LocalStack
 
+RESULT_CAP_BYTES = 2 * 1024 * 1024
+
 
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
     state = tmp_path_factory.mktemp("local-state")
-    config = LocalConfig(api_port=0, time_factor=600.0, state_dir=state, log_level="WARNING")
+    config = LocalConfig(
+        api_port=0,
+        time_factor=600.0,
+        state_dir=state,
+        log_level="WARNING",
+        # small enough that the oversized-result test needs only a few megabytes
+        function_env={"RESULT_MAX_BYTES": str(RESULT_CAP_BYTES)},
+    )
     with LocalStack(config) as running:
         yield running
 

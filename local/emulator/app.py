@@ -59,13 +59,14 @@ class EmulatorState:
 
 
 def create_app(state: EmulatorState) -> Flask:
-    from local.emulator import picsart, qolaba
+    from local.emulator import hostile, picsart, qolaba
 
     app = Flask("provider-emulator")
     app.config["MAX_CONTENT_LENGTH"] = MAX_REQUEST_BYTES
     app.register_blueprint(picsart.make_blueprint(state), url_prefix="/picsart/v1")
     app.register_blueprint(qolaba.make_blueprint(state), url_prefix="/qolaba")
     app.register_blueprint(_admin_blueprint(state), url_prefix="/_emulator")
+    app.register_blueprint(hostile.make_blueprint(), url_prefix="/hostile")
 
     @app.get("/results/<token>")
     def result(token: str) -> Response:
@@ -89,7 +90,7 @@ def create_app(state: EmulatorState) -> Flask:
 
 
 def _admin_blueprint(state: EmulatorState) -> Blueprint:
-    from local.emulator import picsart, qolaba
+    from local.emulator import hostile, picsart, qolaba
 
     outcome_statuses = {
         "training": picsart.SCRIPTABLE_TRAINING_OUTCOMES,

@@ -82,6 +82,8 @@ class _Script:
     )
     outcomes: dict[str, Outcome] = field(default_factory=dict)
     never_finish: set[str] = field(default_factory=set)
+    result_ttl_seconds: float | None = None
+    result_urls: list[str] | None = None
 
 
 class Faults:
@@ -110,6 +112,8 @@ class Faults:
             "inference_outcome",
             "face_outcome",
             "never_finish",
+            "result_ttl_seconds",
+            "result_urls",
         }
         if unknown:
             raise ScriptError(f"unknown script keys: {', '.join(sorted(unknown))}")
@@ -131,7 +135,21 @@ class Faults:
         never_finish = (
             _parse_never_finish(payload["never_finish"]) if "never_finish" in payload else None
         )
+        ttl = payload.get("result_ttl_seconds")
+        if ttl is not None and (
+            isinstance(ttl, bool) or not isinstance(ttl, int | float) or ttl < 0
+        ):
+            raise ScriptError("'result_ttl_seconds' must be a number of seconds >= 0, or null")
+        urls = payload.get("result_urls")
+        if urls is not None and (
+            not isinstance(urls, list) or not urls or not all(isinstance(u, str) for u in urls)
+        ):
+            raise ScriptError("'result_urls' must be a non-empty list of URLs, or null")
         with self._lock:
+            if "result_urls" in payload:
+                self._script.result_urls = urls
+            if "result_ttl_seconds" in payload:
+                self._script.result_ttl_seconds = None if ttl is None else float(ttl)
             for route, rule in rules:
                 self._script.rules[route].append(rule)
             for kind, outcome in outcomes.items():
@@ -159,6 +177,22 @@ class Faults:
         with self._lock:
             return self._script.outcomes.get(kind)
 
+    def result_ttl(self, default: float) -> float:
+        """How long results live after their job finished: scripted early expiry, or default."""
+        with self._lock:
+            scripted = self._script.result_ttl_seconds
+        return default if scripted is None else scripted
+
+    def take_result_urls(self) -> list[str] | None:
+        """URLs the next finished job answers instead of its own results (once), if scripted.
+
+        Lets tests hand our copier hostile results: a redirect to the metadata address, a
+        host off the allow-list, a body that is not an image or is too large.
+        """
+        with self._lock:
+            urls, self._script.result_urls = self._script.result_urls, None
+        return urls
+
     def never_finishes(self, kind: str) -> bool:
         with self._lock:
             return kind in self._script.never_finish
@@ -177,6 +211,8 @@ class Faults:
                     for kind, outcome in self._script.outcomes.items()
                 },
                 "never_finish": sorted(self._script.never_finish),
+                "result_ttl_seconds": self._script.result_ttl_seconds,
+                "result_urls": self._script.result_urls,
             }
 
 

@@ -230,7 +230,7 @@ def make_blueprint(state: EmulatorState) -> Blueprint:
         with inference.render_lock:
             if inference.results is None:
                 finished_at = inference.submitted_at + config.inference_seconds
-                ttl = finished_at + config.result_ttl_seconds - now
+                ttl = finished_at + state.faults.result_ttl(config.result_ttl_seconds) - now
                 inference.results = [
                     {
                         "id": str(uuid.uuid4()),
@@ -239,6 +239,10 @@ def make_blueprint(state: EmulatorState) -> Blueprint:
                     }
                     for style, jpeg in _render_avatars(inference)
                 ]
+                scripted = state.faults.take_result_urls()
+                if scripted:
+                    for result, url in zip(inference.results, scripted, strict=False):
+                        result["url"] = url
             return inference.results
 
     return blueprint

@@ -191,7 +191,7 @@ def make_blueprint(state: EmulatorState) -> Blueprint:
             if task.output is None:
                 assert task.reference is not None
                 finished_at = task.submitted_at + config.face_seconds
-                ttl = finished_at + config.result_ttl_seconds - now
+                ttl = finished_at + state.faults.result_ttl(config.result_ttl_seconds) - now
                 content_type = "image/png" if task.body.remove_background else "image/jpeg"
                 task.output = [
                     state.files.publish(
@@ -199,6 +199,9 @@ def make_blueprint(state: EmulatorState) -> Blueprint:
                     )
                     for variant in range(task.body.batch)
                 ]
+                scripted = state.faults.take_result_urls()
+                if scripted:
+                    task.output[: len(scripted)] = scripted[: len(task.output)]
             return task.output
 
     return blueprint

@@ -866,7 +866,13 @@ def test_the_script_is_validated_described_and_reset(emulator):
     assert [r.status_code for r in (bad_route, bad_status, bad_outcome)] == [400, 400, 400]
     assert "route" in bad_route.json()["error"]
     assert described["fail_next"] == [{"route": "infer_status", "times": 2, "status": 502}]
-    assert after_reset == {"fail_next": [], "outcomes": {}, "never_finish": []}
+    assert after_reset == {
+        "fail_next": [],
+        "outcomes": {},
+        "never_finish": [],
+        "result_ttl_seconds": None,
+        "result_urls": None,
+    }
 
 
 def test_admin_endpoints_answer_loopback_callers_only():
@@ -881,3 +887,12 @@ def test_admin_endpoints_answer_loopback_callers_only():
 
     assert (remote.status_code, remote_stats.status_code) == (403, 403)
     assert (local.status_code, local_v6.status_code) == (200, 200)
+
+
+def test_results_can_be_scripted_to_expire_early(emulator: EmulatorServer) -> None:
+    admin = f"{emulator.base_url}/_emulator/script"
+    assert requests.post(admin, json={"result_ttl_seconds": "soon"}, timeout=5).status_code == 400
+    assert requests.post(admin, json={"result_ttl_seconds": 0}, timeout=5).status_code == 200
+    assert emulator.state.faults.result_ttl(3600.0) == 0.0
+    requests.post(admin, json={"result_ttl_seconds": None}, timeout=5).raise_for_status()
+    assert emulator.state.faults.result_ttl(3600.0) == 3600.0
