@@ -90,7 +90,7 @@ def create_app(state: EmulatorState) -> Flask:
 
 
 def _admin_blueprint(state: EmulatorState) -> Blueprint:
-    from local.emulator import hostile, picsart, qolaba
+    from local.emulator import picsart, qolaba
 
     outcome_statuses = {
         "training": picsart.SCRIPTABLE_TRAINING_OUTCOMES,
