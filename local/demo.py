@@ -6,6 +6,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import requests
+
 from local import photos
 from local.client import ApiClient, wait_until
 from local.stack import LocalConfig, LocalStack
@@ -86,6 +88,91 @@ def train(journey: dict[str, Any]) -> None:
     journey["model"] = model
 
 
+def _extension(content_type: str) -> str:
+    return {"image/png": ".png", "image/webp": ".webp"}.get(content_type, ".jpg")
+
+
+def save_avatars(avatars: list[dict[str, Any]], folder: Path) -> list[Path]:
+    """Download each avatar from our bucket through its short-lived presigned URL."""
+    folder.mkdir(parents=True, exist_ok=True)
+    saved = []
+    for number, avatar in enumerate(avatars, start=1):
+        response = requests.get(avatar["url"], timeout=30)
+        response.raise_for_status()
+        style = avatar.get("style") or "face"
+        path = folder / f"{number:02d}-{style}{_extension(avatar['content_type'])}"
+        path.write_bytes(response.content)
+        saved.append(path)
+    return saved
+
+
+def generate(journey: dict[str, Any], styles: list[dict[str, Any]], out_dir: Path) -> None:
+    client: ApiClient = journey["client"]
+    model_id = journey["model"]["model_id"]
+    response = client.create_generation(model_id, styles, idempotency_key=f"demo-gen-{model_id}")
+    if response.status_code != 202:
+        raise RuntimeError(f"generation did not start: {response.status_code} {response.text}")
+    generation_id = response.json()["generation_id"]
+    asked = ", ".join(f"{s['count']}x {s['style']}" for s in styles)
+    say(f"  {journey['user']}: generation {generation_id} ({asked})")
+    generation = wait_until(
+        lambda: client.get_generation(generation_id),
+        lambda g: g["status"] in ("succeeded", "failed"),
+        timeout=300,
+        interval=0.25,
+        on_change=lambda g: say(f"    {g['status']:<9} {len(g['avatars'])} copied to our bucket"),
+    )
+    if generation["status"] != "succeeded":
+        raise RuntimeError(f"generation failed: {generation.get('error')}")
+    saved = save_avatars(generation["avatars"], out_dir / journey["user"] / generation_id)
+    journey.setdefault("saved", []).extend(saved)
+    say(f"    saved {len(saved)} avatars to {saved[0].parent}")
+
+
+def face_avatars(stack: LocalStack, user: str, out_dir: Path) -> list[Path]:
+    client = ApiClient(stack.api_url, stack.token(user))
+    slot = client.call("POST", "/face-avatars/uploads", json={"content_type": "image/jpeg"})
+    slot.raise_for_status()
+    upload = slot.json()
+    ApiClient.upload(upload, photos.selfie_jpeg(900, size=(3000, 2000)), "reference.jpg")
+    image = wait_until(
+        lambda: client.call("GET", f"/face-avatars/uploads/{upload['image_id']}").json(),
+        lambda i: i["status"] != "pending",
+        timeout=60,
+    )
+    say(
+        f"  {user}: reference {image['image_id']} {image['status']} "
+        f"(3000x2000 fitted to {image['width']}x{image['height']})"
+    )
+    body = {
+        "image_id": image["image_id"],
+        "gender": "female",
+        "batch": 4,
+        "width": 512,
+        "height": 640,
+        "bg_color": "#2E86AB",
+    }
+    response = client.call(
+        "POST", "/face-avatars", json=body, headers={"Idempotency-Key": f"demo-{image['image_id']}"}
+    )
+    if response.status_code != 202:
+        raise RuntimeError(f"face-avatar job did not start: {response.status_code} {response.text}")
+    job_id = response.json()["job_id"]
+    say(f"    job {job_id}: batch of 4, 512x640 on #2E86AB (default prompt, gender=female)")
+    job = wait_until(
+        lambda: client.call("GET", f"/face-avatars/{job_id}").json(),
+        lambda j: j["status"] in ("succeeded", "failed"),
+        timeout=300,
+        interval=0.25,
+        on_change=lambda j: say(f"    {j['status']:<9} {len(j['avatars'])} copied to our bucket"),
+    )
+    if job["status"] != "succeeded":
+        raise RuntimeError(f"face-avatar job failed: {job.get('error')}")
+    saved = save_avatars(job["avatars"], out_dir / user / job_id)
+    say(f"    saved {len(saved)} face avatars to {saved[0].parent}")
+    return saved
+
+
 def run_demo(out: str) -> int:
     started = time.monotonic()
     out_dir = Path(out).resolve()
@@ -102,6 +189,15 @@ def run_demo(out: str) -> int:
         say("\n2. Training on the provider emulator (20 emulated minutes each)")
         for journey in journeys:
             train(journey)
+        say("\n3. Avatars, copied from the provider into our results bucket, then downloaded")
+        generate(
+            journeys[0],
+            [{"style": "realistic", "count": 2}, {"style": "anime", "count": 2}],
+            out_dir,
+        )
+        generate(journeys[1], [{"style": "sketch", "count": 2}], out_dir)
+        say("\n4. Face avatars from one reference image")
+        journeys[0].setdefault("saved", []).extend(face_avatars(stack, "alice", out_dir))
         say("\nSummary")
         for journey in journeys:
             model = journey["model"]
@@ -109,7 +205,8 @@ def run_demo(out: str) -> int:
             say(
                 f"  {journey['user']:<6} {model['model_id']}  status={model['status']}  "
                 f"accepted={counts['accepted']} rejected={counts['rejected']} "
-                f"pending={counts['pending']}"
+                f"pending={counts['pending']}  avatars saved={len(journey.get('saved', []))}"
             )
-    say(f"\nDone in {time.monotonic() - started:.1f}s. Output folder: {out_dir}")
+    say(f"\nDone in {time.monotonic() - started:.1f}s. Avatars are under {out_dir}")
+    say("(Made by the local provider emulator: every image carries an EMULATED band.)")
     return 0
