@@ -55,18 +55,24 @@ class LocalConfig:
     function_env: dict[str, str] = field(default_factory=dict)
 
 
-def _configure_process_env(moto_port: int) -> None:
-    """Point every boto3 client of this process (handlers included) at the moto server."""
-    os.environ.update(
-        AWS_ACCESS_KEY_ID="local",
-        AWS_SECRET_ACCESS_KEY="local",  # noqa: S106 - moto accepts any credentials
-        AWS_DEFAULT_REGION=REGION,
-        AWS_REGION=REGION,
-        AWS_ENDPOINT_URL=f"http://127.0.0.1:{moto_port}",
-        MOTO_PORT=str(moto_port),
-        MOTO_ACCOUNT_ID=ACCOUNT_ID,
-    )
+def _configure_process_env(moto_port: int) -> dict[str, str | None]:
+    """Point every boto3 client of this process (handlers included) at the moto server.
+
+    Returns what the variables were before, so ``stop()`` can put them back.
+    """
+    values = {
+        "AWS_ACCESS_KEY_ID": "local",
+        "AWS_SECRET_ACCESS_KEY": "local",  # noqa: S106 - moto accepts any credentials
+        "AWS_DEFAULT_REGION": REGION,
+        "AWS_REGION": REGION,
+        "AWS_ENDPOINT_URL": f"http://127.0.0.1:{moto_port}",
+        "MOTO_PORT": str(moto_port),
+        "MOTO_ACCOUNT_ID": ACCOUNT_ID,
+    }
+    saved = {key: os.environ.get(key) for key in [*values, "AWS_PROFILE"]}
+    os.environ.update(values)
     os.environ.pop("AWS_PROFILE", None)
+    return saved
 
 
 def _scale_step_functions_time(factor: float) -> None:
@@ -88,6 +94,8 @@ def _scale_step_functions_time(factor: float) -> None:
 
 
 class LocalStack:
+    _running = False
+
     def __init__(self, config: LocalConfig | None = None) -> None:
         self.config = config or LocalConfig()
         self.runtime: InProcessRuntime | None = None
@@ -97,6 +105,7 @@ class LocalStack:
         self.emulator: Any = None
         self.moto_url = ""
         self.api_url = ""
+        self._saved_env: dict[str, str | None] = {}
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -106,8 +115,13 @@ class LocalStack:
         from local.auth import LOCAL_AUDIENCE, LOCAL_ISSUER
 
         started = time.monotonic()
+        if LocalStack._running:
+            raise RuntimeError(
+                "a local stack is already running in this process (moto's state is global)"
+            )
+        LocalStack._running = True
         port = self.config.moto_port or free_port()
-        _configure_process_env(port)
+        self._saved_env = _configure_process_env(port)
         self._moto = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
         self._moto.start()
         self.moto_url = f"http://127.0.0.1:{port}"
@@ -144,6 +158,15 @@ class LocalStack:
             self.emulator.stop()
         if self._moto is not None:
             self._moto.stop()
+            from moto.core.models import reset_model_data
+
+            reset_model_data()
+        for key, value in self._saved_env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        LocalStack._running = False
 
     def __enter__(self) -> LocalStack:
         return self.start()
