@@ -62,7 +62,7 @@ def _configure_process_env(moto_port: int) -> dict[str, str | None]:
     """
     values = {
         "AWS_ACCESS_KEY_ID": "local",
-        "AWS_SECRET_ACCESS_KEY": "local",  # noqa: S106 - moto accepts any credentials
+        "AWS_SECRET_ACCESS_KEY": "local",  # moto accepts any credentials
         "AWS_DEFAULT_REGION": REGION,
         "AWS_REGION": REGION,
         "AWS_ENDPOINT_URL": f"http://127.0.0.1:{moto_port}",

@@ -30,6 +30,7 @@ from avatar_core.errors import (
     RETRYABLE_PROVIDER_ERRORS,
     ProviderAuthFailed,
     ProviderError,
+    ProviderOutcomeUnknown,
     ProviderOutOfCredits,
     ProviderRateLimited,
     ProviderRejected,
@@ -377,13 +378,20 @@ def test_rate_limit_without_retry_after_leaves_the_backoff_to_the_caller(rsps, c
     assert raised.value.retry_after is None
 
 
+# A failure after a submit may have reached the provider: the job may exist, unseen.
+PAID_WORK = ("submit_training", "submit_generation")
+
+
 @pytest.mark.parametrize("call", CALLS)
 @pytest.mark.parametrize("answer", ["malformed_json", "wrong_shape"])
-def test_an_unreadable_success_is_worth_a_retry(rsps, client, call, answer):
+def test_an_unreadable_success_is_worth_a_retry_unless_it_started_paid_work(
+    rsps, client, call, answer
+):
     method, path, invoke = CALLS[call]
     add_answer(rsps, method, path, RECORDINGS["errors"][answer])
 
-    with pytest.raises(ProviderUnavailable) as raised:
+    expected = ProviderOutcomeUnknown if call in PAID_WORK else ProviderUnavailable
+    with pytest.raises(expected) as raised:
         invoke(client)
 
     assert raised.value.status_code == 200
@@ -399,11 +407,15 @@ def test_an_unreadable_success_is_worth_a_retry(rsps, client, call, answer):
     ],
     ids=["read-timeout", "connect-timeout", "connection-error"],
 )
-def test_timeouts_and_dropped_connections_are_worth_a_retry(rsps, client, call, failure):
+def test_timeouts_and_dropped_connections_are_worth_a_retry_unless_paid_work_may_have_started(
+    rsps, client, call, failure
+):
     method, path, invoke = CALLS[call]
     rsps.add(method, BASE_URL + path, body=failure)
 
-    with pytest.raises(ProviderUnavailable) as raised:
+    ambiguous = not isinstance(failure, requests.exceptions.ConnectTimeout)
+    expected = ProviderOutcomeUnknown if call in PAID_WORK and ambiguous else ProviderUnavailable
+    with pytest.raises(expected) as raised:
         invoke(client)
 
     assert raised.value.status_code is None
@@ -678,3 +690,18 @@ def test_a_long_training_is_polled_by_its_reported_progress_within_bounds(client
     assert client.training_poll_advice(3, running(80), waited_seconds=200).wait_seconds == 120
     # no progress reported: the regular interval
     assert client.training_poll_advice(3, running(None), waited_seconds=900).wait_seconds == 120
+
+
+def test_a_submit_that_never_left_is_worth_a_retry(rsps, client):
+    import urllib3
+
+    refused = requests.exceptions.ConnectionError(
+        urllib3.exceptions.MaxRetryError(
+            None, BASE_URL, reason=urllib3.exceptions.NewConnectionError(None, "refused")
+        )
+    )
+    for call in PAID_WORK:
+        method, path, invoke = CALLS[call]
+        rsps.add(method, BASE_URL + path, body=refused)
+        with pytest.raises(ProviderUnavailable):
+            invoke(client)

@@ -27,6 +27,7 @@ from avatar_core.errors import (
     RETRYABLE_PROVIDER_ERRORS,
     ProviderAuthFailed,
     ProviderError,
+    ProviderOutcomeUnknown,
     ProviderOutOfCredits,
     ProviderRateLimited,
     ProviderRejected,
@@ -290,13 +291,20 @@ def test_rate_limit_carries_the_retry_after_seconds(rsps, client):
     assert raised.value.retry_after == 12.0
 
 
+# A failure after a submit may have reached the provider: the job may exist, unseen.
+PAID_WORK = ("submit_face_avatar",)
+
+
 @pytest.mark.parametrize("call", CALLS)
 @pytest.mark.parametrize("answer", ["malformed_json", "wrong_shape"])
-def test_an_unreadable_success_is_worth_a_retry(rsps, client, call, answer):
+def test_an_unreadable_success_is_worth_a_retry_unless_it_started_paid_work(
+    rsps, client, call, answer
+):
     path, invoke = CALLS[call]
     add_answer(rsps, path, RECORDINGS["errors"][answer])
 
-    with pytest.raises(ProviderUnavailable) as raised:
+    expected = ProviderOutcomeUnknown if call in PAID_WORK else ProviderUnavailable
+    with pytest.raises(expected) as raised:
         invoke(client)
 
     assert raised.value.status_code == 200
@@ -312,11 +320,15 @@ def test_an_unreadable_success_is_worth_a_retry(rsps, client, call, answer):
     ],
     ids=["read-timeout", "connect-timeout", "connection-error"],
 )
-def test_timeouts_and_dropped_connections_are_worth_a_retry(rsps, client, call, failure):
+def test_timeouts_and_dropped_connections_are_worth_a_retry_unless_paid_work_may_have_started(
+    rsps, client, call, failure
+):
     path, invoke = CALLS[call]
     rsps.add("POST", BASE_URL + path, body=failure)
 
-    with pytest.raises(ProviderUnavailable) as raised:
+    ambiguous = not isinstance(failure, requests.exceptions.ConnectTimeout)
+    expected = ProviderOutcomeUnknown if call in PAID_WORK and ambiguous else ProviderUnavailable
+    with pytest.raises(expected) as raised:
         invoke(client)
 
     assert raised.value.status_code is None
@@ -442,3 +454,18 @@ def test_from_settings_reads_the_token_from_secrets_manager_once(aws, rsps):
 def test_from_settings_refuses_incomplete_configuration(missing, settings):
     with pytest.raises(ValueError, match=missing):
         QolabaClient.from_settings(settings)
+
+
+def test_a_submit_that_never_left_is_worth_a_retry(rsps, client):
+    import urllib3
+
+    refused = requests.exceptions.ConnectionError(
+        urllib3.exceptions.MaxRetryError(
+            None, BASE_URL, reason=urllib3.exceptions.NewConnectionError(None, "refused")
+        )
+    )
+    for call in PAID_WORK:
+        path, invoke = CALLS[call]
+        rsps.add("POST", BASE_URL + path, body=refused)
+        with pytest.raises(ProviderUnavailable):
+            invoke(client)

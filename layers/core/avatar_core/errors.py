@@ -86,6 +86,13 @@ class ProviderUnavailable(ProviderError):
     """5xx, timeout, dropped connection or an unreadable answer: retry with backoff."""
 
 
+class ProviderOutcomeUnknown(ProviderError):
+    """A request that starts paid work was sent, but its answer was lost (read timeout,
+    connection cut). The provider may have started the job: retrying could pay twice, and
+    the provider offers no way to look the job up, so this is not retried automatically.
+    """
+
+
 class ProviderRejected(ProviderError):
     """A 4xx the provider will answer the same way again: do not retry."""
 

@@ -176,8 +176,10 @@ class PicsartClient:
             raise ValueError(f"subject must be one of {sorted(SUBJECTS)}, got {subject!r}")
         body = {F_IMAGES: list(image_urls), F_TYPE: subject}
         call = f"POST {CREATE_MODEL_PATH}"
-        answer = self._http.post(CREATE_MODEL_PATH, body, call=call)
-        accepted = parse_body(_ModelAccepted, answer, provider=PROVIDER, call=call)
+        answer = self._http.post(CREATE_MODEL_PATH, body, call=call, starts_paid_work=True)
+        accepted = parse_body(
+            _ModelAccepted, answer, provider=PROVIDER, call=call, starts_paid_work=True
+        )
         return SubmittedJob(job_id=accepted.model_id, provider_status=accepted.status)
 
     def training_status(self, provider_model_id: str) -> JobStatus:
@@ -202,8 +204,10 @@ class PicsartClient:
         path = CREATE_INFERENCE_PATH.format(model_id=_path_id(provider_model_id, F_MODEL_ID))
         body = {F_REQUESTS: [_style_body(request) for request in requests]}
         call = f"POST {CREATE_INFERENCE_PATH}"
-        answer = self._http.post(path, body, call=call)
-        accepted = parse_body(_InferenceAccepted, answer, provider=PROVIDER, call=call)
+        answer = self._http.post(path, body, call=call, starts_paid_work=True)
+        accepted = parse_body(
+            _InferenceAccepted, answer, provider=PROVIDER, call=call, starts_paid_work=True
+        )
         return SubmittedJob(job_id=accepted.inference_id, provider_status=accepted.status)
 
     def generation_status(self, provider_model_id: str, inference_id: str) -> JobStatus:

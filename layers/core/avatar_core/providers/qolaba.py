@@ -170,8 +170,10 @@ class QolabaClient:
         body = params.model_dump(mode="json")
         body["app_id"] = params.app_id or self._app_id
         call = f"POST {SUBMIT_PATH}"
-        answer = self._http.post(SUBMIT_PATH, body, call=call)
-        queued = parse_body(_TaskQueued, answer, provider=PROVIDER, call=call)
+        answer = self._http.post(SUBMIT_PATH, body, call=call, starts_paid_work=True)
+        queued = parse_body(
+            _TaskQueued, answer, provider=PROVIDER, call=call, starts_paid_work=True
+        )
         return SubmittedJob(job_id=queued.task_id, provider_status=STATUS_SUBMITTED)
 
     def face_avatar_status(self, task_id: str) -> JobStatus:

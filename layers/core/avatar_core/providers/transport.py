@@ -22,10 +22,12 @@ from typing import Any, TypeVar
 import requests
 from aws_lambda_powertools.utilities import parameters
 from pydantic import BaseModel, ValidationError
+from urllib3.exceptions import ConnectTimeoutError, NameResolutionError, NewConnectionError
 
 from avatar_core.errors import (
     ProviderAuthFailed,
     ProviderError,
+    ProviderOutcomeUnknown,
     ProviderOutOfCredits,
     ProviderRateLimited,
     ProviderRejected,
@@ -146,8 +148,11 @@ def parse_retry_after(value: str | None) -> float | None:
     return max(0.0, seconds)
 
 
-def parse_body(model: type[Model], body: object, *, provider: str, call: str) -> Model:
-    """Validate a 2xx body; an unexpected shape is the provider's fault and worth a retry.
+def parse_body(
+    model: type[Model], body: object, *, provider: str, call: str, starts_paid_work: bool = False
+) -> Model:
+    """Validate a 2xx body; an unexpected shape is the provider's fault and worth a retry,
+    unless the call started paid work: then the job may exist and we cannot read its id.
 
     The message names the offending fields only, never the values, which may be long or
     carry data we do not want in logs.
@@ -159,11 +164,14 @@ def parse_body(model: type[Model], body: object, *, provider: str, call: str) ->
             f"{'.'.join(str(part) for part in error['loc']) or 'body'}: {error['msg']}"
             for error in exc.errors(include_url=False, include_input=False)
         )
-        raise ProviderUnavailable(
-            f"{provider} answered {call} with an unexpected body ({clip(problems)})",
-            provider=provider,
-            status_code=200,
-        ) from None
+        what = f"{provider} answered {call} with an unexpected body ({clip(problems)})"
+        if starts_paid_work:
+            raise ProviderOutcomeUnknown(
+                f"{what}; it may have started the job, so it was not sent again",
+                provider=provider,
+                status_code=200,
+            ) from None
+        raise ProviderUnavailable(what, provider=provider, status_code=200) from None
 
 
 class ProviderHttp:
@@ -200,14 +208,24 @@ class ProviderHttp:
     def get(self, path: str, *, call: str) -> object:
         return self.request("GET", path, call=call)
 
-    def post(self, path: str, body: Any, *, call: str) -> object:
-        return self.request("POST", path, body=body, call=call)
+    def post(self, path: str, body: Any, *, call: str, starts_paid_work: bool = False) -> object:
+        return self.request("POST", path, body=body, call=call, starts_paid_work=starts_paid_work)
 
-    def request(self, method: str, path: str, *, call: str, body: Any = None) -> object:
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        call: str,
+        body: Any = None,
+        starts_paid_work: bool = False,
+    ) -> object:
         """Send one request and return its decoded JSON body, or raise a typed error.
 
         ``path`` is already filled in and quoted; ``call`` names the endpoint without ids,
-        for messages and logs.
+        for messages and logs. For a call that ``starts_paid_work``, a failure after the
+        request may have reached the provider (read timeout, connection cut, unreadable
+        answer) raises :class:`ProviderOutcomeUnknown` instead of a retryable error.
         """
         key = self._api_key()
         if not key:
@@ -226,15 +244,18 @@ class ProviderHttp:
                 allow_redirects=False,
             )
         except requests.Timeout as exc:
+            if starts_paid_work and not _never_sent(exc):
+                raise self._outcome_unknown(f"did not answer {call} in time", key) from exc
             raise self._unavailable(f"did not answer {call} in time", key) from exc
         except (
             requests.ConnectionError,
             requests.exceptions.ChunkedEncodingError,
             requests.exceptions.ContentDecodingError,
         ) as exc:
-            raise self._unavailable(
-                f"could not be reached for {call} ({type(exc).__name__})", key
-            ) from exc
+            what = f"could not be reached for {call} ({type(exc).__name__})"
+            if starts_paid_work and not _never_sent(exc):
+                raise self._outcome_unknown(what, key) from exc
+            raise self._unavailable(what, key) from exc
         request_id = _request_id(response)
         logger.info(
             "provider call",
@@ -247,8 +268,25 @@ class ProviderHttp:
             },
         )
         if 200 <= response.status_code < 300:
-            return self._decode_success(response, call, key)
+            try:
+                return self._decode_success(response, call, key)
+            except ProviderUnavailable as exc:
+                if starts_paid_work:
+                    unknown = self._outcome_unknown(
+                        exc.message.removeprefix(f"{self.provider} "), key
+                    )
+                    unknown.status_code = exc.status_code
+                    raise unknown from exc
+                raise
         raise self._error_for(response, call, key, request_id)
+
+    def _outcome_unknown(self, what: str, key: str) -> ProviderOutcomeUnknown:
+        text = redact(
+            f"{self.provider} {what}; it may have started the job, so it was not sent again "
+            "(that could pay twice)",
+            key,
+        )
+        return ProviderOutcomeUnknown(text, provider=self.provider)
 
     def _unavailable(self, what: str, key: str) -> ProviderUnavailable:
         return ProviderUnavailable(redact(f"{self.provider} {what}", key), provider=self.provider)
@@ -303,6 +341,14 @@ class ProviderHttp:
         if not described:
             return _safe_text(response, key) or None
         return clip(redact(described, key))
+
+
+def _never_sent(exc: Exception) -> bool:
+    """True when the failure happened before the request could reach the provider."""
+    if isinstance(exc, requests.ConnectTimeout):
+        return True
+    reason = getattr(exc.args[0], "reason", None) if exc.args else None
+    return isinstance(reason, NewConnectionError | NameResolutionError | ConnectTimeoutError)
 
 
 def _request_id(response: requests.Response) -> str | None:
