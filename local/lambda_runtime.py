@@ -112,6 +112,7 @@ class InProcessRuntime:
                 payload, errored = _error_payload(exc), True
                 self.failures.append((code.logical_id, type(exc).__name__, str(exc)))
                 log.warning("%s failed: %s: %s", code.logical_id, type(exc).__name__, exc)
+                log.debug("%s traceback:\n%s", code.logical_id, traceback.format_exc())
         return payload, errored, ""
 
     def _handler(self, code: FunctionCode) -> Callable[[Any, Any], Any]:
@@ -141,13 +142,18 @@ def _error_payload(exc: BaseException) -> str:
 
 @contextmanager
 def _environment(values: dict[str, str]) -> Iterator[None]:
-    saved = {key: os.environ.get(key) for key in values}
+    """Apply one function's variables for the length of an invocation.
+
+    Variables that existed before get their old values back. Variables the process did not
+    have are left in place rather than deleted: a thread outside the invocation lock (a
+    server thread, a test) that checks for a key and then reads it must never see it vanish
+    in between (that raced once as a KeyError under load). The next invocation sets every
+    variable of its own function, so values never leak; only a key that a function does not
+    define at all may be visible to it, with another function's value.
+    """
+    saved = {key: os.environ[key] for key in values if key in os.environ}
     os.environ.update(values)
     try:
         yield
     finally:
-        for key, old in saved.items():
-            if old is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = old
+        os.environ.update(saved)

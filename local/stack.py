@@ -53,6 +53,9 @@ class LocalConfig:
     static_dir: Path | None = None
     emulator_overrides: dict[str, Any] = field(default_factory=dict)
     function_env: dict[str, str] = field(default_factory=dict)
+    # S3 delivers events at least once: deliver every upload event twice, the second time
+    # from another thread, to prove duplicates change nothing.
+    duplicate_s3_events: bool = False
 
 
 def _configure_process_env(moto_port: int) -> dict[str, str | None]:
@@ -73,6 +76,22 @@ def _configure_process_env(moto_port: int) -> dict[str, str | None]:
     os.environ.update(values)
     os.environ.pop("AWS_PROFILE", None)
     return saved
+
+
+def _deliver_s3_events_twice() -> Any:
+    """Patch moto's S3→Lambda delivery to send each event again; returns the original."""
+    import threading
+
+    from moto.s3 import notifications
+
+    original = notifications._invoke_awslambda
+
+    def twice(*args: Any, **kwargs: Any) -> None:
+        original(*args, **kwargs)
+        threading.Thread(target=original, args=args, kwargs=kwargs, daemon=True).start()
+
+    notifications._invoke_awslambda = twice
+    return original
 
 
 def _scale_step_functions_time(factor: float) -> None:
@@ -106,6 +125,7 @@ class LocalStack:
         self.moto_url = ""
         self.api_url = ""
         self._saved_env: dict[str, str | None] = {}
+        self._undelivered: Any = None
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -131,6 +151,7 @@ class LocalStack:
             timeout=10,
         ).raise_for_status()
         _scale_step_functions_time(self.config.time_factor)
+        self.duplicate_s3_events(self.config.duplicate_s3_events)
 
         self._start_emulator()
         self.runtime = InProcessRuntime(
@@ -161,6 +182,7 @@ class LocalStack:
             from moto.core.models import reset_model_data
 
             reset_model_data()
+        self.duplicate_s3_events(False)
         for key, value in self._saved_env.items():
             if value is None:
                 os.environ.pop(key, None)
@@ -173,6 +195,16 @@ class LocalStack:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+    def duplicate_s3_events(self, enabled: bool) -> None:
+        """Switch at-least-once delivery on or off: every upload event delivered twice."""
+        if enabled and self._undelivered is None:
+            self._undelivered = _deliver_s3_events_twice()
+        elif not enabled and self._undelivered is not None:
+            from moto.s3 import notifications
+
+            notifications._invoke_awslambda = self._undelivered
+            self._undelivered = None
 
     # -- pieces ---------------------------------------------------------------------------
 

@@ -42,10 +42,16 @@ class EmulatorState:
     counters: dict[str, Any] = field(default_factory=_zeroed_counters)
     lock: threading.Lock = field(default_factory=threading.Lock)
     faults: Faults = field(default_factory=Faults)
+    jobs: list[dict[str, Any]] = field(default_factory=list)
 
     def count(self, name: str) -> None:
         with self.lock:
             self.counters[name] = self.counters.get(name, 0) + 1
+
+    def record_job(self, kind: str, job_id: str, source: str, images: int = 0) -> None:
+        """Every job created upstream, so benches can match them with our records."""
+        with self.lock:
+            self.jobs.append({"kind": kind, "id": job_id, "source": source, "images": images})
 
     def count_in(self, name: str, key: str) -> None:
         with self.lock:
@@ -54,6 +60,7 @@ class EmulatorState:
 
     def reset_counters(self) -> None:
         with self.lock:
+            self.jobs.clear()
             self.counters.clear()
             self.counters.update(_zeroed_counters())
 
@@ -113,6 +120,11 @@ def _admin_blueprint(state: EmulatorState) -> Blueprint:
     def stats() -> Response:
         with state.lock:
             return jsonify(state.counters)
+
+    @admin.get("/jobs")
+    def jobs() -> Response:
+        with state.lock:
+            return jsonify(list(state.jobs))
 
     @admin.get("/script")
     def current_script() -> Response:

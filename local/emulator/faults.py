@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import math
+import random
 import socket
 import threading
 import time
@@ -61,6 +62,72 @@ class Fault:
     lose_response: bool = False
 
 
+@dataclass(frozen=True)
+class Chaos:
+    """Random misbehaviour: each provider answer draws one fault (or none) by these rates.
+
+    Rates are fractions of requests, drawn from a seeded generator so a run can be repeated.
+    ``lose_response`` does the work upstream and then cuts the connection: the "did it
+    start?" case. ``early_expiry`` makes a job's results expire ``early_expiry_seconds``
+    (emulated) after it finished instead of 48 hours.
+    """
+
+    seed: int = 0
+    error_rate: float = 0.0
+    rate_limit_rate: float = 0.0
+    retry_after: int = 1
+    slow_rate: float = 0.0
+    slow_seconds: float = 0.0
+    drop_rate: float = 0.0
+    lose_response_rate: float = 0.0
+    early_expiry_rate: float = 0.0
+    early_expiry_seconds: float = 600.0
+
+    def draw(self, rng: random.Random) -> Fault | None:
+        roll = rng.random()
+        for rate, fault in (
+            (self.error_rate, Fault(status=rng.choice((500, 502, 503)), message="chaos")),
+            (
+                self.rate_limit_rate,
+                Fault(status=429, message="chaos", retry_after=self.retry_after),
+            ),
+            (self.slow_rate, Fault(slow_seconds=self.slow_seconds)),
+            (self.drop_rate, Fault(drop_connection=True)),
+            (self.lose_response_rate, Fault(lose_response=True)),
+        ):
+            if roll < rate:
+                return fault
+            roll -= rate
+        return None
+
+
+def _parse_chaos(raw: object) -> Chaos | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        raise ScriptError("'chaos' must be an object of rates, or null to stop it")
+    known = set(Chaos.__dataclass_fields__)
+    unknown = set(raw) - known
+    if unknown:
+        raise ScriptError(f"unknown chaos keys: {', '.join(sorted(unknown))}")
+    for name, value in raw.items():
+        if not _is_number(value) or value < 0:
+            raise ScriptError(f"chaos {name} must be a number >= 0")
+        if name.endswith("_rate") and value > 1:
+            raise ScriptError(f"chaos {name} is a fraction of requests, at most 1")
+    if raw.get("slow_seconds", 0) > MAX_SLOW_SECONDS:
+        raise ScriptError(f"chaos slow_seconds must be at most {MAX_SLOW_SECONDS:g}")
+    per_request = sum(
+        raw.get(n, 0) for n in known if n.endswith("_rate") and n != "early_expiry_rate"
+    )
+    if per_request > 1:
+        raise ScriptError("the per-request chaos rates add up to more than 1")
+    chaos = Chaos(
+        **{k: (int(v) if k in ("seed", "retry_after") else float(v)) for k, v in raw.items()}
+    )
+    return chaos
+
+
 @dataclass
 class _Rule:
     fault: Fault
@@ -84,6 +151,7 @@ class _Script:
     never_finish: set[str] = field(default_factory=set)
     result_ttl_seconds: float | None = None
     result_urls: list[str] | None = None
+    chaos: Chaos | None = None
 
 
 class Faults:
@@ -92,6 +160,7 @@ class Faults:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._script = _Script()
+        self._rng = random.Random(0)
 
     def reset(self) -> None:
         with self._lock:
@@ -114,6 +183,7 @@ class Faults:
             "never_finish",
             "result_ttl_seconds",
             "result_urls",
+            "chaos",
         }
         if unknown:
             raise ScriptError(f"unknown script keys: {', '.join(sorted(unknown))}")
@@ -145,7 +215,11 @@ class Faults:
             not isinstance(urls, list) or not urls or not all(isinstance(u, str) for u in urls)
         ):
             raise ScriptError("'result_urls' must be a non-empty list of URLs, or null")
+        chaos = _parse_chaos(payload["chaos"]) if "chaos" in payload else None
         with self._lock:
+            if "chaos" in payload:
+                self._script.chaos = chaos
+                self._rng = random.Random(chaos.seed if chaos else 0)
             if "result_urls" in payload:
                 self._script.result_urls = urls
             if "result_ttl_seconds" in payload:
@@ -165,7 +239,8 @@ class Faults:
         with self._lock:
             queue = self._script.rules[route]
             if not queue:
-                return None
+                chaos = self._script.chaos
+                return chaos.draw(self._rng) if chaos else None
             rule = queue[0]
             rule.remaining -= 1
             if rule.remaining <= 0:
@@ -181,6 +256,9 @@ class Faults:
         """How long results live after their job finished: scripted early expiry, or default."""
         with self._lock:
             scripted = self._script.result_ttl_seconds
+            chaos = self._script.chaos
+            if scripted is None and chaos and self._rng.random() < chaos.early_expiry_rate:
+                scripted = chaos.early_expiry_seconds
         return default if scripted is None else scripted
 
     def take_result_urls(self) -> list[str] | None:
@@ -213,6 +291,7 @@ class Faults:
                 "never_finish": sorted(self._script.never_finish),
                 "result_ttl_seconds": self._script.result_ttl_seconds,
                 "result_urls": self._script.result_urls,
+                "chaos": None if self._script.chaos is None else vars(self._script.chaos),
             }
 
 

@@ -156,6 +156,7 @@ def make_blueprint(state: EmulatorState) -> Blueprint:
             trainings[training.model_id] = training
         state.count("trainings_submitted")
         state.count_in("trainings_by_source", source_key(urls))
+        state.record_job("training", training.model_id, source_key(urls))
         return _accepted({"status": "ACCEPTED", "model_id": training.model_id})
 
     @blueprint.get("/avatars/models/<model_id>")
@@ -200,6 +201,12 @@ def make_blueprint(state: EmulatorState) -> Blueprint:
         with registry_lock:
             inferences[inference.inference_id] = inference
         state.count("inferences_submitted")
+        state.record_job(
+            "inference",
+            inference.inference_id,
+            inference.training.model_id,
+            sum(r.count for r in inference.requests),
+        )
         return _accepted({"status": "ACCEPTED", "inference_id": inference.inference_id})
 
     @blueprint.get("/avatars/models/<model_id>/inferences/<inference_id>")

@@ -161,6 +161,7 @@ def make_blueprint(state: EmulatorState) -> Blueprint:
         with registry_lock:
             tasks[task.task_id] = task
         state.count("face_jobs_submitted")
+        state.record_job("face", task.task_id, without_query(task.body.image), task.body.batch)
         return jsonify({"task_id": task.task_id})
 
     @blueprint.post("/getImage")

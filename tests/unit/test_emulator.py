@@ -872,6 +872,7 @@ def test_the_script_is_validated_described_and_reset(emulator):
         "never_finish": [],
         "result_ttl_seconds": None,
         "result_urls": None,
+        "chaos": None,
     }
 
 
@@ -896,3 +897,19 @@ def test_results_can_be_scripted_to_expire_early(emulator: EmulatorServer) -> No
     assert emulator.state.faults.result_ttl(3600.0) == 0.0
     requests.post(admin, json={"result_ttl_seconds": None}, timeout=5).raise_for_status()
     assert emulator.state.faults.result_ttl(3600.0) == 3600.0
+
+
+def test_chaos_draws_faults_by_rate_and_can_be_stopped(emulator: EmulatorServer) -> None:
+    admin = f"{emulator.base_url}/_emulator/script"
+    too_much = {"chaos": {"error_rate": 0.7, "drop_rate": 0.5}}
+    assert requests.post(admin, json=too_much, timeout=5).status_code == 400
+    chaos = {"chaos": {"seed": 3, "error_rate": 0.3, "rate_limit_rate": 0.2, "retry_after": 2}}
+    requests.post(admin, json=chaos, timeout=5).raise_for_status()
+    faults = [emulator.state.faults.take("train_status") for _ in range(2000)]
+    errors = sum(1 for f in faults if f and f.status and f.status >= 500)
+    limited = [f for f in faults if f and f.status == 429]
+    assert 500 < errors < 700
+    assert 300 < len(limited) < 500
+    assert all(f.retry_after == 2 for f in limited)
+    requests.post(admin, json={"chaos": None}, timeout=5).raise_for_status()
+    assert emulator.state.faults.take("train_status") is None
