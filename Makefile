@@ -6,7 +6,15 @@ STAMP  := $(VENV)/.installed-$(shell cat requirements-dev.txt layers/core/requir
 SAM_VENV := .venv-sam
 USER   ?= demo-user
 
-.PHONY: install demo run token test test-fast lint asl bench clean
+# The scanners pin their own dependencies: each gets a venv of its own, rebuilt when its pin moves.
+CHECKOV_VERSION := 3.3.30
+BANDIT_VERSION  := 1.9.4
+CHECKOV_VENV := .venv-checkov
+BANDIT_VENV  := .venv-bandit
+CHECKOV_STAMP := $(CHECKOV_VENV)/.installed-$(CHECKOV_VERSION)
+BANDIT_STAMP  := $(BANDIT_VENV)/.installed-$(BANDIT_VERSION)
+
+.PHONY: install demo run token test test-fast lint asl scan bench clean
 
 $(STAMP): requirements-dev.txt layers/core/requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -32,7 +40,7 @@ test: install  ## unit, contract and integration tests (the local stack starts i
 test-fast: install  ## everything but the local-stack tests
 	$(BIN)/python -m pytest -m "not integration"
 
-lint: install asl  ## ruff, mypy, cfn-lint, sam validate and asl-validator
+lint: install asl scan  ## ruff, mypy, cfn-lint, sam validate, asl-validator, checkov and bandit
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/cfn-lint template.yaml
@@ -46,10 +54,37 @@ $(ASL_VALIDATOR):
 asl: $(ASL_VALIDATOR)  ## validate every state machine definition (cfn-lint does not look inside)
 	@for f in statemachine/*.asl.json; do $(ASL_VALIDATOR) --json-path $$f || exit 1; done
 
+$(CHECKOV_STAMP):
+	rm -rf $(CHECKOV_VENV)
+	$(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/pip install --quiet --upgrade pip
+	$(CHECKOV_VENV)/bin/pip install --quiet checkov==$(CHECKOV_VERSION)
+	touch $@
+
+$(BANDIT_STAMP):
+	rm -rf $(BANDIT_VENV)
+	$(PYTHON) -m venv $(BANDIT_VENV)
+	$(BANDIT_VENV)/bin/pip install --quiet --upgrade pip
+	$(BANDIT_VENV)/bin/pip install --quiet bandit==$(BANDIT_VERSION)
+	touch $@
+
+# Skips are written, with their reason, in the resource's Metadata (checkov) or on the line (# nosec).
+scan: $(CHECKOV_STAMP) $(BANDIT_STAMP)  ## checkov on template.yaml, bandit (medium and up) on the code
+	CKV_SKIP_PACKAGE_UPDATE_CHECK=true $(CHECKOV_VENV)/bin/checkov --skip-download --quiet --compact \
+		--framework cloudformation -f template.yaml
+	$(BANDIT_VENV)/bin/bandit -c pyproject.toml -r layers functions local bench -ll --quiet
+
 bench: install  ## speed, memory and cost ratios measured in one run each
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/copy.py
 	$(BIN)/python bench/transitions.py
 
 clean:
-	rm -rf $(VENV) $(SAM_VENV) .tools .pytest_cache .mypy_cache .ruff_cache demo-output test-output .local
+	rm -rf $(VENV) $(SAM_VENV) $(CHECKOV_VENV) $(BANDIT_VENV) .tools .pytest_cache .mypy_cache .ruff_cache demo-output test-output .local
+
+.PHONY: openapi fuzz
+openapi: install  ## regenerate openapi.json from the API functions' resolvers (a unit test compares)
+	$(BIN)/python -m local.openapi > openapi.json.tmp && mv openapi.json.tmp openapi.json
+
+fuzz: install  ## schemathesis against a fresh local stack: 1000+ requests, no 5xx, no schema breach
+	$(BIN)/python bench/fuzz.py

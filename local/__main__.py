@@ -23,6 +23,7 @@ def run(port: int, time_factor: float, access_log: bool) -> int:
     stack = LocalStack(LocalConfig(api_port=port, time_factor=time_factor, access_log=access_log))
     stack.start()
     print(f"avatar-pipeline local stack ready in {time.monotonic() - started:.1f}s")
+    print(f"  try-it     {stack.page_url}")
     print(f"  API        {stack.api_url}")
     print(f"  S3 (moto)  {stack.moto_url}")
     print(f"  emulator   {stack.emulator.base_url}  (provider emulator: results are EMULATED)")

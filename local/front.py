@@ -40,8 +40,10 @@ DEFAULT_API_ID = "localapi01"
 IMPLICIT_API = "ServerlessHttpApi"
 DEFAULT_ROUTE = "$default"
 ANY_METHOD = "ANY"
+DEV_TOKEN_PATH = "/local/token"  # noqa: S105 - a route, not a secret
 
 Invoke = Callable[[str, dict[str, Any]], Any]
+DevTokens = Callable[[str], str]
 
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 _TEXT_MEDIA_TYPES = frozenset(
@@ -55,6 +57,7 @@ _TEXT_MEDIA_TYPES = frozenset(
     }
 )
 _HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+_DEV_USER = re.compile(r"[A-Za-z0-9._-]{1,64}")
 _SIMPLE_METHODS = frozenset({"GET", "HEAD", "POST"})
 _DRAIN_LIMIT_BYTES = 10 * MAX_REQUEST_BODY_BYTES
 _PSEUDO_PARAMETERS = {"AWS::AccountId": ACCOUNT_ID, "AWS::Partition": "aws"}
@@ -253,6 +256,10 @@ class ApiFront:
     ``invoke(function_logical_id, event)`` runs the Lambda and returns its result; it is
     called from the server's request threads, possibly concurrently. An error payload
     (``errorType``/``errorMessage``) or an exception becomes a 500, as in API Gateway.
+
+    ``dev_tokens(user)``, when given, mints a bearer token for ``user`` and enables the
+    local-only ``POST /local/token`` that the try-it page signs in with. API Gateway has no
+    such route: without ``dev_tokens`` it does not exist (404), as in a deployed stack.
     """
 
     def __init__(
@@ -267,6 +274,7 @@ class ApiFront:
         *,
         api_id: str = DEFAULT_API_ID,
         access_log: bool = False,
+        dev_tokens: DevTokens | None = None,
     ) -> None:
         self.routes = list(routes)
         _refuse_duplicates(self.routes)
@@ -276,6 +284,7 @@ class ApiFront:
         self.host = host
         self.api_id = api_id
         self.access_log = access_log
+        self.dev_tokens = dev_tokens
         self.static_dir = static_dir.resolve() if static_dir is not None else None
         self._requested_port = port
         self._server: _FrontServer | None = None
@@ -321,7 +330,7 @@ class ApiFront:
 
     @property
     def base_url(self) -> str:
-        host = "127.0.0.1" if self.host in ("", "0.0.0.0") else self.host  # noqa: S104
+        host = "127.0.0.1" if self.host in ("", "0.0.0.0") else self.host  # noqa: S104 - compared, never bound  # nosec B104
         return f"http://{host}:{self.port}"
 
     def _handle(self, request: _Request) -> _Reply:
@@ -338,6 +347,8 @@ class ApiFront:
             return _Reply.message(413, "Request Entity Too Large")
         if self._is_preflight(request):
             return self._preflight(request)
+        if self.dev_tokens is not None and request.path == DEV_TOKEN_PATH:
+            return _dev_token(self.dev_tokens, request)
         if self.static_dir is not None and self._is_static(request):
             return _serve_static(self.static_dir, request)
         matched = match_route(self.routes, request.method, request.path)
@@ -480,7 +491,11 @@ class _Reply:
 
     @classmethod
     def message(cls, status: int, message: str) -> _Reply:
-        body = json.dumps({"message": message}, separators=(",", ":")).encode()
+        return cls.with_json(status, {"message": message})
+
+    @classmethod
+    def with_json(cls, status: int, payload: Mapping[str, Any]) -> _Reply:
+        body = json.dumps(payload, separators=(",", ":")).encode()
         return cls(status, [("Content-Type", "application/json")], body)
 
 
@@ -553,6 +568,30 @@ def _header_text(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)
+
+
+def _dev_token(mint: DevTokens, request: _Request) -> _Reply:
+    """``POST /local/token`` ``{"user": "<name>"}`` -> ``{"token": "<jwt>"}`` (local only)."""
+    if request.method != "POST":
+        reply = _Reply.message(405, "Method Not Allowed")
+        reply.headers.append(("Allow", "POST"))
+        return reply
+    try:
+        body = json.loads(request.body or b"")
+    except ValueError:
+        return _Reply.message(400, 'the body must be JSON: {"user": "<name>"}')
+    user = body.get("user") if isinstance(body, dict) else None
+    if not isinstance(user, str) or not _DEV_USER.fullmatch(user):
+        return _Reply.with_json(
+            422,
+            {
+                "message": "user: 1 to 64 characters, each a letter, a digit, '.', '_' or '-'",
+                "field": "user",
+            },
+        )
+    reply = _Reply.with_json(200, {"token": mint(user)})
+    reply.headers.append(("Cache-Control", "no-store"))
+    return reply
 
 
 def _unauthorized(exc: InvalidToken) -> _Reply:

@@ -63,6 +63,7 @@ class InProcessRuntime:
         self._lock = threading.Lock()
         self._base_env = dict(base_env or {})
         self._overrides = dict(overrides or {})
+        self._layer_packages: set[str] = set()
         self.invocations: dict[str, int] = {}
         self.failures: list[tuple[str, str, str]] = []
 
@@ -73,6 +74,9 @@ class InProcessRuntime:
         """Make a layer's packages importable, as Lambda does from /opt/python."""
         if str(layer_dir) not in sys.path:
             sys.path.insert(0, str(layer_dir))
+        self._layer_packages.update(
+            child.name for child in layer_dir.iterdir() if (child / "__init__.py").exists()
+        )
 
     def install(self) -> None:
         from moto.awslambda.models import LambdaFunction
@@ -124,10 +128,34 @@ class InProcessRuntime:
             if spec is None or spec.loader is None:
                 raise ImportError(f"cannot load handler module {path}")
             module = importlib.util.module_from_spec(spec)
-            spec.loader.exec_module(module)
+            with self._own_layer_copy():
+                spec.loader.exec_module(module)
             self._modules[code.logical_id] = module
         handler: Callable[[Any, Any], Any] = getattr(module, attr)
         return handler
+
+    @contextmanager
+    def _own_layer_copy(self) -> Iterator[None]:
+        """Import a function with fresh copies of the layer's packages, as its own Lambda
+        process would: module-level state (settings, logger, metrics) is never shared with
+        another function or with the process that runs the stack."""
+
+        def layer_modules() -> dict[str, ModuleType]:
+            return {
+                name: module
+                for name, module in sys.modules.items()
+                if name.split(".", 1)[0] in self._layer_packages
+            }
+
+        shared = layer_modules()
+        for name in shared:
+            del sys.modules[name]
+        try:
+            yield
+        finally:
+            for name in layer_modules():
+                del sys.modules[name]
+            sys.modules.update(shared)
 
 
 def _error_payload(exc: BaseException) -> str:

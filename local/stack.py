@@ -50,7 +50,7 @@ class LocalConfig:
     state_dir: Path = ROOT / ".local"
     log_level: str = "WARNING"
     access_log: bool = False
-    static_dir: Path | None = None
+    static_dir: Path | None = ROOT / "web"
     emulator_overrides: dict[str, Any] = field(default_factory=dict)
     function_env: dict[str, str] = field(default_factory=dict)
     # S3 delivers events at least once: deliver every upload event twice, the second time
@@ -124,6 +124,7 @@ class LocalStack:
         self.emulator: Any = None
         self.moto_url = ""
         self.api_url = ""
+        self.page_url = ""
         self._saved_env: dict[str, str | None] = {}
         self._undelivered: Any = None
 
@@ -195,6 +196,11 @@ class LocalStack:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+    def dev_tokens(self, enabled: bool) -> None:
+        """Serve ``POST /local/token`` (the try-it page's sign-in) or not, as a deployed stack."""
+        assert self._front is not None
+        self._front.dev_tokens = self.token if enabled else None
 
     def duplicate_s3_events(self, enabled: bool) -> None:
         """Switch at-least-once delivery on or off: every upload event delivered twice."""
@@ -275,8 +281,11 @@ class LocalStack:
             port=self.config.api_port,
             static_dir=self.config.static_dir,
             access_log=self.config.access_log,
+            # the try-it page asks the local stack for a token; a deployed stack has no such door
+            dev_tokens=self.token,
         )
         self._front.start()
+        self.page_url = f"{self._front.base_url}/"
         self.api_url = f"{self._front.base_url}/v1"
 
     # -- conveniences for tests, the demo and benches ---------------------------------------

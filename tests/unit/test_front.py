@@ -783,6 +783,119 @@ def test_without_static_dir_everything_is_routed(make_front: Callable[..., ApiFr
     assert requests.get(f"{front.base_url}/", timeout=5).status_code == 404
 
 
+# --- the local dev-token endpoint -------------------------------------------------------
+
+
+@pytest.fixture
+def minting_front(make_front: Callable[..., ApiFront], signer: LocalSigner) -> ApiFront:
+    return make_front(dev_tokens=lambda user: signer.mint(user))
+
+
+def test_dev_token_endpoint_mints_a_token_the_authorizer_accepts(
+    minting_front: ApiFront, lambdas: FakeLambdas
+) -> None:
+    response = requests.post(
+        f"{minting_front.base_url}/local/token", json={"user": "alice.b-2_x"}, timeout=5
+    )
+
+    assert response.status_code == 200
+    assert response.headers["Cache-Control"] == "no-store"
+    token = response.json()["token"]
+    model = requests.get(
+        f"{minting_front.base_url}/v1/models/m-1",
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=5,
+    )
+    assert model.status_code == 200
+    claims = lambdas.only_event()["requestContext"]["authorizer"]["jwt"]["claims"]
+    assert claims["sub"] == "alice.b-2_x"
+
+
+def test_dev_token_endpoint_does_not_exist_unless_enabled(
+    front: ApiFront, lambdas: FakeLambdas
+) -> None:
+    response = requests.post(f"{front.base_url}/local/token", json={"user": "alice"}, timeout=5)
+
+    assert response.status_code == 404
+    assert response.json() == {"message": "Not Found"}
+    assert lambdas.calls == []
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"user": ""},
+        {"user": "a" * 65},
+        {"user": "alice smith"},
+        {"user": "../alice"},
+        {"user": "alice\n"},
+        {"user": "élodie"},
+        {"user": 42},
+        {"name": "alice"},
+        ["alice"],
+    ],
+)
+def test_dev_token_endpoint_refuses_a_bad_user_name_naming_the_field(
+    minting_front: ApiFront, body: Any
+) -> None:
+    response = requests.post(f"{minting_front.base_url}/local/token", json=body, timeout=5)
+
+    assert response.status_code == 422
+    assert response.json()["field"] == "user"
+    assert "64 characters" in response.json()["message"]
+
+
+def test_dev_token_endpoint_accepts_the_longest_name(minting_front: ApiFront) -> None:
+    response = requests.post(
+        f"{minting_front.base_url}/local/token", json={"user": "a" * 64}, timeout=5
+    )
+
+    assert response.status_code == 200
+
+
+def test_dev_token_endpoint_refuses_a_body_that_is_not_json(minting_front: ApiFront) -> None:
+    response = requests.post(
+        f"{minting_front.base_url}/local/token",
+        data=b"user=alice",
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+        timeout=5,
+    )
+
+    assert response.status_code == 400
+    assert "JSON" in response.json()["message"]
+
+
+def test_dev_token_endpoint_only_answers_post(minting_front: ApiFront) -> None:
+    response = requests.get(f"{minting_front.base_url}/local/token", timeout=5)
+
+    assert response.status_code == 405
+    assert response.headers["Allow"] == "POST"
+
+
+def test_dev_token_endpoint_answers_cross_origin_pages_of_allowed_origins(
+    minting_front: ApiFront,
+) -> None:
+    preflight = requests.options(
+        f"{minting_front.base_url}/local/token",
+        headers={
+            "Origin": FRONTEND_ORIGIN,
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "content-type",
+        },
+        timeout=5,
+    )
+    response = requests.post(
+        f"{minting_front.base_url}/local/token",
+        json={"user": "alice"},
+        headers={"Origin": FRONTEND_ORIGIN},
+        timeout=5,
+    )
+
+    assert preflight.status_code == 204
+    assert preflight.headers["Access-Control-Allow-Origin"] == FRONTEND_ORIGIN
+    assert response.headers["Access-Control-Allow-Origin"] == FRONTEND_ORIGIN
+
+
 # --- lifecycle and logging --------------------------------------------------------------
 
 

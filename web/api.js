@@ -1,0 +1,234 @@
+// The public API, called exactly as an app would: JSON over HTTP with a bearer token, and
+// uploads as multipart POSTs straight to the presigned S3 URL. No framework, no globals.
+
+/** An answer the API refused, worded as the API worded it (its `message` field). */
+export class ApiError extends Error {
+  constructor(status, message, field = null, body = null) {
+    super(message);
+    this.name = "ApiError";
+    this.status = status;
+    this.field = field;
+    this.body = body;
+  }
+
+  /** Worth retrying later (network down, throttled, server trouble)? */
+  get transient() {
+    return this.status === 0 || this.status === 429 || this.status >= 500;
+  }
+}
+
+/** A random key for the `Idempotency-Key` header (works outside secure contexts too). */
+export function newIdempotencyKey() {
+  if (globalThis.crypto?.randomUUID) return crypto.randomUUID();
+  const bytes = crypto.getRandomValues(new Uint8Array(16));
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+/**
+ * One key per intent: retrying the same body (after a network error, say) reuses the key, so
+ * the server answers the first response and starts nothing new; a different body gets a new key.
+ */
+export class IntentKeys {
+  #body = null;
+  #key = null;
+
+  keyFor(body) {
+    const text = JSON.stringify(body);
+    if (text !== this.#body) {
+      this.#body = text;
+      this.#key = newIdempotencyKey();
+    }
+    return this.#key;
+  }
+
+  /** The work started (or was refused for good): the next press is a new intent. */
+  done() {
+    this.#body = this.#key = null;
+  }
+}
+
+export class Api {
+  constructor(baseUrl, token, { onUnauthorized } = {}) {
+    this.baseUrl = baseUrl.replace(/\/+$/, "");
+    this.token = token;
+    this.onUnauthorized = onUnauthorized;
+  }
+
+  async request(method, path, { body, idempotencyKey, query } = {}) {
+    const headers = { Accept: "application/json" };
+    if (this.token) headers.Authorization = `Bearer ${this.token}`;
+    if (body !== undefined) headers["Content-Type"] = "application/json";
+    if (idempotencyKey) headers["Idempotency-Key"] = idempotencyKey;
+    let url = `${this.baseUrl}${path}`;
+    const params = new URLSearchParams();
+    for (const [name, value] of Object.entries(query ?? {})) {
+      if (value !== undefined && value !== null && value !== "") params.set(name, value);
+    }
+    if ([...params].length) url += `?${params}`;
+
+    let response;
+    try {
+      response = await fetch(url, {
+        method,
+        headers,
+        body: body === undefined ? undefined : JSON.stringify(body),
+        cache: "no-store",
+      });
+    } catch (error) {
+      throw new ApiError(0, `Could not reach the API at ${this.baseUrl} (${error.message}).`);
+    }
+    const data = await readJson(response);
+    if (!response.ok) {
+      const message =
+        typeof data?.message === "string" && data.message
+          ? data.message
+          : `${response.status} ${response.statusText || "error"}`;
+      const error = new ApiError(response.status, message, data?.field ?? null, data);
+      if (response.status === 401) this.onUnauthorized?.(error);
+      throw error;
+    }
+    return data;
+  }
+
+  // -- health, models and selfies ---------------------------------------------------------
+  health() {
+    return this.request("GET", "/health");
+  }
+  createModel(subject, name) {
+    return this.request("POST", "/models", { body: name ? { subject, name } : { subject } });
+  }
+  listModels(cursor) {
+    return this.request("GET", "/models", { query: { limit: 20, cursor } });
+  }
+  getModel(modelId) {
+    return this.request("GET", `/models/${encodeURIComponent(modelId)}`);
+  }
+  deleteModel(modelId) {
+    return this.request("DELETE", `/models/${encodeURIComponent(modelId)}`);
+  }
+  requestSelfieUploads(modelId, contentTypes) {
+    const files = contentTypes.map((content_type) => ({ content_type }));
+    return this.request("POST", `/models/${encodeURIComponent(modelId)}/selfies`, {
+      body: { files },
+    });
+  }
+  listSelfies(modelId) {
+    return this.request("GET", `/models/${encodeURIComponent(modelId)}/selfies`);
+  }
+  startTraining(modelId, idempotencyKey) {
+    return this.request("POST", `/models/${encodeURIComponent(modelId)}/training`, {
+      idempotencyKey,
+    });
+  }
+
+  // -- generations ------------------------------------------------------------------------
+  styles() {
+    return this.request("GET", "/styles");
+  }
+  createGeneration(modelId, requests, idempotencyKey) {
+    return this.request("POST", `/models/${encodeURIComponent(modelId)}/generations`, {
+      body: { requests },
+      idempotencyKey,
+    });
+  }
+  listGenerations(modelId, cursor) {
+    return this.request("GET", `/models/${encodeURIComponent(modelId)}/generations`, {
+      query: { cursor },
+    });
+  }
+  getGeneration(generationId) {
+    return this.request("GET", `/generations/${encodeURIComponent(generationId)}`);
+  }
+
+  // -- face avatars -----------------------------------------------------------------------
+  requestFaceUpload(contentType) {
+    return this.request("POST", "/face-avatars/uploads", { body: { content_type: contentType } });
+  }
+  getFaceUpload(imageId) {
+    return this.request("GET", `/face-avatars/uploads/${encodeURIComponent(imageId)}`);
+  }
+  createFaceJob(parameters, idempotencyKey) {
+    return this.request("POST", "/face-avatars", { body: parameters, idempotencyKey });
+  }
+  getFaceJob(jobId) {
+    return this.request("GET", `/face-avatars/${encodeURIComponent(jobId)}`);
+  }
+  listFaceJobs(cursor) {
+    return this.request("GET", "/face-avatars", { query: { cursor } });
+  }
+}
+
+async function readJson(response) {
+  if (response.status === 204) return null;
+  const text = await response.text();
+  if (!text) return null;
+  try {
+    return JSON.parse(text);
+  } catch {
+    return { message: text.slice(0, 300) };
+  }
+}
+
+/**
+ * A bearer token from the local stack's dev-token endpoint (`POST /local/token` next to the
+ * API), or `null` when there is none: a deployed stack, where the developer pastes a token.
+ */
+export async function devToken(baseUrl, user) {
+  const url = new URL("/local/token", new URL(baseUrl, location.href));
+  let response;
+  try {
+    response = await fetch(url, {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ user }),
+      cache: "no-store",
+    });
+  } catch (error) {
+    throw new ApiError(0, `Could not reach ${url.origin} (${error.message}).`);
+  }
+  if (response.status === 404 || response.status === 405) return null;
+  const data = await readJson(response);
+  if (!response.ok) {
+    throw new ApiError(response.status, data?.message ?? `${response.status}`, data?.field);
+  }
+  return data.token;
+}
+
+/**
+ * Uploads `file` with the presigned POST `slot` ({url, fields}): every policy field, then the
+ * file as the last form field named `file`, as S3 requires. XMLHttpRequest, not fetch, because
+ * only it reports upload progress. Resolves on S3's 2xx; rejects with S3's own message.
+ */
+export function uploadToPresignedPost(slot, file, onProgress = () => {}) {
+  return new Promise((resolve, reject) => {
+    const form = new FormData();
+    for (const [name, value] of Object.entries(slot.fields)) form.append(name, value);
+    form.append("file", file);
+    const xhr = new XMLHttpRequest();
+    xhr.open("POST", slot.url);
+    xhr.upload.addEventListener("progress", (event) => {
+      if (event.lengthComputable) onProgress(event.loaded / event.total);
+    });
+    xhr.addEventListener("load", () => {
+      if (xhr.status >= 200 && xhr.status < 300) {
+        onProgress(1);
+        resolve();
+      } else {
+        reject(new ApiError(xhr.status, `The upload was refused: ${s3Message(xhr)}`));
+      }
+    });
+    xhr.addEventListener("error", () =>
+      reject(new ApiError(0, "The upload failed: the storage service could not be reached.")),
+    );
+    xhr.addEventListener("abort", () => reject(new ApiError(0, "The upload was cancelled.")));
+    xhr.send(form);
+  });
+}
+
+function s3Message(xhr) {
+  const xml = new DOMParser().parseFromString(xhr.responseText || "<x/>", "application/xml");
+  const message = xml.querySelector("Error > Message")?.textContent;
+  const code = xml.querySelector("Error > Code")?.textContent;
+  if (message) return code ? `${message} (${code})` : message;
+  return `${xhr.status} ${xhr.statusText || "error"}`;
+}
