@@ -4,7 +4,9 @@ Pure logic: bytes in, ``ProcessedImage`` out, ``ImageRejected`` with a message t
 act on for anything we cannot use. The order of checks is what keeps a hostile upload cheap:
 magic bytes, file size, the dimensions declared in the header (read by our own small parser,
 so the decompression-bomb limit never depends on Pillow's process-global
-``Image.MAX_IMAGE_PIXELS``), the file's structure being complete, and only then decoding.
+``Image.MAX_IMAGE_PIXELS``), the file's structure being sane (not millions of tiny segments or
+chunks, nor a progressive JPEG whose scans make the decoder walk its blocks thousands of
+times) and complete, and only then decoding.
 
 Truncated files are rejected by that structural check as well as by Pillow itself, so the
 answer stays the same even if some other code in the process flips the global
@@ -14,6 +16,7 @@ answer stays the same even if some other code in the process flips the global
 from __future__ import annotations
 
 import math
+import re
 import struct
 import zlib
 from collections.abc import Iterator
@@ -51,7 +54,20 @@ _JPEG_SOF_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
 _JPEG_STANDALONE_MARKERS = frozenset({0x01, 0xD8, *range(0xD0, 0xD8)})
 _JPEG_SOS = 0xDA
 _JPEG_EOI = 0xD9
-_JPEG_EOI_BYTES = b"\xff\xd9"
+# After a scan's entropy-coded data the next marker is an FF that is neither stuffing (FF 00),
+# a restart marker (FF D0-D7) nor a fill byte before another FF.
+_JPEG_MARKER_AFTER_SCAN = re.compile(rb"\xff(?=[^\x00\xd0-\xd7\xff])")
+_JPEG_FILL = re.compile(rb"\xff+")
+
+# Structure a hostile file can multiply to make parsing (ours and Pillow's, which walks the
+# JPEG header and PNG chunks in Python) or decoding slow, capped far above real photos'.
+_MAX_PARTS = 10_000  # JPEG marker segments; PNG chunks other than image data
+_MAX_PNG_DATA_CHUNKS = 50_000  # IDAT/fdAT: encoders split the image data, a few thousand at most
+_MAX_JPEG_FILL_BYTES = 65_536  # 0xFF padding between the header's segments
+# A progressive JPEG's decoder visits every 8x8 block of the components in each scan. Real
+# progressive photos need about 8-14 such passes over a full-size image; this many passes over
+# a maximum-size image is what a decode may cost, however many scans the file has.
+_SCAN_PASSES_AT_MAX_PIXELS = 16
 
 # What turns the stored pixels upright, per EXIF orientation (same table as ImageOps).
 _UPRIGHT_TRANSPOSE = {
@@ -142,7 +158,7 @@ def normalise_selfie(
             math.ceil(source.raw_height * side / short),
         )
         image = _decode(source, needed)
-        with _memory_guard():
+        with _processing_errors():
             width, height = image.size
             crop = min(width, height)
             # A centred square maps onto itself under every EXIF orientation, so cropping and
@@ -166,7 +182,7 @@ def fit_reference(
     with _opened(data, limits) as source:
         target = _fit_inside(source.raw_width, source.raw_height, max_side)
         image = _decode(source, target)
-        with _memory_guard():
+        with _processing_errors():
             image = _resampleable(image)
             keep_alpha = source.format == PNG and _has_transparency(image)
             if image.size != target:
@@ -183,6 +199,8 @@ class _Header:
     width: int
     height: int
     complete: bool  # the file's structure runs to its end marker
+    scans: int = 0  # JPEG scans
+    scan_blocks: int = 0  # JPEG: 8x8 blocks the decoder visits, summed over the scans
 
 
 @dataclass
@@ -217,6 +235,11 @@ def _opened(data: bytes, limits: ImageLimits) -> Iterator[_Source]:
     if header is None or header.width < 1 or header.height < 1:
         raise ImageRejected(_DAMAGED)
     _check_pixel_count(header.width, header.height, limits)
+    if header.scan_blocks > limits.max_pixels // 64 * _SCAN_PASSES_AT_MAX_PIXELS:
+        raise ImageRejected(
+            f"the image has too many progressive scans for its size ({header.scans}): "
+            "save it again as a standard (baseline) JPEG"
+        )
     if not header.complete:
         raise ImageRejected(_DAMAGED)
     with _decoding_errors(header.width, header.height, limits):
@@ -269,11 +292,15 @@ def _decoding_errors(width: int, height: int, limits: ImageLimits) -> Iterator[N
 
 
 @contextmanager
-def _memory_guard() -> Iterator[None]:
+def _processing_errors() -> Iterator[None]:
+    """After decoding, Pillow still reads the file's palette, transparency and profile while
+    converting; what it cannot make sense of there is damage too."""
     try:
         yield
     except MemoryError as exc:
         raise ImageRejected("the image is too large to process") from exc
+    except _DECODE_ERRORS as exc:
+        raise ImageRejected(_DAMAGED) from exc
 
 
 def _check_pixel_count(width: int, height: int, limits: ImageLimits) -> None:
@@ -300,42 +327,92 @@ def _megabytes(size: int) -> str:
 
 
 def _read_jpeg_header(data: bytes) -> _Header | None:
-    """Frame size from the SOFn segment; complete when an EOI follows the first scan.
+    """Frame size from the SOFn segment; complete when the segments and scans run to an EOI.
 
     Segments are walked by their lengths, so an EXIF thumbnail's own markers are skipped.
-    Entropy-coded data cannot contain FF D9 (FF is always stuffed), so the first FF D9 after
-    the scan header is the end of the image.
+    Entropy-coded data cannot contain a marker (FF is always stuffed), so a scan ends at the
+    next FF that is not stuffing, a restart marker or fill. Every scan's header is read, to
+    count the blocks the decoder will visit.
     """
     size: tuple[int, int] | None = None
+    component_blocks: dict[int, int] = {}
+    scans = scan_blocks = parts = fill_bytes = 0
     position, end = 2, len(data)
     while position < end:
-        if data[position] != 0xFF:
+        if scans:
+            found = _JPEG_MARKER_AFTER_SCAN.search(data, position)
+            if found is None:
+                break
+            position = found.start()
+        fill = _JPEG_FILL.match(data, position)
+        if fill is None:
             return None
-        while position < end and data[position] == 0xFF:
-            position += 1
-        if position + 3 > end:
+        fill_bytes += fill.end() - position - 1
+        if fill_bytes > _MAX_JPEG_FILL_BYTES:
+            raise ImageRejected(
+                f"the image file has too much padding (more than {_MAX_JPEG_FILL_BYTES} "
+                "bytes): save it again as a JPEG or PNG"
+            )
+        position = fill.end()
+        if position >= end:
             break
         marker = data[position]
         position += 1
+        if marker == _JPEG_EOI:
+            if size is None or not scans:
+                return None
+            return _Header(size[0], size[1], complete=True, scans=scans, scan_blocks=scan_blocks)
         if marker in _JPEG_STANDALONE_MARKERS:
             continue
-        if marker == _JPEG_EOI or marker == 0x00:
+        if marker == 0x00:
             return None
+        parts += 1
+        if parts > _MAX_PARTS:
+            raise ImageRejected(_too_many_blocks(_MAX_PARTS))
+        if position + 2 > end:
+            break
         (length,) = struct.unpack_from(">H", data, position)
         if length < 2:
             return None
+        if position + length > end:
+            break
+        segment = data[position + 2 : position + length]
         if marker in _JPEG_SOF_MARKERS:
-            if length < 8 or position + 7 > end:
-                break
-            height, width = struct.unpack_from(">HH", data, position + 3)
-            size = (width, height)
-        elif marker == _JPEG_SOS:
-            if size is None:
+            frame = _jpeg_frame(segment)
+            if frame is None:
                 return None
-            complete = data.find(_JPEG_EOI_BYTES, position + length) != -1
-            return _Header(size[0], size[1], complete)
+            size, component_blocks = frame
+        elif marker == _JPEG_SOS:
+            if size is None or not segment or len(segment) < 1 + 2 * segment[0]:
+                return None
+            scans += 1
+            scan_blocks += sum(
+                component_blocks.get(c, 0) for c in segment[1 : 1 + 2 * segment[0] : 2]
+            )
         position += length
-    return None if size is None else _Header(size[0], size[1], complete=False)
+    if size is None:
+        return None
+    return _Header(size[0], size[1], complete=False, scans=scans, scan_blocks=scan_blocks)
+
+
+def _jpeg_frame(segment: bytes) -> tuple[tuple[int, int], dict[int, int]] | None:
+    """((width, height), 8x8 blocks per component id) from a SOFn segment's body."""
+    if len(segment) < 6:
+        return None
+    height, width, count = struct.unpack_from(">HHB", segment, 1)
+    if len(segment) < 6 + 3 * count:
+        return None
+    sampling = [
+        (segment[6 + 3 * i], segment[7 + 3 * i] >> 4, segment[7 + 3 * i] & 15) for i in range(count)
+    ]
+    widest = max((h for _, h, _ in sampling), default=1) or 1
+    tallest = max((v for _, _, v in sampling), default=1) or 1
+    blocks = {
+        component: math.ceil(math.ceil(width * h / widest) / 8)
+        * math.ceil(math.ceil(height * v / tallest) / 8)
+        for component, h, v in sampling
+    }
+    return (width, height), blocks
 
 
 def _read_png_header(data: bytes) -> _Header | None:
@@ -352,6 +429,7 @@ def _read_png_header(data: bytes) -> _Header | None:
         return None
     width, height = struct.unpack_from(">II", data, position + 8)
     seen_image_data = False
+    parts = data_chunks = 0
     while position + 8 <= end:
         length, chunk_type = struct.unpack_from(">I4s", data, position)
         if length >= 2**31:
@@ -359,15 +437,39 @@ def _read_png_header(data: bytes) -> _Header | None:
         position += 8 + length + 4
         if position > end:
             break
-        if chunk_type == b"IDAT":
-            seen_image_data = True
+        if chunk_type in (b"IDAT", b"fdAT"):
+            seen_image_data = seen_image_data or chunk_type == b"IDAT"
+            data_chunks += 1
+            if data_chunks > _MAX_PNG_DATA_CHUNKS:
+                raise ImageRejected(
+                    f"the image data is split into too many pieces (more than "
+                    f"{_MAX_PNG_DATA_CHUNKS}): save it again as a JPEG or PNG"
+                )
         elif chunk_type == b"IEND":
             return _Header(width, height, complete=seen_image_data)
+        else:
+            parts += 1
+            if parts > _MAX_PARTS:
+                raise ImageRejected(_too_many_blocks(_MAX_PARTS))
     return _Header(width, height, complete=False)
 
 
+def _too_many_blocks(limit: int) -> str:
+    return (
+        f"the image file has too many metadata blocks (more than {limit}): "
+        "save it again as a JPEG or PNG"
+    )
+
+
 def _orientation(image: Image.Image) -> int:
-    """EXIF orientation 1-8; a missing, odd or unreadable tag counts as upright."""
+    """EXIF orientation 1-8; a missing, odd or unreadable tag counts as upright.
+
+    Pillow finds a PNG's eXIf chunk after the image data only by decoding the image, so for
+    an image refused as too small without decoding, only an eXIf before the data is seen
+    (which changes nothing but the order of the sides in the message).
+    """
+    if image.format == PNG and "exif" not in image.info:
+        return 1
     try:
         value = image.getexif().get(ExifTags.Base.Orientation, 1)
     except _DECODE_ERRORS:

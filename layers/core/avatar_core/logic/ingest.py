@@ -2,8 +2,10 @@
 
 Called once per S3 ObjectCreated record. Safe under duplicate and out-of-order delivery:
 only a pending selfie can be settled, and settling is a conditional write, so a repeated
-event changes nothing. Nothing half-written is left behind: a rejected original is deleted,
-and a normalised copy whose record could not be written is deleted again.
+event changes nothing. Nothing half-written is left behind: a rejected original is deleted
+(after the rejection is recorded, so that a retry after a failed delete finds it rejected and
+deletes again), so is a file uploaded again to a slot already rejected, and a normalised copy
+whose record could not be written as accepted is deleted again.
 """
 
 from __future__ import annotations
@@ -62,6 +64,10 @@ def ingest_selfie(
         storage.delete_upload(key)
         return IngestResult(key, Outcome.NO_SLOT)
     if selfie.status is not SelfieStatus.PENDING:
+        if selfie.status is SelfieStatus.REJECTED:
+            # Uploaded again to a refused slot, or a retry after the delete below failed:
+            # nothing will ever use it.
+            storage.delete_upload(key)
         return IngestResult(key, Outcome.DUPLICATE)
 
     try:
@@ -70,8 +76,8 @@ def ingest_selfie(
             return IngestResult(key, Outcome.GONE)
         image = normalise_selfie(data, limits=limits_from(settings), side=settings.normalised_side)
     except ImageRejected as rejection:
-        storage.delete_upload(key)
         settled = repo.settle_selfie(selfie, SelfieStatus.REJECTED, reason=rejection.message)
+        storage.delete_upload(key)
         outcome = Outcome.REJECTED if settled else Outcome.DUPLICATE
         return IngestResult(key, outcome, rejection.message)
 
@@ -86,8 +92,12 @@ def ingest_selfie(
     )
     if not settled:
         current = repo.get_selfie(ref.owner, ref.model_id, ref.selfie_id)
-        if current is None:
+        if current is None or current.status is not SelfieStatus.ACCEPTED:
+            # The slot went, or another upload to it was refused meanwhile: the copy just
+            # written belongs to no accepted selfie. (If it was accepted meanwhile, the copy
+            # at this key is that selfie's.)
             storage.delete_upload(target)
+        if current is None:
             return IngestResult(key, Outcome.NO_SLOT)
         return IngestResult(key, Outcome.DUPLICATE)
     return IngestResult(key, Outcome.ACCEPTED)
@@ -106,6 +116,9 @@ def ingest_face_reference(
         storage.delete_upload(key)
         return IngestResult(key, Outcome.NO_SLOT)
     if image.status is not SelfieStatus.PENDING:
+        # The original goes whatever happened to it: this is a file uploaded again to a
+        # settled slot, or a retry after the delete below failed.
+        storage.delete_upload(key)
         return IngestResult(key, Outcome.DUPLICATE)
     try:
         data = storage.read_upload(key, settings.upload_max_bytes)
@@ -115,8 +128,8 @@ def ingest_face_reference(
             data, limits=limits_from(settings), max_side=settings.face_reference_max_side
         )
     except ImageRejected as rejection:
-        storage.delete_upload(key)
         settled = repo.settle_face_image(image, SelfieStatus.REJECTED, reason=rejection.message)
+        storage.delete_upload(key)
         return IngestResult(
             key, Outcome.REJECTED if settled else Outcome.DUPLICATE, rejection.message
         )
@@ -125,6 +138,10 @@ def ingest_face_reference(
     settled = repo.settle_face_image(
         image, SelfieStatus.ACCEPTED, fitted_key=target, width=fitted.width, height=fitted.height
     )
+    if not settled:
+        current = repo.get_face_image(owner, image_id)
+        if current is None or current.status is not SelfieStatus.ACCEPTED:
+            storage.delete_upload(target)  # the fitted copy belongs to no accepted reference
     storage.delete_upload(key)
     return IngestResult(key, Outcome.ACCEPTED if settled else Outcome.DUPLICATE)
 
