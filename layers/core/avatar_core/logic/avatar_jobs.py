@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from avatar_core.errors import Conflict, NotFound
+from avatar_core.logic.polling import next_poll
 from avatar_core.models.records import AvatarRecord, FaceJobRecord, GenerationRecord, JobStatusName
 from avatar_core.models.workflow import (
     CopyItem,
@@ -172,10 +173,6 @@ def submit_job(repo: AvatarRepository, spec: JobSpec, ref: JobRef) -> PollState:
 def check_job(repo: AvatarRepository, spec: JobSpec, ref: JobRef, poll: PollState) -> PollState:
     record = _load(repo, spec, ref)
     status = spec.status(record, poll.provider_job_id)
-    polls = poll.polls + 1
-    waited = poll.waited_seconds + poll.wait_seconds
-    advice = spec.advice(polls, status, waited)
-    unfinished = status.state in (JobState.QUEUED, JobState.RUNNING)
     items: list[CopyItem] = []
     if status.state is JobState.SUCCEEDED:
         styles = spec.styles(record)
@@ -188,16 +185,7 @@ def check_job(repo: AvatarRepository, spec: JobSpec, ref: JobRef, poll: PollStat
             )
             for index, url in enumerate(status.result_urls)
         ]
-    return PollState(
-        provider_job_id=poll.provider_job_id,
-        state=status.state,
-        polls=polls,
-        wait_seconds=advice.wait_seconds,
-        waited_seconds=waited,
-        exhausted=unfinished and polls >= spec.max_polls,
-        error=status.error,
-        items=items,
-    )
+    return next_poll(poll, status, spec.advice, spec.max_polls, items)
 
 
 def copy_result(

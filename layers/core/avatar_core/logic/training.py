@@ -13,10 +13,11 @@ from typing import Protocol
 from avatar_core.errors import Conflict, NotFound
 from avatar_core.ids import now_iso
 from avatar_core.logic.models import expire_abandoned_uploads, get_model
+from avatar_core.logic.polling import next_poll
 from avatar_core.models.records import ModelRecord, ModelStatus, SelfieStatus
 from avatar_core.models.workflow import ModelRef, PollState, TrainingFailed, TrainingReady
 from avatar_core.observability import logger
-from avatar_core.providers.base import JobState, TrainingProvider
+from avatar_core.providers.base import TrainingProvider
 from avatar_core.settings import Settings
 from avatar_core.store.repository import AvatarRepository
 from avatar_core.store.storage import Storage, model_prefixes
@@ -129,21 +130,9 @@ def check_training(
 ) -> PollState:
     _model_in_workflow(repo, ref)
     status = provider.training_status(poll.provider_job_id)
-    polls = poll.polls + 1
     if status.progress is not None:
         repo.update_model(ref.owner, ref.model_id, training_progress=status.progress)
-    waited = poll.waited_seconds + poll.wait_seconds
-    advice = provider.training_poll_advice(polls, status, waited)
-    unfinished = status.state in (JobState.QUEUED, JobState.RUNNING)
-    return PollState(
-        provider_job_id=poll.provider_job_id,
-        state=status.state,
-        polls=polls,
-        wait_seconds=advice.wait_seconds,
-        waited_seconds=waited,
-        exhausted=unfinished and polls >= settings.training_max_polls,
-        error=status.error,
-    )
+    return next_poll(poll, status, provider.training_poll_advice, settings.training_max_polls)
 
 
 def record_ready(repo: AvatarRepository, settings: Settings, ref: ModelRef) -> TrainingReady:
