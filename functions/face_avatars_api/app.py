@@ -9,8 +9,18 @@ from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Query
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from avatar_core.api import caller, create_resolver, json_response
-from avatar_core.idempotency import HEADER, IdempotentRequests
+from avatar_core.api import (
+    CONFLICT,
+    INVALID,
+    NOT_FOUND,
+    NOT_JSON,
+    IdempotencyKey,
+    answers,
+    caller,
+    create_resolver,
+    json_response,
+)
+from avatar_core.idempotency import IdempotentRequests
 from avatar_core.logic import face_avatars
 from avatar_core.models.api import (
     CreateFaceAvatarRequest,
@@ -34,20 +44,36 @@ idempotency = IdempotentRequests(settings.table_name)
 app = create_resolver()
 
 
-@app.post("/v1/face-avatars/uploads")
+@app.post(
+    "/v1/face-avatars/uploads",
+    summary="A presigned POST for one reference image",
+    responses=answers(HTTPStatus.CREATED, "The upload slot", INVALID, NOT_JSON),
+)
 def request_upload(body: FaceUploadRequest) -> Response[FaceUploadOut]:
     upload = face_avatars.request_face_upload(repo, storage, settings, caller(app), body)
     return json_response(HTTPStatus.CREATED, upload.model_dump(mode="json"))
 
 
-@app.get("/v1/face-avatars/uploads/<image_id>")
+@app.get(
+    "/v1/face-avatars/uploads/<image_id>",
+    summary="Whether the reference image was accepted, and its size",
+    responses=answers(HTTPStatus.OK, "The reference image", NOT_FOUND),
+)
 def get_upload(image_id: str) -> Response[FaceImageOut]:
     record = face_avatars.get_face_image(repo, caller(app), image_id)
     return json_response(HTTPStatus.OK, FaceImageOut.of(record).model_dump(mode="json"))
 
 
-@app.post("/v1/face-avatars")
-def create_job(body: CreateFaceAvatarRequest) -> Response[FaceJobOut]:
+@app.post(
+    "/v1/face-avatars",
+    summary="Make a batch of face avatars from an accepted reference; honours Idempotency-Key",
+    responses=answers(
+        HTTPStatus.ACCEPTED, "Job started: the job, queued", NOT_FOUND, CONFLICT, INVALID, NOT_JSON
+    ),
+)
+def create_job(
+    body: CreateFaceAvatarRequest, idempotency_key: IdempotencyKey = None
+) -> Response[FaceJobOut]:
     owner = caller(app)
 
     def create() -> dict:
@@ -58,14 +84,18 @@ def create_job(body: CreateFaceAvatarRequest) -> Response[FaceJobOut]:
     answer = idempotency.run(
         owner=owner,
         scope="face-avatars",
-        key=app.current_event.headers.get(HEADER),
+        key=idempotency_key,
         body=body.model_dump(mode="json"),
         work=create,
     )
     return json_response(HTTPStatus.ACCEPTED, answer)
 
 
-@app.get("/v1/face-avatars")
+@app.get(
+    "/v1/face-avatars",
+    summary="The caller's face-avatar jobs, newest first",
+    responses=answers(HTTPStatus.OK, "A page of jobs", INVALID),
+)
 def list_jobs(
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     cursor: Annotated[str | None, Query(max_length=2048)] = None,
@@ -78,7 +108,11 @@ def list_jobs(
     return json_response(HTTPStatus.OK, page.model_dump(mode="json"))
 
 
-@app.get("/v1/face-avatars/<job_id>")
+@app.get(
+    "/v1/face-avatars/<job_id>",
+    summary="One face-avatar job, with its avatars",
+    responses=answers(HTTPStatus.OK, "The job", NOT_FOUND),
+)
 def get_job(job_id: str) -> Response[FaceJobOut]:
     record = face_avatars.get_face_job(repo, caller(app), job_id)
     body = face_avatars.face_job_out(record, storage, settings)

@@ -9,8 +9,18 @@ from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Query
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from avatar_core.api import caller, create_resolver, json_response
-from avatar_core.idempotency import HEADER, IdempotentRequests
+from avatar_core.api import (
+    CONFLICT,
+    INVALID,
+    NOT_FOUND,
+    NOT_JSON,
+    IdempotencyKey,
+    answers,
+    caller,
+    create_resolver,
+    json_response,
+)
+from avatar_core.idempotency import IdempotentRequests
 from avatar_core.logic import generations
 from avatar_core.logic.models import get_model
 from avatar_core.models.api import (
@@ -33,7 +43,11 @@ idempotency = IdempotentRequests(settings.table_name)
 app = create_resolver()
 
 
-@app.get("/v1/styles")
+@app.get(
+    "/v1/styles",
+    summary="The styles on offer and the per-generation cap",
+    responses=answers(HTTPStatus.OK, "The styles"),
+)
 def styles() -> StylesOut:
     return StylesOut(
         styles=settings.avatar_styles,
@@ -41,8 +55,21 @@ def styles() -> StylesOut:
     )
 
 
-@app.post("/v1/models/<model_id>/generations")
-def create_generation(model_id: str, body: CreateGenerationRequest) -> Response[GenerationOut]:
+@app.post(
+    "/v1/models/<model_id>/generations",
+    summary="Generate avatars from a ready model; honours Idempotency-Key",
+    responses=answers(
+        HTTPStatus.ACCEPTED,
+        "Generation started: the generation, queued",
+        NOT_FOUND,
+        CONFLICT,
+        INVALID,
+        NOT_JSON,
+    ),
+)
+def create_generation(
+    model_id: str, body: CreateGenerationRequest, idempotency_key: IdempotencyKey = None
+) -> Response[GenerationOut]:
     owner = caller(app)
 
     def create() -> dict:
@@ -54,14 +81,18 @@ def create_generation(model_id: str, body: CreateGenerationRequest) -> Response[
     answer = idempotency.run(
         owner=owner,
         scope=f"generations:{model_id}",
-        key=app.current_event.headers.get(HEADER),
+        key=idempotency_key,
         body=body.model_dump(mode="json"),
         work=create,
     )
     return json_response(HTTPStatus.ACCEPTED, answer)
 
 
-@app.get("/v1/models/<model_id>/generations")
+@app.get(
+    "/v1/models/<model_id>/generations",
+    summary="The model's generations, newest first",
+    responses=answers(HTTPStatus.OK, "A page of generations", NOT_FOUND, INVALID),
+)
 def list_generations(
     model_id: str,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
@@ -77,7 +108,11 @@ def list_generations(
     return json_response(HTTPStatus.OK, page.model_dump(mode="json"))
 
 
-@app.get("/v1/generations/<generation_id>")
+@app.get(
+    "/v1/generations/<generation_id>",
+    summary="One generation, with its avatars",
+    responses=answers(HTTPStatus.OK, "The generation", NOT_FOUND),
+)
 def get_generation(generation_id: str) -> Response[GenerationOut]:
     record = generations.get_generation(repo, caller(app), generation_id)
     body = generations.generation_out(record, storage, settings)

@@ -7,8 +7,17 @@ from http import HTTPStatus
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from avatar_core.api import caller, create_resolver, json_response
-from avatar_core.idempotency import HEADER, IdempotentRequests
+from avatar_core.api import (
+    CONFLICT,
+    INVALID,
+    NOT_FOUND,
+    IdempotencyKey,
+    answers,
+    caller,
+    create_resolver,
+    json_response,
+)
+from avatar_core.idempotency import IdempotentRequests
 from avatar_core.logic import training
 from avatar_core.models.api import ModelOut
 from avatar_core.observability import MetricUnit, logger, metrics, tracer
@@ -23,8 +32,18 @@ idempotency = IdempotentRequests(settings.table_name)
 app = create_resolver()
 
 
-@app.post("/v1/models/<model_id>/training")
-def start_training(model_id: str) -> Response[ModelOut]:
+@app.post(
+    "/v1/models/<model_id>/training",
+    summary="Start training the model (5-30 accepted selfies); honours Idempotency-Key",
+    responses=answers(
+        HTTPStatus.ACCEPTED,
+        "Training started: the model, now training",
+        NOT_FOUND,
+        CONFLICT,
+        INVALID,
+    ),
+)
+def start_training(model_id: str, idempotency_key: IdempotencyKey = None) -> Response[ModelOut]:
     owner = caller(app)
 
     def start() -> dict:
@@ -35,7 +54,7 @@ def start_training(model_id: str) -> Response[ModelOut]:
     body = idempotency.run(
         owner=owner,
         scope=f"training:{model_id}",
-        key=app.current_event.headers.get(HEADER),
+        key=idempotency_key,
         body={"model_id": model_id},
         work=start,
     )

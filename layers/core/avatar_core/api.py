@@ -4,11 +4,20 @@ where typed errors become HTTP answers.
 
 from __future__ import annotations
 
+import json
+from functools import cached_property
 from http import HTTPStatus
-from typing import Any
+from typing import Annotated, Any
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
-from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from aws_lambda_powertools.event_handler.openapi.exceptions import (
+    RequestUnsupportedContentType,
+    RequestValidationError,
+    ResponseValidationError,
+)
+from aws_lambda_powertools.event_handler.openapi.params import Header
+from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
+from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEventV2
 
 from avatar_core.errors import (
     AvatarError,
@@ -19,6 +28,7 @@ from avatar_core.errors import (
     RequestInProgress,
 )
 from avatar_core.ids import owner_id
+from avatar_core.models.api import ErrorOut
 from avatar_core.observability import logger
 
 _STATUS_OF: list[tuple[type[AvatarError], HTTPStatus]] = [
@@ -28,6 +38,30 @@ _STATUS_OF: list[tuple[type[AvatarError], HTTPStatus]] = [
     (Conflict, HTTPStatus.CONFLICT),
     (RequestInProgress, HTTPStatus.CONFLICT),
 ]
+
+
+# The error answers a route documents (``answers``), by what they mean to the client.
+NOT_FOUND = HTTPStatus.NOT_FOUND
+CONFLICT = HTTPStatus.CONFLICT
+INVALID = HTTPStatus.UNPROCESSABLE_ENTITY
+NOT_JSON = HTTPStatus.UNSUPPORTED_MEDIA_TYPE
+
+# The header of the POSTs that start paid work (``avatar_core.idempotency`` checks its value).
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        description="Retry safely: a retry with the same key and body answers the first "
+        "response and starts nothing new; the same key with another body is refused (422).",
+    ),
+]
+
+_ERROR_MEANING: dict[HTTPStatus, str] = {
+    HTTPStatus.NOT_FOUND: "No such resource for this owner (another owner's is just as missing)",
+    HTTPStatus.CONFLICT: "The resource's state forbids the action; the message says what is needed",
+    HTTPStatus.UNPROCESSABLE_ENTITY: "The request is not valid; `field` names the culprit",
+    HTTPStatus.UNSUPPORTED_MEDIA_TYPE: "The body is not `application/json`",
+}
 
 
 class Unauthorized(AvatarError):
@@ -49,15 +83,63 @@ def error_response(status: HTTPStatus, message: str, field: str | None = None) -
     return json_response(status, body)
 
 
+def answers(success: HTTPStatus, meaning: str, *errors: HTTPStatus) -> dict[int, OpenAPIResponse]:
+    """A route's documented answers: its success, whose body is the handler's return
+    annotation (none for 204), and the errors it can give, each an ``ErrorOut``."""
+    documented: dict[int, OpenAPIResponse] = {int(success): {"description": meaning}}
+    if success == HTTPStatus.NO_CONTENT:
+        documented[int(success)]["content"] = {}
+    for status in errors:
+        documented[int(status)] = {
+            "description": _ERROR_MEANING[status],
+            "content": {content_types.APPLICATION_JSON: {"model": ErrorOut}},
+        }
+    return documented
+
+
 def _describe(error: dict[str, Any]) -> tuple[str, str]:
-    location = [str(part) for part in error.get("loc", ()) if part not in ("body", "query")]
+    if error.get("type") == "json_invalid":  # its location is a character offset
+        reason = (error.get("ctx") or {}).get("error") or "JSON decode error"
+        return "body", f"body: not valid JSON ({reason})"
+    where = ("body", "query", "path", "header")
+    location = [str(part) for part in error.get("loc", ()) if part not in where]
     field = ".".join(location) or "body"
     message = error.get("msg") or error.get("type", "invalid value")
     return field, f"{field}: {message}"
 
 
+class _HttpApiEvent(APIGatewayProxyEventV2):
+    """The request as API Gateway sends it, with a body that cannot be JSON read as not JSON.
+
+    API Gateway base64-encodes a body that is not UTF-8, and a deeply nested document
+    exhausts the parser's recursion: both are the client's malformed JSON, not our failure.
+    """
+
+    @cached_property
+    def json_body(self) -> Any:
+        try:
+            text = self.decoded_body
+        except UnicodeDecodeError as error:
+            raise json.JSONDecodeError("the body is not UTF-8", "", error.start) from error
+        if not text:
+            return None
+        try:
+            return self._json_deserializer(text)
+        except RecursionError as error:
+            raise json.JSONDecodeError("nested too deeply", text, 0) from error
+
+
+class _Resolver(APIGatewayHttpResolver):
+    def _to_proxy_event(self, event: dict) -> APIGatewayProxyEventV2:
+        return _HttpApiEvent(event, self._json_body_deserializer)
+
+
 def create_resolver() -> APIGatewayHttpResolver:
-    app = APIGatewayHttpResolver(enable_validation=True)
+    # A handler's answer that breaks its own declared schema is our bug: a 500, never a 422.
+    app = _Resolver(
+        enable_validation=True,
+        response_validation_error_http_code=HTTPStatus.INTERNAL_SERVER_ERROR,
+    )
 
     @app.exception_handler(RequestValidationError)
     def _invalid(error: RequestValidationError) -> Response:
@@ -65,6 +147,20 @@ def create_resolver() -> APIGatewayHttpResolver:
         field, message = problems[0] if problems else ("body", "request is not valid")
         body = {"message": message, "field": field, "errors": [m for _, m in problems]}
         return json_response(HTTPStatus.UNPROCESSABLE_ENTITY, body)
+
+    @app.exception_handler(RequestUnsupportedContentType)
+    def _not_json(_: RequestUnsupportedContentType) -> Response:
+        return error_response(
+            HTTPStatus.UNSUPPORTED_MEDIA_TYPE,
+            "the body must be JSON (Content-Type: application/json)",
+            "Content-Type",
+        )
+
+    @app.exception_handler(ResponseValidationError)
+    def _broken_answer(error: ResponseValidationError) -> Response:
+        where = [{"loc": e.get("loc"), "type": e.get("type")} for e in error.errors()]
+        logger.error("answer breaks its declared schema", extra={"errors": where})
+        return error_response(HTTPStatus.INTERNAL_SERVER_ERROR, "internal error")
 
     @app.exception_handler(Unauthorized)
     def _unauthorized(error: Unauthorized) -> Response:

@@ -98,7 +98,13 @@ class Cursor:
         return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
     @staticmethod
-    def decode(cursor: str | None, expected_pk: str) -> dict[str, Any] | None:
+    def decode(
+        cursor: str | None, exact: dict[str, str], prefixes: dict[str, str]
+    ) -> dict[str, Any] | None:
+        """The start key a cursor holds, if it is a key of the caller's own listing: exactly
+        the listing's key attributes, ``exact`` values where given, sort keys under their
+        listing's ``prefixes``. Any other key would continue someone else's listing, or make
+        DynamoDB refuse the query (a 500 for what is the client's mistake)."""
         if not cursor:
             return None
         try:
@@ -106,10 +112,12 @@ class Cursor:
             key = json.loads(base64.urlsafe_b64decode(padded.encode()))
         except (binascii.Error, ValueError, UnicodeDecodeError) as exc:
             raise InvalidRequest("cursor is not valid", field="cursor") from exc
-        if (
-            not isinstance(key, dict)
-            or key.get("PK") != expected_pk
-            or not all(isinstance(v, str) for v in key.values())
+        if not (
+            isinstance(key, dict)
+            and set(key) == exact.keys() | prefixes.keys()
+            and all(isinstance(v, str) for v in key.values())
+            and all(key[name] == value for name, value in exact.items())
+            and all(key[name].startswith(prefix) for name, prefix in prefixes.items())
         ):
             raise InvalidRequest("cursor is not valid", field="cursor")
         return key
@@ -149,7 +157,7 @@ class AvatarRepository:
             "ScanIndexForward": False,
             "Limit": limit,
         }
-        start = Cursor.decode(cursor, pk)
+        start = Cursor.decode(cursor, {"PK": pk}, {"SK": "MODEL#"})
         if start:
             query["ExclusiveStartKey"] = start
         page = self._table.query(**query)
@@ -435,10 +443,12 @@ class AvatarRepository:
             "ScanIndexForward": False,
             "Limit": limit,
         }
-        start = Cursor.decode(cursor, _owner_pk(owner))
+        start = Cursor.decode(
+            cursor,
+            {"PK": _owner_pk(owner), "GSI1PK": _model_pk(owner, model_id)},
+            {"SK": "GEN#", "GSI1SK": "GEN#"},
+        )
         if start:
-            if start.get("GSI1PK") != _model_pk(owner, model_id):
-                raise InvalidRequest("cursor is not valid", field="cursor")
             query["ExclusiveStartKey"] = start
         page = self._table.query(**query)
         records = [GenerationRecord.model_validate(from_item(i)) for i in page.get("Items", [])]
@@ -453,7 +463,7 @@ class AvatarRepository:
             "ScanIndexForward": False,
             "Limit": limit,
         }
-        start = Cursor.decode(cursor, pk)
+        start = Cursor.decode(cursor, {"PK": pk}, {"SK": "FACE#"})
         if start:
             query["ExclusiveStartKey"] = start
         page = self._table.query(**query)
