@@ -897,10 +897,11 @@ class _Handler(BaseHTTPRequestHandler):
             server_port=self.server.server_port,
         )
         reply = front._handle(request)
-        self._send(reply, request.request_id, close=request.body is None)
         if front.access_log:
+            # logged before the answer leaves, so a client that has its answer sees the line
             elapsed_ms = (time.perf_counter() - started) * 1000
             _log(f"{request.method} {request.path} {reply.status} {elapsed_ms:.0f}ms")
+        self._send(reply, request.request_id, close=request.body is None)
 
     do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = do_GET
 
