@@ -4,6 +4,9 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat requirements-dev.txt layers/core/requirements.txt | cksum | cut -d' ' -f1)
 SAM_VENV := .venv-sam
+SAM_VERSION := 1.170.0
+SAM_STAMP := $(SAM_VENV)/.installed-$(SAM_VERSION)
+ASL_VALIDATOR := .tools/node_modules/.bin/asl-validator
 USER   ?= demo-user
 
 # The scanners pin their own dependencies: each gets a venv of its own, rebuilt when its pin moves.
@@ -14,7 +17,7 @@ BANDIT_VENV  := .venv-bandit
 CHECKOV_STAMP := $(CHECKOV_VENV)/.installed-$(CHECKOV_VERSION)
 BANDIT_STAMP  := $(BANDIT_VENV)/.installed-$(BANDIT_VERSION)
 
-.PHONY: install demo run token test test-fast lint asl scan bench clean
+.PHONY: install tools demo run token test test-fast lint asl scan bench clean
 
 $(STAMP): requirements-dev.txt layers/core/requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -40,14 +43,23 @@ test: install  ## unit, contract and integration tests (the local stack starts i
 test-fast: install  ## everything but the local-stack tests
 	$(BIN)/python -m pytest -m "not integration"
 
-lint: install asl scan  ## ruff, mypy, cfn-lint, sam validate, asl-validator, checkov and bandit
+# Everything lint and scan need, installed side by side: make -j4 tools
+tools: install $(SAM_STAMP) $(CHECKOV_STAMP) $(BANDIT_STAMP) $(ASL_VALIDATOR)
+
+# aws-sam-cli pins its own boto3: it gets a venv of its own.
+$(SAM_STAMP):
+	rm -rf $(SAM_VENV)
+	$(PYTHON) -m venv $(SAM_VENV)
+	$(SAM_VENV)/bin/pip install --quiet --upgrade pip
+	$(SAM_VENV)/bin/pip install --quiet aws-sam-cli==$(SAM_VERSION)
+	touch $@
+
+lint: install asl scan $(SAM_STAMP)  ## ruff, mypy, cfn-lint, sam validate, asl-validator, checkov and bandit
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/cfn-lint template.yaml
-	@if [ -x $(SAM_VENV)/bin/sam ]; then $(SAM_VENV)/bin/sam validate --lint --region us-east-1; \
-	else echo "sam validate skipped: run .ci/run once, or: $(PYTHON) -m venv $(SAM_VENV) && $(SAM_VENV)/bin/pip install aws-sam-cli"; fi
+	SAM_CLI_TELEMETRY=0 $(SAM_VENV)/bin/sam validate --lint --region us-east-1
 
-ASL_VALIDATOR := .tools/node_modules/.bin/asl-validator
 $(ASL_VALIDATOR):
 	npm install --prefix .tools --no-audit --no-fund --silent asl-validator@4.0.0
 

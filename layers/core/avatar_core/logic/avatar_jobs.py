@@ -30,6 +30,7 @@ from avatar_core.settings import Settings
 from avatar_core.store.repository import AvatarRepository, JobRecord
 from avatar_core.store.result_copy import CopiedObject
 from avatar_core.store.storage import Storage, face_avatar_key, generation_avatar_key
+from avatar_core.store.workflows import WorkflowStarter
 
 
 class JobGone(NotFound):
@@ -138,6 +139,24 @@ class FaceSpec:
     def styles(self, record: JobRecord) -> list[str | None]:
         assert isinstance(record, FaceJobRecord)
         return [None] * int(str(record.parameters.get("batch", 1)))
+
+
+def launch_job(
+    repo: AvatarRepository,
+    workflows: WorkflowStarter,
+    state_machine_arn: str,
+    execution_name: str,
+    record: JobRecord,
+) -> None:
+    """Store the queued job, then start its workflow, once, under a name a person can read."""
+    kind = "generation" if isinstance(record, GenerationRecord) else "face"
+    repo.create_job(record)
+    arn = workflows.start(
+        state_machine_arn,
+        execution_name,
+        JobRef(kind=kind, owner=record.owner, job_id=record.job_id).model_dump(),
+    )
+    repo.set_job_execution(type(record), record.owner, record.job_id, arn)
 
 
 def avatar_id(job_id: str, index: int) -> str:

@@ -12,8 +12,8 @@ from typing import Any
 
 from avatar_core import ids
 from avatar_core.errors import Conflict, NotFound
+from avatar_core.logic.avatar_jobs import launch_job
 from avatar_core.logic.generations import avatars_out
-from avatar_core.logic.training import WorkflowStarter
 from avatar_core.models.api import (
     CreateFaceAvatarRequest,
     FaceJobOut,
@@ -21,10 +21,10 @@ from avatar_core.models.api import (
     FaceUploadRequest,
 )
 from avatar_core.models.records import FaceImageRecord, FaceJobRecord, SelfieStatus
-from avatar_core.models.workflow import JobRef
 from avatar_core.settings import Settings
 from avatar_core.store.repository import AvatarRepository
 from avatar_core.store.storage import Storage, face_upload_key
+from avatar_core.store.workflows import WorkflowStarter
 
 DEFAULT_PROMPT = (
     "SFW Content, black plain background, joyous dating profile, VECTOR CARTOON ILLUSTRATION, "
@@ -115,13 +115,9 @@ def create_face_job(
         created_at=stamp,
         updated_at=stamp,
     )
-    repo.create_job(record)
-    arn = workflows.start(
-        settings.face_state_machine_arn,
-        face_execution_name(record.job_id),
-        JobRef(kind="face", owner=owner, job_id=record.job_id).model_dump(),
+    launch_job(
+        repo, workflows, settings.face_state_machine_arn, face_execution_name(record.job_id), record
     )
-    repo.set_job_execution(FaceJobRecord, owner, record.job_id, arn)
     return record
 
 

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from avatar_core import ids
 from avatar_core.errors import Conflict, InvalidRequest, NotFound
+from avatar_core.logic.avatar_jobs import launch_job
 from avatar_core.logic.models import get_model
-from avatar_core.logic.training import WorkflowStarter
 from avatar_core.models.api import AvatarOut, CreateGenerationRequest, GenerationOut
 from avatar_core.models.records import GenerationRecord, JobRecordBase, ModelStatus
-from avatar_core.models.workflow import JobRef
 from avatar_core.settings import Settings
 from avatar_core.store.repository import AvatarRepository
 from avatar_core.store.storage import Storage
+from avatar_core.store.workflows import WorkflowStarter
 
 
 def generation_execution_name(generation_id: str) -> str:
@@ -59,13 +59,13 @@ def create_generation(
         created_at=stamp,
         updated_at=stamp,
     )
-    repo.create_job(record)
-    arn = workflows.start(
+    launch_job(
+        repo,
+        workflows,
         settings.generate_state_machine_arn,
         generation_execution_name(record.generation_id),
-        JobRef(kind="generation", owner=owner, job_id=record.generation_id).model_dump(),
+        record,
     )
-    repo.set_job_execution(GenerationRecord, owner, record.generation_id, arn)
     return record
 
 

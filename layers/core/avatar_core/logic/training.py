@@ -8,8 +8,6 @@ the id already stored and does not submit a second training.
 
 from __future__ import annotations
 
-from typing import Protocol
-
 from avatar_core.errors import Conflict, NotFound
 from avatar_core.ids import now_iso
 from avatar_core.logic.models import expire_abandoned_uploads, get_model
@@ -21,10 +19,7 @@ from avatar_core.providers.base import TrainingProvider
 from avatar_core.settings import Settings
 from avatar_core.store.repository import AvatarRepository
 from avatar_core.store.storage import Storage, model_prefixes
-
-
-class WorkflowStarter(Protocol):
-    def start(self, state_machine_arn: str, name: str, payload: dict[str, object]) -> str: ...
+from avatar_core.store.workflows import WorkflowStarter
 
 
 class ModelGone(NotFound):

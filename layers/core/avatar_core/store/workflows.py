@@ -4,10 +4,16 @@ started at most once per name."""
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Protocol
 
 import boto3
 from botocore.exceptions import ClientError
+
+
+class WorkflowStarter(Protocol):
+    """What logic needs to start a workflow (a fake in tests, :class:`Workflows` in Lambda)."""
+
+    def start(self, state_machine_arn: str, name: str, payload: dict[str, Any]) -> str: ...
 
 
 class Workflows:
