@@ -14,7 +14,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from avatar_core.logic import avatar_jobs
 from avatar_core.models.workflow import CopyTask, JobOutcome, JobRef, PollState
-from avatar_core.observability import MetricUnit, logger, metrics, tracer
+from avatar_core.observability import MetricUnit, logger, metrics, observed
 from avatar_core.providers.picsart import PicsartClient
 from avatar_core.providers.qolaba import QolabaClient
 from avatar_core.settings import Settings
@@ -42,9 +42,7 @@ def copier() -> ResultCopier:
     )
 
 
-@logger.inject_lambda_context(clear_state=True)
-@tracer.capture_lambda_handler
-@metrics.log_metrics
+@observed
 def submit(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     ref = JobRef.model_validate(event)
     logger.append_keys(job_id=ref.job_id, kind=ref.kind)
@@ -53,9 +51,7 @@ def submit(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return poll.model_dump(mode="json")
 
 
-@logger.inject_lambda_context(clear_state=True)
-@tracer.capture_lambda_handler
-@metrics.log_metrics
+@observed
 def check(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     ref = JobRef.model_validate(event)
     logger.append_keys(job_id=ref.job_id, kind=ref.kind)
@@ -64,9 +60,7 @@ def check(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return poll.model_dump(mode="json")
 
 
-@logger.inject_lambda_context(clear_state=True)
-@tracer.capture_lambda_handler
-@metrics.log_metrics
+@observed
 def copy(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     task = CopyTask.model_validate(event)
     logger.append_keys(job_id=task.job_id, kind=task.kind, avatar_id=task.item.avatar_id)
@@ -75,9 +69,7 @@ def copy(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return copied
 
 
-@logger.inject_lambda_context(clear_state=True)
-@tracer.capture_lambda_handler
-@metrics.log_metrics
+@observed
 def record(event: dict[str, Any], context: LambdaContext) -> dict[str, str]:
     outcome = JobOutcome.model_validate(event)
     result = avatar_jobs.record_outcome(repo, spec(outcome.kind), outcome)

@@ -29,7 +29,7 @@ from avatar_core.models.api import (
     GenerationPage,
     StylesOut,
 )
-from avatar_core.observability import MetricUnit, logger, metrics, tracer
+from avatar_core.observability import MetricUnit, metrics, observed
 from avatar_core.settings import Settings
 from avatar_core.store.repository import AvatarRepository
 from avatar_core.store.storage import Storage
@@ -119,9 +119,7 @@ def get_generation(generation_id: str) -> Response[GenerationOut]:
     return json_response(HTTPStatus.OK, body.model_dump(mode="json"))
 
 
-@logger.inject_lambda_context(clear_state=True)
-@tracer.capture_lambda_handler
-@metrics.log_metrics
+@observed
 def lambda_handler(event: dict, context: LambdaContext) -> dict:
     idempotency.register(context)
     return app.resolve(event, context)

@@ -8,7 +8,7 @@ from aws_lambda_powertools.utilities.data_classes import S3Event, event_source
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from avatar_core.logic.ingest import Outcome, ingest_upload
-from avatar_core.observability import MetricUnit, logger, metrics, tracer
+from avatar_core.observability import MetricUnit, logger, metrics, observed
 from avatar_core.settings import Settings
 from avatar_core.store.repository import AvatarRepository
 from avatar_core.store.storage import Storage
@@ -18,9 +18,7 @@ repo = AvatarRepository(settings.table_name)
 storage = Storage(settings.uploads_bucket, settings.results_bucket)
 
 
-@logger.inject_lambda_context(clear_state=True)
-@tracer.capture_lambda_handler
-@metrics.log_metrics
+@observed
 @event_source(data_class=S3Event)
 def lambda_handler(event: S3Event, context: LambdaContext) -> dict[str, list[dict[str, str]]]:
     results = []

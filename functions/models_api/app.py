@@ -30,7 +30,7 @@ from avatar_core.models.api import (
     SelfieOut,
     UploadsOut,
 )
-from avatar_core.observability import MetricUnit, logger, metrics, tracer
+from avatar_core.observability import MetricUnit, metrics, observed
 from avatar_core.settings import Settings
 from avatar_core.store.repository import AvatarRepository
 from avatar_core.store.storage import Storage
@@ -120,8 +120,6 @@ def list_selfies(model_id: str) -> Response[SelfieList]:
     return json_response(HTTPStatus.OK, body.model_dump(mode="json"))
 
 
-@logger.inject_lambda_context(clear_state=True)
-@tracer.capture_lambda_handler
-@metrics.log_metrics
+@observed
 def lambda_handler(event: dict, context: LambdaContext) -> dict:
     return app.resolve(event, context)

@@ -11,7 +11,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from avatar_core.logic import training
 from avatar_core.models.workflow import ModelRef, PollState, TrainingFailed
-from avatar_core.observability import MetricUnit, logger, metrics, tracer
+from avatar_core.observability import MetricUnit, logger, metrics, observed
 from avatar_core.providers.picsart import PicsartClient
 from avatar_core.settings import Settings
 from avatar_core.store.repository import AvatarRepository
@@ -23,9 +23,7 @@ storage = Storage(settings.uploads_bucket, settings.results_bucket)
 provider = PicsartClient.from_settings(settings)
 
 
-@logger.inject_lambda_context(clear_state=True)
-@tracer.capture_lambda_handler
-@metrics.log_metrics
+@observed
 def submit(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     ref = ModelRef.model_validate(event)
     logger.append_keys(model_id=ref.model_id)
@@ -34,9 +32,7 @@ def submit(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return poll.model_dump(mode="json")
 
 
-@logger.inject_lambda_context(clear_state=True)
-@tracer.capture_lambda_handler
-@metrics.log_metrics
+@observed
 def check(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     ref = ModelRef.model_validate(event)
     logger.append_keys(model_id=ref.model_id)
@@ -47,9 +43,7 @@ def check(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return poll.model_dump(mode="json")
 
 
-@logger.inject_lambda_context(clear_state=True)
-@tracer.capture_lambda_handler
-@metrics.log_metrics
+@observed
 def record(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     if event.get("outcome") == "ready":
         ref = ModelRef.model_validate(event)
@@ -63,8 +57,7 @@ def record(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return {"reason": reason}
 
 
-@logger.inject_lambda_context(clear_state=True)
-@tracer.capture_lambda_handler
+@observed
 def delete_selfies(event: dict[str, Any], context: LambdaContext) -> dict[str, int]:
     ref = ModelRef.model_validate(event)
     deleted = training.delete_training_selfies(repo, storage, ref)

@@ -20,7 +20,7 @@ from avatar_core.api import (
 from avatar_core.idempotency import IdempotentRequests
 from avatar_core.logic import training
 from avatar_core.models.api import ModelOut
-from avatar_core.observability import MetricUnit, logger, metrics, tracer
+from avatar_core.observability import MetricUnit, metrics, observed
 from avatar_core.settings import Settings
 from avatar_core.store.repository import AvatarRepository
 from avatar_core.store.workflows import Workflows
@@ -61,9 +61,7 @@ def start_training(model_id: str, idempotency_key: IdempotencyKey = None) -> Res
     return json_response(HTTPStatus.ACCEPTED, body)
 
 
-@logger.inject_lambda_context(clear_state=True)
-@tracer.capture_lambda_handler
-@metrics.log_metrics
+@observed
 def lambda_handler(event: dict, context: LambdaContext) -> dict:
     idempotency.register(context)
     return app.resolve(event, context)

@@ -186,6 +186,7 @@ ROUTES: dict[str, Callable[[BaseHTTPRequestHandler], None]] = {
     "/jpeg-labelled-html": _serve(JPEG, "text/html"),
     "/jpeg-untyped": _serve(JPEG, None),
     "/jpeg-gzip-encoded": _serve(JPEG, "image/jpeg", ("Content-Encoding", "gzip")),
+    "/status/400": _status(400),
     "/status/403": _status(403),
     "/status/404": _status(404),
     "/status/410": _status(410),
@@ -612,7 +613,7 @@ def test_the_connection_goes_to_the_validated_address_without_a_second_lookup(
 # --- the provider has lost it, or is having a bad moment ------------------------------------
 
 
-@pytest.mark.parametrize("status", [404, 410])
+@pytest.mark.parametrize("status", [403, 404, 410])
 def test_a_result_the_provider_no_longer_serves_has_expired(
     provider: Provider, copier: Callable[..., ResultCopier], bucket: Bucket, status: int
 ) -> None:
@@ -636,7 +637,7 @@ def test_another_client_error_is_refused_rather_than_retried(
     provider: Provider, copier: Callable[..., ResultCopier], bucket: Bucket
 ) -> None:
     with pytest.raises(ResultRefused):
-        copier().copy(provider.url("/status/403"), _key())
+        copier().copy(provider.url("/status/400"), _key())
 
     bucket.assert_untouched()
 

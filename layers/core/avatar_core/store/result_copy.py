@@ -361,7 +361,9 @@ class ResultCopier:
 def _check_status(status: int, where: str) -> None:
     if status == 200:
         return
-    if status in (404, 410):
+    # Providers hand out results as presigned or CDN links: an expired one answers 403, a
+    # deleted one 404 or 410. All three mean the result is gone for good.
+    if status in (403, 404, 410):
         raise ResultExpired(
             "the provider no longer serves this result; it expired before it could be copied"
             f" ({where} answered {status})"
