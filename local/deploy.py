@@ -23,21 +23,15 @@ from typing import Any
 
 import boto3
 from samtranslator.translator.transform import transform
-from samtranslator.yaml_helper import yaml_parse
 
 from local.lambda_runtime import FunctionCode, InProcessRuntime
+from local.template import ACCOUNT_ID, load_template
 
-ACCOUNT_ID = "123456789012"
 DEPLOY_BUCKET = "local-sam-artifacts"
 # moto's CloudFormation has no HttpApi data plane and does not model bucket policies; the
 # front (local.front) stands in for the API, and moto never enforces bucket policies anyway.
 _SKIPPED_TYPES = ("AWS::ApiGatewayV2::", "AWS::S3::BucketPolicy")
 _SUB_PATTERN = re.compile(r"\$\{([^}!]+)\}")
-
-
-def load_template(path: Path) -> dict[str, Any]:
-    parsed: dict[str, Any] = yaml_parse(path.read_text())
-    return parsed
 
 
 @dataclass

@@ -29,13 +29,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from samtranslator.yaml_helper import yaml_parse
-
 from local.auth import InvalidToken, JwtVerifier
+from local.template import ACCOUNT_ID
 
 API_BASE_PATH = "/v1"
 MAX_REQUEST_BODY_BYTES = 10 * 1024 * 1024
-ACCOUNT_ID = "123456789012"
 DEFAULT_API_ID = "localapi01"
 IMPLICIT_API = "ServerlessHttpApi"
 DEFAULT_ROUTE = "$default"
@@ -61,12 +59,6 @@ _DEV_USER = re.compile(r"[A-Za-z0-9._-]{1,64}")
 _SIMPLE_METHODS = frozenset({"GET", "HEAD", "POST"})
 _DRAIN_LIMIT_BYTES = 10 * MAX_REQUEST_BODY_BYTES
 _PSEUDO_PARAMETERS = {"AWS::AccountId": ACCOUNT_ID, "AWS::Partition": "aws"}
-
-
-def load_template(path: Path) -> dict[str, Any]:
-    """Parses a SAM template, turning short-form tags (``!Ref X``) into ``{"Ref": "X"}``."""
-    template: dict[str, Any] = yaml_parse(path.read_text())
-    return template
 
 
 @dataclass(frozen=True)

@@ -22,8 +22,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from local.deploy import load_template
 from local.front import routes_from_template
+from local.template import load_template
 
 ROOT = Path(__file__).resolve().parent.parent
 LAYER = ROOT / "layers" / "core"

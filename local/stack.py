@@ -19,8 +19,9 @@ from typing import Any
 import boto3
 import requests
 
-from local.deploy import ACCOUNT_ID, DeployedStack, TemplateDeployer
+from local.deploy import DeployedStack, TemplateDeployer
 from local.lambda_runtime import InProcessRuntime
+from local.template import ACCOUNT_ID
 
 ROOT = Path(__file__).resolve().parent.parent
 # Metrics are disabled locally; powertools still warns on every flush that nothing was sent.

@@ -12,7 +12,7 @@ import pytest
 from moto import mock_aws
 
 from avatar_core.store.repository import AvatarRepository
-from local.deploy import load_template
+from local.template import load_template
 
 ROOT = Path(__file__).resolve().parents[2]
 

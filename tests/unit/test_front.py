@@ -25,10 +25,10 @@ from local.front import (
     CorsConfig,
     Route,
     cors_from_template,
-    load_template,
     match_route,
     routes_from_template,
 )
+from local.template import load_template
 
 FRONTEND_ORIGIN = "http://localhost:5173"
 

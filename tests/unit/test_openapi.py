@@ -10,8 +10,8 @@ import pytest
 from openapi_spec_validator import validate
 
 from local import openapi
-from local.deploy import load_template
 from local.front import routes_from_template
+from local.template import load_template
 
 ROOT = Path(__file__).resolve().parents[2]
 CHECKED_IN = ROOT / "openapi.json"

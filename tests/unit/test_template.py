@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from local.deploy import load_template
+from local.template import load_template
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = load_template(ROOT / "template.yaml")
