@@ -408,6 +408,7 @@ def aws(monkeypatch) -> Iterator[None]:
         "AWS_DEFAULT_REGION": "eu-west-1",
     }.items():
         monkeypatch.setenv(name, value)
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)  # a local stack may be up
     parameters.clear_caches()
     with mock_aws():
         yield

@@ -55,8 +55,8 @@ def test_five_selfies_train_a_ready_model_and_the_selfies_are_deleted(
         lambda value: value is not None,
         timeout=20,
     )
-    assert deleted_at >= model["updated_at"]
     item = model_item(stack, user, model_id)
+    assert deleted_at >= item["ready_at"], "selfies go only once the model is ready"
     assert item["provider_model_id"], "the provider's model id must be stored"
     assert emulator.trainings_for(model_id) == 1
     s3 = boto3.client("s3")

@@ -152,5 +152,6 @@ def delete_training_selfies(repo: AvatarRepository, storage: Storage, ref: Model
     deleted = storage.delete_prefix(storage.uploads_bucket, uploads)
     deleted += storage.delete_prefix(storage.uploads_bucket, normalised)
     if repo.get_model(ref.owner, ref.model_id) is not None:
-        repo.update_model(ref.owner, ref.model_id, selfies_deleted_at=now_iso())
+        stamp = now_iso()
+        repo.update_model(ref.owner, ref.model_id, selfies_deleted_at=stamp, updated_at=stamp)
     return deleted

@@ -166,7 +166,7 @@ class AvatarRepository:
 
     def update_model(self, owner: str, model_id: str, **changes: Any) -> ModelRecord:
         """Set fields on an existing model (never creates one)."""
-        changes["updated_at"] = now_iso()
+        changes.setdefault("updated_at", now_iso())
         names = {f"#{k}": k for k in changes}
         values = {f":{k}": v for k, v in to_item(changes).items()}
         removed = [f"#{k}" for k, v in changes.items() if v is None]
