@@ -9,7 +9,7 @@ which style each result has — is a small :class:`JobSpec` per kind.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from avatar_core.errors import Conflict, NotFound
 from avatar_core.logic.polling import next_poll
@@ -31,6 +31,15 @@ from avatar_core.store.repository import AvatarRepository, JobRecord
 from avatar_core.store.result_copy import CopiedObject
 from avatar_core.store.storage import Storage, face_avatar_key, generation_avatar_key
 from avatar_core.store.workflows import WorkflowStarter
+
+R = TypeVar("R", GenerationRecord, FaceJobRecord)
+
+
+def _expect(record: JobRecord, kind: type[R]) -> R:
+    """The spec's own record type; anything else is a wiring bug, not bad input."""
+    if not isinstance(record, kind):
+        raise TypeError(f"expected a {kind.__name__}, got a {type(record).__name__}")
+    return record
 
 
 class JobGone(NotFound):
@@ -70,15 +79,15 @@ class GenerationSpec:
         return self.settings.generation_max_polls
 
     def _provider_model_id(self, record: JobRecord) -> str:
-        assert isinstance(record, GenerationRecord)
-        model = self.repo.get_model(record.owner, record.model_id)
+        generation = _expect(record, GenerationRecord)
+        model = self.repo.get_model(generation.owner, generation.model_id)
         if model is None or not model.provider_model_id:
-            raise JobGone(f"model {record.model_id} was deleted during the generation")
+            raise JobGone(f"model {generation.model_id} was deleted during the generation")
         return model.provider_model_id
 
     def submit(self, record: JobRecord) -> SubmittedJob:
-        assert isinstance(record, GenerationRecord)
-        requests = [StyleRequest.model_validate(r) for r in record.requests]
+        generation = _expect(record, GenerationRecord)
+        requests = [StyleRequest.model_validate(r) for r in generation.requests]
         return self.provider.submit_generation(self._provider_model_id(record), requests)
 
     def status(self, record: JobRecord, provider_job_id: str) -> JobStatus:
@@ -88,13 +97,14 @@ class GenerationSpec:
         return self.provider.generation_poll_advice(polls, last)
 
     def avatar_key(self, record: JobRecord, avatar_id: str) -> str:
-        assert isinstance(record, GenerationRecord)
-        return generation_avatar_key(record.owner, record.model_id, record.job_id, avatar_id)
+        generation = _expect(record, GenerationRecord)
+        return generation_avatar_key(
+            generation.owner, generation.model_id, generation.job_id, avatar_id
+        )
 
     def styles(self, record: JobRecord) -> list[str | None]:
-        assert isinstance(record, GenerationRecord)
         styles: list[str | None] = []
-        for request in record.requests:
+        for request in _expect(record, GenerationRecord).requests:
             styles += [str(request["style"])] * int(str(request["count"]))
         return styles
 
@@ -114,17 +124,17 @@ class FaceSpec:
         return self.settings.face_max_polls
 
     def submit(self, record: JobRecord) -> SubmittedJob:
-        assert isinstance(record, FaceJobRecord)
-        image = self.repo.get_face_image(record.owner, record.image_id)
+        job = _expect(record, FaceJobRecord)
+        image = self.repo.get_face_image(job.owner, job.image_id)
         if image is None or not image.fitted_key:
-            raise JobGone(f"reference image {record.image_id} is gone")
+            raise JobGone(f"reference image {job.image_id} is gone")
         url, _ = self.storage.presign_get(
             self.storage.uploads_bucket,
             image.fitted_key,
             self.settings.provider_fetch_url_ttl_seconds,
         )
         return self.provider.submit_face_avatar(
-            FaceAvatarRequest.model_validate({**record.parameters, "image": url})
+            FaceAvatarRequest.model_validate({**job.parameters, "image": url})
         )
 
     def status(self, record: JobRecord, provider_job_id: str) -> JobStatus:
@@ -137,8 +147,8 @@ class FaceSpec:
         return face_avatar_key(record.owner, record.job_id, avatar_id)
 
     def styles(self, record: JobRecord) -> list[str | None]:
-        assert isinstance(record, FaceJobRecord)
-        return [None] * int(str(record.parameters.get("batch", 1)))
+        batch = _expect(record, FaceJobRecord).parameters.get("batch", 1)
+        return [None] * int(str(batch))
 
 
 def launch_job(
