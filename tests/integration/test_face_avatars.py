@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -41,14 +40,6 @@ def reference(owner: ApiClient) -> str:
     image = upload_reference(owner, photos.selfie_jpeg(77, size=(900, 1200)))
     assert image["status"] == "accepted"
     return str(image["image_id"])
-
-
-@pytest.fixture()
-def emulator(stack: LocalStack) -> Iterator[Emulator]:
-    emulator = Emulator(stack)
-    emulator.reset()
-    yield emulator
-    emulator.reset()
 
 
 def run_job(client: ApiClient, body: dict[str, Any]) -> dict[str, Any]:

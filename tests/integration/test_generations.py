@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import boto3
@@ -27,14 +26,6 @@ def owner(stack: LocalStack) -> tuple[str, ApiClient]:
 @pytest.fixture(scope="module")
 def ready_model(stack: LocalStack, owner: tuple[str, ApiClient]) -> str:
     return trained_model(owner[1], stack, seed=40)
-
-
-@pytest.fixture()
-def emulator(stack: LocalStack) -> Iterator[Emulator]:
-    emulator = Emulator(stack)
-    emulator.reset()
-    yield emulator
-    emulator.reset()
 
 
 def generate(client: ApiClient, model_id: str, requests_: list[dict[str, Any]]) -> dict[str, Any]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from typing import Any
 
 import boto3
@@ -19,14 +18,6 @@ from tests.support.journeys import (
 )
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture()
-def emulator(stack: LocalStack) -> Iterator[Emulator]:
-    emulator = Emulator(stack)
-    emulator.reset()
-    yield emulator
-    emulator.reset()
 
 
 def executions_of(stack: LocalStack, model_id: str) -> list[dict[str, Any]]:

@@ -310,20 +310,26 @@ def test_given_a_selfie_stored_sideways_when_normalised_then_it_matches_the_upri
     assert mean_difference(decoded(result), turned) > 4 * mean_difference(decoded(result), upright)
 
 
-def test_given_a_12_megapixel_jpeg_when_normalised_then_it_is_decoded_at_reduced_scale(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    decoded_sizes: list[tuple[int, int]] = []
+@pytest.fixture()
+def decoded_sizes(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, int]]:
+    """The size each JPEG is decoded at, recorded as Pillow's draft mode settles it."""
+    sizes: list[tuple[int, int]] = []
     original_draft = JpegImagePlugin.JpegImageFile.draft
 
     def recording_draft(
         self: JpegImagePlugin.JpegImageFile, mode: str | None, size: tuple[int, int] | None
     ) -> object:
         answer = original_draft(self, mode, size)
-        decoded_sizes.append(self.size)
+        sizes.append(self.size)
         return answer
 
     monkeypatch.setattr(JpegImagePlugin.JpegImageFile, "draft", recording_draft)
+    return sizes
+
+
+def test_given_a_12_megapixel_jpeg_when_normalised_then_it_is_decoded_at_reduced_scale(
+    decoded_sizes: list[tuple[int, int]],
+) -> None:
     result = normalise_selfie(photos.large_jpeg(12), limits=LIMITS)
 
     assert (result.width, result.height) == (512, 512)
@@ -483,19 +489,8 @@ def test_given_a_sideways_stored_reference_when_fitted_then_upright_and_fitted()
 
 
 def test_given_a_12_megapixel_reference_when_fitted_then_decoded_at_reduced_scale(
-    monkeypatch: pytest.MonkeyPatch,
+    decoded_sizes: list[tuple[int, int]],
 ) -> None:
-    decoded_sizes: list[tuple[int, int]] = []
-    original_draft = JpegImagePlugin.JpegImageFile.draft
-
-    def recording_draft(
-        self: JpegImagePlugin.JpegImageFile, mode: str | None, size: tuple[int, int] | None
-    ) -> object:
-        answer = original_draft(self, mode, size)
-        decoded_sizes.append(self.size)
-        return answer
-
-    monkeypatch.setattr(JpegImagePlugin.JpegImageFile, "draft", recording_draft)
     result = fit_reference(photos.large_jpeg(12), limits=LIMITS)
 
     assert (result.width, result.height) == (1536, 1152)
