@@ -36,6 +36,7 @@ from avatar_core.errors import (
 from avatar_core.providers.base import JobState
 from avatar_core.providers.qolaba import FaceAvatarRequest, QolabaClient
 from avatar_core.settings import Settings
+from tests.support.transport import expected_failure, transport_failures
 
 RECORDINGS = json.loads((Path(__file__).parent / "recordings" / "qolaba.json").read_text())
 EXCHANGES: dict[str, Any] = RECORDINGS["exchanges"]
@@ -311,23 +312,14 @@ def test_an_unreadable_success_is_worth_a_retry_unless_it_started_paid_work(
 
 
 @pytest.mark.parametrize("call", CALLS)
-@pytest.mark.parametrize(
-    "failure",
-    [
-        requests.exceptions.ReadTimeout("Read timed out. (read timeout=20.0)"),
-        requests.exceptions.ConnectTimeout("Connection to host timed out. (connect timeout=5.0)"),
-        requests.exceptions.ConnectionError("Connection aborted: RemoteDisconnected"),
-    ],
-    ids=["read-timeout", "connect-timeout", "connection-error"],
-)
+@transport_failures
 def test_timeouts_and_dropped_connections_are_worth_a_retry_unless_paid_work_may_have_started(
     rsps, client, call, failure
 ):
     path, invoke = CALLS[call]
     rsps.add("POST", BASE_URL + path, body=failure)
 
-    ambiguous = not isinstance(failure, requests.exceptions.ConnectTimeout)
-    expected = ProviderOutcomeUnknown if call in PAID_WORK and ambiguous else ProviderUnavailable
+    expected = expected_failure(failure, paid_work=call in PAID_WORK)
     with pytest.raises(expected) as raised:
         invoke(client)
 
