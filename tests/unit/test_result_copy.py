@@ -1071,7 +1071,9 @@ def test_loopback_addresses_are_acceptable_only_in_local_configuration(address: 
 def test_allowed_hosts_are_exact_names_or_explicit_suffix_patterns(
     host: str, allowed: bool
 ) -> None:
-    policy = CopyPolicy(allowed_hosts=("results.example",), allowed_patterns=("*.Provider.Example",))
+    policy = CopyPolicy(
+        allowed_hosts=("results.example",), allowed_patterns=("*.Provider.Example",)
+    )
 
     assert policy.allows_host(host) is allowed
 

@@ -48,6 +48,9 @@ F_TIME_REQUIRED = "time_required"
 F_DETAIL = "detail"
 F_DETAIL_LOCATION = "loc"
 F_DETAIL_MESSAGE = "msg"
+DOCUMENTED_STATUS_FIELDS = frozenset(
+    {F_STATUS, F_OUTPUT, F_ERROR, F_ERROR_DATA, F_TIME_REQUIRED, F_TASK_ID, "input", F_APP_ID}
+)
 STATUS_SUBMITTED = "PENDING"
 MAX_REASON_CHARS = 2000
 MAX_OUTPUT_URLS = 64
@@ -121,6 +124,8 @@ class _TaskReport(_WireModel):
     def _an_object(cls, value: object) -> object:
         if not isinstance(value, dict):
             raise ValueError("the status answer is not a JSON object")
+        if not DOCUMENTED_STATUS_FIELDS & set(value):
+            raise ValueError("none of the documented status fields is in the answer")
         return value
 
     @property
