@@ -24,9 +24,10 @@ class ModelRef(_Io):
 
 
 class JobRef(_Io):
-    """A generation or a face-avatar job, as the shared avatar-job workflow knows it."""
+    """A generation, a face-avatar or an instant-avatar job, as the shared avatar-job
+    workflow knows it."""
 
-    kind: Literal["generation", "face"]
+    kind: Literal["generation", "face", "instant"]
     owner: str = Field(min_length=1)
     job_id: str = Field(min_length=1)
 
