@@ -934,7 +934,7 @@ def test_instant_avatars_are_2048_pixel_stamped_variations_of_the_one_image(froz
     assert done["status"] == "DONE"
     assert len(done["data"]) == 2
     for item in done["data"]:
-        response, image = download(item["url"])
+        _, image = download(item["url"])
         assert image.size == (2048, 2048)
         assert image.getpixel((5, 2047)) == pytest.approx((200, 0, 0), abs=40)  # EMULATED band
 
