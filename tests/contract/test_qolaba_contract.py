@@ -34,7 +34,7 @@ from avatar_core.errors import (
     ProviderUnavailable,
 )
 from avatar_core.providers.base import JobState
-from avatar_core.providers.qolaba import FaceAvatarRequest, QolabaClient, result_urls, seconds
+from avatar_core.providers.qolaba import FaceAvatarRequest, QolabaClient, result_urls
 from avatar_core.settings import Settings
 from tests.support.transport import expected_failure, transport_failures
 
@@ -208,24 +208,6 @@ def test_output_urls_are_read_from_every_shape_in_order():
     assert result_urls([urls[0], urls[0]]) == urls[:1]
     assert result_urls("not a url") == []
     assert result_urls(["ftp://r.example/a.png", 42, True]) == []
-
-
-@pytest.mark.parametrize(
-    ("value", "expected"),
-    [
-        ("", None),
-        ("41.73", 41.73),
-        (12, 12.0),
-        (3.5, 3.5),
-        ("soon", None),
-        (True, None),
-        ("-1", None),
-        ("nan", None),
-        (None, None),
-    ],
-)
-def test_time_required_is_a_number_however_it_is_sent(value, expected):
-    assert seconds(value) == expected
 
 
 def test_the_job_id_travels_as_ref_id_to_submit_and_status(rsps, client):

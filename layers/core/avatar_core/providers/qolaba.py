@@ -8,7 +8,6 @@ which is the wire body itself.
 from __future__ import annotations
 
 import json
-import math
 from typing import Any, Literal
 
 import requests
@@ -111,7 +110,8 @@ class _TaskQueued(_WireModel):
 
 class _TaskReport(_WireModel):
     """The task-status answer. Every field may come as a string (the documented sample shows
-    ``""`` for all of them), so each is read leniently and interpreted afterwards."""
+    ``""`` for all of them), so each is read leniently and interpreted afterwards.
+    ``time_required`` is accepted in any shape and not used: nothing depends on it."""
 
     status: Any = Field(default=None, alias=F_STATUS)
     output: Any = Field(default=None, alias=F_OUTPUT)
@@ -136,9 +136,6 @@ class _TaskReport(_WireModel):
 
     def urls(self) -> list[str]:
         return result_urls(self.output)
-
-    def seconds(self) -> float | None:
-        return seconds(self.time_required)
 
     def failure_text(self) -> str:
         parts = [text for text in (_text(self.error), _text(self.error_data)) if text]
@@ -174,22 +171,6 @@ def result_urls(output: object) -> list[str]:
 
     walk(output, 0)
     return list(dict.fromkeys(found))
-
-
-def seconds(value: object) -> float | None:
-    """``time_required`` as a number, whether sent as 41.7, "41.7" or ""."""
-    if isinstance(value, bool) or value is None:
-        return None
-    if isinstance(value, int | float):
-        number = float(value)
-    elif isinstance(value, str) and value.strip():
-        try:
-            number = float(value.strip())
-        except ValueError:
-            return None
-    else:
-        return None
-    return number if math.isfinite(number) and number >= 0 else None
 
 
 def _text(value: object) -> str:
