@@ -92,14 +92,14 @@ def _extension(content_type: str) -> str:
     return {"image/png": ".png", "image/webp": ".webp"}.get(content_type, ".jpg")
 
 
-def save_avatars(avatars: list[dict[str, Any]], folder: Path) -> list[Path]:
+def save_avatars(avatars: list[dict[str, Any]], folder: Path, label: str = "face") -> list[Path]:
     """Download each avatar from our bucket through its short-lived presigned URL."""
     folder.mkdir(parents=True, exist_ok=True)
     saved = []
     for number, avatar in enumerate(avatars, start=1):
         response = requests.get(avatar["url"], timeout=30)
         response.raise_for_status()
-        style = avatar.get("style") or "face"
+        style = avatar.get("style") or label
         path = folder / f"{number:02d}-{style}{_extension(avatar['content_type'])}"
         path.write_bytes(response.content)
         saved.append(path)
@@ -173,6 +173,44 @@ def face_avatars(stack: LocalStack, user: str, out_dir: Path) -> list[Path]:
     return saved
 
 
+def instant_avatars(stack: LocalStack, user: str, out_dir: Path) -> list[Path]:
+    """Picsart's Instant Avatar: one reference (uploaded like a face reference), no training."""
+    client = ApiClient(stack.api_url, stack.token(user))
+    slot = client.call("POST", "/face-avatars/uploads", json={"content_type": "image/jpeg"})
+    slot.raise_for_status()
+    upload = slot.json()
+    ApiClient.upload(upload, photos.selfie_jpeg(950, size=(1200, 1600)), "reference.jpg")
+    image = wait_until(
+        lambda: client.call("GET", f"/face-avatars/uploads/{upload['image_id']}").json(),
+        lambda i: i["status"] != "pending",
+        timeout=60,
+    )
+    body = {"image_id": image["image_id"], "subject": "man", "count": 2, "prompt": "astronaut"}
+    response = client.call(
+        "POST",
+        "/instant-avatars",
+        json=body,
+        headers={"Idempotency-Key": f"demo-instant-{image['image_id']}"},
+    )
+    if response.status_code != 202:
+        raise RuntimeError(f"instant avatars did not start: {response.status_code} {response.text}")
+    job_id = response.json()["job_id"]
+    say(f"  {user}: instant-avatar job {job_id}: 2 of subject man, prompt 'astronaut'")
+    job = wait_until(
+        lambda: client.call("GET", f"/instant-avatars/{job_id}").json(),
+        lambda j: j["status"] in ("succeeded", "failed"),
+        timeout=300,
+        interval=0.25,
+        on_change=lambda j: say(f"    {j['status']:<9} {len(j['avatars'])} copied to our bucket"),
+    )
+    if job["status"] != "succeeded":
+        raise RuntimeError(f"instant-avatar job failed: {job.get('error')}")
+    saved = save_avatars(job["avatars"], out_dir / user / job_id, label="instant")
+    size = f"{job['avatars'][0]['width']}x{job['avatars'][0]['height']}"
+    say(f"    saved {len(saved)} instant avatars ({size}) to {saved[0].parent}")
+    return saved
+
+
 def run_demo(out: str) -> int:
     started = time.monotonic()
     out_dir = Path(out).resolve()
@@ -198,6 +236,8 @@ def run_demo(out: str) -> int:
         generate(journeys[1], [{"style": "sketch", "count": 2}], out_dir)
         say("\n4. Face avatars from one reference image")
         journeys[0].setdefault("saved", []).extend(face_avatars(stack, "alice", out_dir))
+        say("\n5. Instant avatars from one reference image (no training)")
+        journeys[1].setdefault("saved", []).extend(instant_avatars(stack, "bob", out_dir))
         say("\nSummary")
         for journey in journeys:
             model = journey["model"]

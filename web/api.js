@@ -156,6 +156,14 @@ export class Api {
   listFaceJobs(cursor) {
     return this.request("GET", "/face-avatars", { query: { cursor } });
   }
+
+  // -- instant avatars (the same reference upload as face avatars) ------------------------
+  createInstantJob(body, idempotencyKey) {
+    return this.request("POST", "/instant-avatars", { body, idempotencyKey });
+  }
+  getInstantJob(jobId) {
+    return this.request("GET", `/instant-avatars/${encodeURIComponent(jobId)}`);
+  }
 }
 
 async function readJson(response) {

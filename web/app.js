@@ -4,6 +4,7 @@
 import { Api, devToken } from "./api.js";
 import { $, announce, h, setError, show, toast } from "./dom.js";
 import { initFaces, resetFaces, showFaces } from "./faces.js";
+import { initInstant, resetInstant, showInstant } from "./instant.js";
 import { initLightbox } from "./gallery.js";
 import { initModels, loadModels, resetModels } from "./models.js";
 import { KEYS, defaultBaseUrl, session } from "./state.js";
@@ -24,6 +25,7 @@ function startSession(user, token) {
   show($("#signin"), false);
   show($("#workspace"));
   resetFaces();
+  resetInstant();
   selectTab($("#tab-models"));
   loadModels(true);
   announce(`Signed in as ${user}.`);
@@ -34,6 +36,7 @@ function endSession(message = "") {
   session.api = null;
   resetModels();
   resetFaces();
+  resetInstant();
   show($("#session"), false);
   show($("#workspace"), false);
   show($("#signin"));
@@ -211,7 +214,10 @@ function selectTab(tab) {
     other.tabIndex = selected ? 0 : -1;
     show(document.getElementById(other.getAttribute("aria-controls")), selected);
   }
-  if (tab.id === "tab-faces") showFaces();
+  if (tab.id === "tab-faces") {
+    showFaces();
+    showInstant();
+  }
 }
 
 function initTabs() {
@@ -237,6 +243,7 @@ function main() {
   initLightbox();
   initModels();
   initFaces();
+  initInstant();
   $("#signin-form").addEventListener("submit", signIn);
   $("#sign-out").addEventListener("click", () => endSession());
   renderFooter();

@@ -99,6 +99,11 @@ export function resetFaces() {
   for (const name of Object.keys(FIELDS)) clearField(name);
 }
 
+/** The reference photo's id once the backend accepted it (instant avatars use it too). */
+export function acceptedReference() {
+  return view.image?.status === "accepted" ? view.image.image_id : null;
+}
+
 /** The tab was opened: list the jobs the first time. */
 export function showFaces() {
   if (!view.listed && session.api) loadJobs(true);

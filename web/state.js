@@ -33,6 +33,7 @@ export const intents = {
   training: new IntentKeys(),
   generation: new IntentKeys(),
   face: new IntentKeys(),
+  instant: new IntentKeys(),
 };
 
 /**

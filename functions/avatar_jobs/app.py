@@ -1,4 +1,4 @@
-"""The avatar-job state machine's tasks (generations and face avatars). Wiring only.
+"""The avatar-job state machine's tasks (generations, face and instant avatars). Wiring only.
 
 One code folder, several functions: each deployed function uses one handler and gets only
 the permissions that handler needs. The job kind travels in the event.
@@ -32,6 +32,10 @@ def spec(kind: str) -> avatar_jobs.JobSpec:
     """Provider clients are built on first use, so a function only reads its own secret."""
     if kind == "generation":
         return avatar_jobs.GenerationSpec(repo, PicsartClient.from_settings(settings), settings)
+    if kind == "instant":
+        return avatar_jobs.InstantSpec(
+            repo, storage, PicsartClient.from_settings(settings), settings
+        )
     return avatar_jobs.FaceSpec(repo, storage, QolabaClient.from_settings(settings), settings)
 
 

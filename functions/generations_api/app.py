@@ -45,13 +45,16 @@ app = create_resolver()
 
 @app.get(
     "/v1/styles",
-    summary="The styles on offer and the per-generation cap",
+    summary="The styles, subjects and caps on offer (models, generations, instant avatars)",
     responses=answers(HTTPStatus.OK, "The styles"),
 )
 def styles() -> StylesOut:
     return StylesOut(
         styles=settings.avatar_styles,
         max_avatars_per_generation=settings.max_avatars_per_generation,
+        subjects=settings.model_subjects,
+        instant_subjects=settings.instant_subjects,
+        max_instant_avatars=settings.max_instant_avatars,
     )
 
 

@@ -56,7 +56,7 @@ def health() -> HealthOut:
     responses=answers(HTTPStatus.CREATED, "The new model, collecting selfies", INVALID, NOT_JSON),
 )
 def create_model(body: CreateModelRequest) -> Response[ModelOut]:
-    record = logic.create_model(repo, caller(app), body)
+    record = logic.create_model(repo, settings, caller(app), body)
     metrics.add_metric(name="ModelsCreated", unit=MetricUnit.Count, value=1)
     return json_response(HTTPStatus.CREATED, ModelOut.of(record).model_dump(mode="json"))
 

@@ -27,6 +27,7 @@ def _zeroed_counters() -> dict[str, Any]:
         "trainings_submitted": 0,
         "inferences_submitted": 0,
         "face_jobs_submitted": 0,
+        "instant_jobs_submitted": 0,
         "results_served": 0,
         "trainings_by_source": {},
         "requests_by_route": {},
@@ -48,10 +49,16 @@ class EmulatorState:
         with self.lock:
             self.counters[name] = self.counters.get(name, 0) + 1
 
-    def record_job(self, kind: str, job_id: str, source: str, images: int = 0) -> None:
-        """Every job created upstream, so benches can match them with our records."""
+    def record_job(
+        self, kind: str, job_id: str, source: str, images: int = 0, ref_id: str | None = None
+    ) -> None:
+        """Every job created upstream, so benches can match them with our records (and an
+        operator a lost answer with its job, by the reference the caller sent)."""
+        job = {"kind": kind, "id": job_id, "source": source, "images": images}
+        if ref_id is not None:
+            job["ref_id"] = ref_id
         with self.lock:
-            self.jobs.append({"kind": kind, "id": job_id, "source": source, "images": images})
+            self.jobs.append(job)
 
     def count_in(self, name: str, key: str) -> None:
         with self.lock:
@@ -103,6 +110,7 @@ def _admin_blueprint(state: EmulatorState) -> Blueprint:
         "training": picsart.SCRIPTABLE_TRAINING_OUTCOMES,
         "inference": picsart.SCRIPTABLE_INFERENCE_OUTCOMES,
         "face": qolaba.SCRIPTABLE_FACE_OUTCOMES,
+        "instant": picsart.SCRIPTABLE_INSTANT_OUTCOMES,
     }
     admin = Blueprint("emulator_admin", __name__)
 

@@ -31,6 +31,7 @@ class EmulatorConfig:
     training_seconds: float = 20 * 60
     inference_seconds: float = 60
     face_seconds: float = 40
+    instant_seconds: float = 40
     fetch_timeout_seconds: float = 10.0
 
 

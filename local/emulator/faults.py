@@ -38,8 +38,10 @@ ROUTES = (
     "infer_status",
     "face_submit",
     "face_status",
+    "instant_submit",
+    "instant_status",
 )
-JOB_KINDS = ("training", "inference", "face")
+JOB_KINDS = ("training", "inference", "face", "instant")
 MAX_SLOW_SECONDS = 300.0
 
 ErrorRenderer = Callable[[int, "str | None"], Response]
@@ -152,6 +154,7 @@ class _Script:
     result_ttl_seconds: float | None = None
     result_urls: list[str] | None = None
     chaos: Chaos | None = None
+    status_words: dict[str, str] = field(default_factory=dict)
 
 
 class Faults:
@@ -184,6 +187,8 @@ class Faults:
             "result_ttl_seconds",
             "result_urls",
             "chaos",
+            "instant_outcome",
+            "status_words",
         }
         if unknown:
             raise ScriptError(f"unknown script keys: {', '.join(sorted(unknown))}")
@@ -198,7 +203,7 @@ class Faults:
             )
         elif "message" in payload:
             raise ScriptError("'message' only goes with 'training_outcome'")
-        for kind in ("inference", "face"):
+        for kind in ("inference", "face", "instant"):
             key = f"{kind}_outcome"
             if key in payload:
                 outcomes[kind] = _parse_outcome(payload[key], None, key, outcome_statuses[kind])
@@ -216,7 +221,17 @@ class Faults:
         ):
             raise ScriptError("'result_urls' must be a non-empty list of URLs, or null")
         chaos = _parse_chaos(payload["chaos"]) if "chaos" in payload else None
+        words = payload.get("status_words")
+        if words is not None and not (
+            isinstance(words, dict)
+            and all(isinstance(k, str) and isinstance(v, str) for k, v in words.items())
+        ):
+            raise ScriptError(
+                "'status_words' must map a status word to the word answered instead, or be null"
+            )
         with self._lock:
+            if "status_words" in payload:
+                self._script.status_words = dict(words or {})
             if "chaos" in payload:
                 self._script.chaos = chaos
                 self._rng = random.Random(chaos.seed if chaos else 0)
@@ -271,6 +286,12 @@ class Faults:
             urls, self._script.result_urls = self._script.result_urls, None
         return urls
 
+    def status_word(self, word: str) -> str:
+        """The word to answer for ``word``: a scripted stand-in (e.g. one we never document,
+        to test how a client judges an answer it cannot place), or the word itself."""
+        with self._lock:
+            return self._script.status_words.get(word, word)
+
     def never_finishes(self, kind: str) -> bool:
         with self._lock:
             return kind in self._script.never_finish
@@ -291,6 +312,7 @@ class Faults:
                 "never_finish": sorted(self._script.never_finish),
                 "result_ttl_seconds": self._script.result_ttl_seconds,
                 "result_urls": self._script.result_urls,
+                "status_words": dict(self._script.status_words),
                 "chaos": None if self._script.chaos is None else vars(self._script.chaos),
             }
 

@@ -1,4 +1,5 @@
-"""Emulated Picsart AI Avatars: train a model from 5 to 30 selfie URLs, then create avatars.
+"""Emulated Picsart AI Avatars: train a model from 5 to 30 selfie URLs, then create avatars;
+or make Instant Avatars (2048x2048) from one image URL, a prompt and a count.
 
 Like the real service, training fetches every image URL when it is submitted, so an expired
 or unreachable presigned URL is refused at once. Avatars are derived from the model's own
@@ -41,6 +42,10 @@ MAX_IMAGES = 30
 MAX_AVATARS_PER_INFERENCE = 100
 SCRIPTABLE_TRAINING_OUTCOMES = ("FAILED", "IMAGE_NOT_VALID")
 SCRIPTABLE_INFERENCE_OUTCOMES = ("FAILED",)
+SCRIPTABLE_INSTANT_OUTCOMES = ("FAILED", "IMAGE_NOT_VALID")
+INSTANT_SUBJECT_TYPES = ("man", "woman", "couple")
+MAX_INSTANT_COUNT = 10
+INSTANT_SIDE = 2048
 
 # Shares of a job's duration: queued at first, and where a scripted failure lands.
 ACCEPTED_SHARE = 0.05
@@ -108,6 +113,21 @@ class _Inference:
     render_lock: threading.Lock = field(default_factory=threading.Lock)
 
 
+@dataclass
+class _Instant:
+    inference_id: str
+    image: Image.Image | None
+    invalid_reason: str | None
+    subject: str
+    count: int
+    prompt: str | None
+    submitted_at: float
+    outcome: Outcome | None
+    never_finish: bool
+    results: list[dict[str, str]] | None = None
+    render_lock: threading.Lock = field(default_factory=threading.Lock)
+
+
 @dataclass(frozen=True)
 class _Phase:
     status: str
@@ -120,6 +140,7 @@ def make_blueprint(state: EmulatorState) -> Blueprint:
     blueprint = Blueprint("picsart", __name__)
     trainings: dict[str, _Training] = {}
     inferences: dict[str, _Inference] = {}
+    instants: dict[str, _Instant] = {}
     registry_lock = threading.Lock()
 
     @blueprint.before_request
@@ -223,7 +244,7 @@ def make_blueprint(state: EmulatorState) -> Blueprint:
         phase = _inference_phase(inference, now, config.inference_seconds)
         answer: dict[str, Any] = {
             "inference_id": inference_id,
-            "status": phase.status,
+            "status": state.faults.status_word(phase.status),
             "progress": phase.progress,
         }
         if phase.message:
@@ -231,6 +252,82 @@ def make_blueprint(state: EmulatorState) -> Blueprint:
         if phase.status == "DONE":
             answer["data"] = _results(inference, now)
         return jsonify(answer)
+
+    @blueprint.post("/avatars/instant")
+    @guarded(state, "instant_submit", _scripted_error)
+    def submit_instant() -> Response:
+        body = request.get_json(force=True, silent=True)
+        problem = _instant_body_problem(body)
+        if problem:
+            return _bad_request(problem)
+        url: str = body["image_url"]
+        try:
+            data = fetch(url, config.fetch_timeout_seconds)
+        except FetchFailed:
+            return error_response(400, "Image URL is not accessible", without_query(url))
+        try:
+            image, invalid = decode_image(data, KEPT_IMAGE_SIDE), None
+        except ImageInvalid as error:
+            image, invalid = None, f"The image is not a valid JPEG or PNG image ({error})"
+        instant = _Instant(
+            inference_id=str(uuid.uuid4()),
+            image=image,
+            invalid_reason=invalid,
+            subject=body["type"],
+            count=body["count"],
+            prompt=body.get("prompt"),
+            submitted_at=state.clock.now(),
+            outcome=state.faults.outcome_for("instant"),
+            never_finish=state.faults.never_finishes("instant"),
+        )
+        with registry_lock:
+            instants[instant.inference_id] = instant
+        state.count("instant_jobs_submitted")
+        state.record_job("instant", instant.inference_id, without_query(url), instant.count)
+        return _accepted({"status": "success", "inference_id": instant.inference_id})
+
+    @blueprint.get("/avatars/instant/<inference_id>")
+    @guarded(state, "instant_status", _scripted_error)
+    def instant_status(inference_id: str) -> Response:
+        instant = instants.get(inference_id)
+        if instant is None:
+            return error_response(404, "Not Found", f"Inference {inference_id} not found")
+        now = state.clock.now()
+        phase = _job_phase(
+            elapsed=now - instant.submitted_at,
+            duration=config.instant_seconds,
+            queued_share=INFERENCE_ACCEPTED_SHARE,
+            invalid_reason=instant.invalid_reason,
+            outcome=instant.outcome,
+            never_finish=instant.never_finish,
+            default_failure="Instant avatar failed (scripted by the provider emulator)",
+        )
+        answer: dict[str, Any] = {
+            "inference_id": inference_id,
+            "status": state.faults.status_word(phase.status),
+            "progress": phase.progress,
+        }
+        if phase.message:
+            answer["message"] = phase.message
+        if phase.status == "DONE":
+            answer["data"] = _instant_results(instant, now)
+        return jsonify(answer)
+
+    def _instant_results(instant: _Instant, now: float) -> list[dict[str, str]]:
+        with instant.render_lock:
+            if instant.results is None:
+                assert instant.image is not None
+                finished_at = instant.submitted_at + config.instant_seconds
+                ttl = finished_at + state.faults.result_ttl(config.result_ttl_seconds) - now
+                instant.results = [
+                    {"id": str(uuid.uuid4()), "url": state.files.publish(jpeg, "image/jpeg", ttl)}
+                    for jpeg in _render_instant(instant)
+                ]
+                scripted = state.faults.take_result_urls()
+                if scripted:
+                    for result, url in zip(instant.results, scripted, strict=False):
+                        result["url"] = url
+            return instant.results
 
     def _results(inference: _Inference, now: float) -> list[dict[str, str]]:
         """Render once, on the first DONE poll; URLs expire a TTL after the job finished."""
@@ -302,6 +399,41 @@ def _training_body_problem(body: object) -> str | None:
     if subject not in SUBJECT_TYPES:
         return f"'type' must be one of {', '.join(SUBJECT_TYPES)}"
     return None
+
+
+def _instant_body_problem(body: object) -> str | None:
+    if not isinstance(body, dict):
+        return "Request body must be a JSON object"
+    url = body.get("image_url")
+    if not isinstance(url, str):
+        return "'image_url' is required and must be a string URL"
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        return "'image_url' must be an http(s) URL"
+    if body.get("type") not in INSTANT_SUBJECT_TYPES:
+        return f"'type' must be one of {', '.join(INSTANT_SUBJECT_TYPES)}"
+    count = body.get("count")
+    if not isinstance(count, int) or isinstance(count, bool) or not 1 <= count <= MAX_INSTANT_COUNT:
+        return f"'count' must be an integer between 1 and {MAX_INSTANT_COUNT}"
+    prompt = body.get("prompt")
+    if prompt is not None and not isinstance(prompt, str):
+        return "'prompt' must be a string"
+    return None
+
+
+def _render_instant(instant: _Instant) -> list[bytes]:
+    """``count`` square 2048x2048 variations of the one image, tinted by the prompt."""
+    assert instant.image is not None
+    rendered = []
+    for variant in range(instant.count):
+        framed = _framed(instant.image, variant).resize(
+            (INSTANT_SIDE, INSTANT_SIDE), Image.Resampling.BICUBIC
+        )
+        styled = _tinted(_realistic(framed), instant.prompt or instant.subject)
+        buffer = io.BytesIO()
+        stamp_emulated(styled).save(buffer, "JPEG", quality=85)
+        rendered.append(buffer.getvalue())
+    return rendered
 
 
 def _parse_inference_body(body: object) -> list[_AvatarRequest] | str:

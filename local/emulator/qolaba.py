@@ -3,6 +3,10 @@
 The service is a FastAPI app, so validation errors come back as FastAPI's 422 list and other
 errors as ``{"detail": "..."}``; the emulator answers the same way (it validates with
 pydantic, as FastAPI does). Jobs are queued (``celery: true``) and polled by task id.
+
+Status answers have the documented shape (docs.qolaba.ai "Task Status": every field
+present, ``""`` when empty) and Celery's state words, which the docs imply but never list;
+``status_words`` in the admin script swaps a word for another to test a client's judgement.
 """
 
 from __future__ import annotations
@@ -59,12 +63,14 @@ class FaceAvatarBody(BaseModel):
     remove_background: bool = False
     bg_color: str = Field(default="#000000", pattern=HEX_COLOUR)
     celery: bool = False
+    refID: str | None = None  # the provider's own field name
 
 
 class TaskQuery(BaseModel):
-    """The body of ``POST /getImage``."""
+    """The body of ``POST /getImage``: the task id and, optionally, the caller's reference."""
 
     id: str
+    refID: str | None = None  # the provider's own field name
 
 
 def error_response(status: int, detail: Any) -> Response:
@@ -161,7 +167,13 @@ def make_blueprint(state: EmulatorState) -> Blueprint:
         with registry_lock:
             tasks[task.task_id] = task
         state.count("face_jobs_submitted")
-        state.record_job("face", task.task_id, without_query(task.body.image), task.body.batch)
+        state.record_job(
+            "face",
+            task.task_id,
+            without_query(task.body.image),
+            task.body.batch,
+            ref_id=task.body.refID,
+        )
         return jsonify({"task_id": task.task_id})
 
     @blueprint.post("/getImage")
@@ -175,14 +187,17 @@ def make_blueprint(state: EmulatorState) -> Blueprint:
             return error_response(404, "Task not found")
         now = state.clock.now()
         phase = _phase(task, now, config.face_seconds)
-        output = _output(task, now) if phase.status == "SUCCESS" else None
+        output = _output(task, now) if phase.status == "SUCCESS" else ""
         return jsonify(
             {
-                "status": phase.status,
+                "status": state.faults.status_word(phase.status),
                 "output": output,
-                "error": phase.error,
-                "error_data": phase.error_data,
-                "time_required": phase.time_required,
+                "error": phase.error or "",
+                "error_data": phase.error_data or "",
+                "time_required": "" if phase.time_required is None else str(phase.time_required),
+                "input": "",
+                "app_id": task.body.app_id,
+                "task_id": task.task_id,
             }
         )
 
@@ -267,7 +282,7 @@ def _phase(task: _FaceTask, now: float, duration: float) -> _Phase:
             time_required=round(float(duration * PENDING_SHARE), 3),
         )
     if task.never_finish:
-        return _Phase("IN_PROGRESS")
+        return _Phase("STARTED")
     if task.outcome and elapsed >= duration * FAILURE_SHARE:
         return _Phase(
             task.outcome.status,
@@ -277,7 +292,7 @@ def _phase(task: _FaceTask, now: float, duration: float) -> _Phase:
         )
     if elapsed >= duration:
         return _Phase("SUCCESS", time_required=round(float(duration), 3))
-    return _Phase("IN_PROGRESS")
+    return _Phase("STARTED")
 
 
 def _render_face(reference: Image.Image, body: FaceAvatarBody, variant: int) -> bytes:

@@ -32,6 +32,7 @@ from avatar_core.errors import (
     ProviderError,
     ProviderOutcomeUnknown,
     ProviderOutOfCredits,
+    ProviderQuotaExhausted,
     ProviderRateLimited,
     ProviderRejected,
     ProviderUnavailable,
@@ -47,7 +48,9 @@ EXCHANGES: dict[str, Any] = RECORDINGS["exchanges"]
 BASE_URL: str = RECORDINGS["base_url"]
 API_KEY = "psk_live_6f1c2a9e4b7d8c3f0a5e1b2d9c8f7a6e"
 MODEL_ID = "aae674a1-ae60-4c2f-8d3b-9e1f5a7c2b64"
-INFERENCE_ID = "5d2b8f61-3c4e-4a7b-9d0e-8f1a2b3c4d5e"
+INFERENCE_ID = "1e7113fa-ff37-4871-96b5-79470da5008a"
+INSTANT_ID = "7b2f0c9e-4d1a-4e6b-9c3d-2a5f8e1b0c47"
+INSTANT_BODY: dict[str, Any] = EXCHANGES["create_instant"]["request"]["json"]
 SELFIES: list[str] = EXCHANGES["create_model"]["request"]["json"]["images"]
 STYLE_REQUESTS = [
     StyleRequest(style="realistic", count=4, prompt="portrait in a sunlit library, soft rim light"),
@@ -75,7 +78,88 @@ CALLS: dict[str, tuple[str, str, Callable[[PicsartClient], object]]] = {
         f"/avatars/models/{MODEL_ID}/inferences/{INFERENCE_ID}",
         lambda client: client.generation_status(MODEL_ID, INFERENCE_ID),
     ),
+    "submit_instant": (
+        "POST",
+        "/avatars/instant",
+        lambda client: client.submit_instant(
+            image_url=INSTANT_BODY["image_url"],
+            subject=INSTANT_BODY["type"],
+            count=INSTANT_BODY["count"],
+            prompt=INSTANT_BODY["prompt"],
+        ),
+    ),
+    "instant_status": (
+        "GET",
+        f"/avatars/instant/{INSTANT_ID}",
+        lambda client: client.instant_status(INSTANT_ID),
+    ),
 }
+STATUS_CALLS = {
+    "/avatars/models/": "training_status",
+    "/inferences/": "generation_status",
+    "/avatars/instant/": "instant_status",
+}
+
+
+def status_call(path: str) -> str:
+    for marker, call in reversed(STATUS_CALLS.items()):
+        if marker in path:
+            return call
+    raise AssertionError(path)
+
+
+STATUS_ANSWERS = [name for name, ex in EXCHANGES.items() if ex["request"]["method"] == "GET"]
+SUBMIT_ANSWERS = {
+    "create_model": "submit_training",
+    "create_model_success_word": "submit_training",
+    "create_inference": "submit_generation",
+    "create_instant": "submit_instant",
+}
+
+
+@pytest.mark.parametrize("recording", STATUS_ANSWERS)
+def test_every_recorded_status_answer_is_understood(rsps, client, recording):
+    recorded = replay(rsps, recording)
+    expect = EXCHANGES[recording]["expect"]
+    body = EXCHANGES[recording]["response"]["json"]
+    _, _, invoke = CALLS[status_call(recorded["path"])]
+
+    status = invoke(client)
+
+    assert_sent(rsps, recorded)
+    assert status.state.value == expect["state"]
+    assert status.provider_status == body["status"]
+    assert status.known_status is expect.get("known", True)
+    if "progress" in expect:
+        assert status.progress == expect["progress"]
+    assert len(status.result_urls) == expect.get("urls", 0)
+    if "error" in expect:
+        assert status.error == expect["error"]
+    else:
+        assert status.error is None
+    if not status.known_status and status.state is JobState.RUNNING:
+        assert body["status"] in (status.note or "")
+
+
+@pytest.mark.parametrize("recording", SUBMIT_ANSWERS)
+def test_every_recorded_submit_answer_gives_the_job_id(rsps, client, recording):
+    recorded = replay(rsps, recording)
+    _, _, invoke = CALLS[SUBMIT_ANSWERS[recording]]
+
+    job = invoke(client)
+
+    if "json" in recorded:
+        assert_sent(rsps, recorded)
+    assert job.job_id == EXCHANGES[recording]["expect"]["job_id"]
+
+
+def test_no_status_word_is_recorded_that_the_pages_do_not_document_unless_marked_a_variant():
+    documented = {"ACCEPTED", "IN_PROGRESS", "DONE", "FAILED", "IMAGE_NOT_VALID"}
+    for name, exchange in EXCHANGES.items():
+        word = exchange["response"]["json"].get("status")
+        if exchange["request"]["method"] == "GET" and word not in documented:
+            assert exchange["kind"].startswith("variant"), name
+            assert exchange["expect"].get("known") is False, name
 
 
 def add_answer(rsps: responses.RequestsMock, method: str, path: str, answer: dict) -> None:
@@ -138,37 +222,6 @@ def test_submit_training_sends_the_selfie_urls_and_subject_and_returns_the_model
     assert job.provider_status == "ACCEPTED"
 
 
-def test_submit_training_accepts_a_200_as_well_as_a_202(rsps, client):
-    replay(rsps, "create_model_ok_200")
-
-    job = client.submit_training(image_urls=SELFIES, subject="man")
-
-    assert job.job_id == "c3d9f1e2-5b7a-4e8c-9f0d-1a2b3c4d5e6f"
-    assert json.loads(rsps.calls[0].request.body)["type"] == "man"
-
-
-@pytest.mark.parametrize(
-    ("recording", "state", "progress"),
-    [
-        ("model_accepted", JobState.QUEUED, None),
-        ("model_in_progress", JobState.RUNNING, 42),
-        ("model_in_progress_near_done", JobState.RUNNING, 93.5),
-        ("model_done", JobState.SUCCEEDED, 100),
-    ],
-)
-def test_training_status_reports_state_and_progress(rsps, client, recording, state, progress):
-    recorded = replay(rsps, recording)
-
-    status = client.training_status(MODEL_ID)
-
-    assert_sent(rsps, recorded)
-    assert status.state is state
-    assert status.progress == progress
-    assert status.provider_status == EXCHANGES[recording]["response"]["json"]["status"]
-    assert status.error is None
-    assert status.result_urls == []
-
-
 def test_failed_training_keeps_the_providers_message(rsps, client):
     replay(rsps, "model_failed")
 
@@ -194,16 +247,6 @@ def test_unusable_selfies_fail_the_training_with_a_message_a_person_can_act_on(r
     )
 
 
-def test_an_unknown_status_word_counts_as_running_and_is_kept_for_operators(rsps, client):
-    replay(rsps, "model_unknown_status")
-
-    status = client.training_status(MODEL_ID)
-
-    assert status.state is JobState.RUNNING
-    assert status.provider_status == "VALIDATING_IMAGES"
-    assert status.progress == 3
-
-
 # --- avatars -----------------------------------------------------------------------------
 
 
@@ -217,7 +260,7 @@ def test_submit_generation_sends_one_entry_per_style_request_and_omits_missing_p
     assert_sent(rsps, recorded)
     assert "prompt" not in json.loads(rsps.calls[0].request.body)["requests"][1]
     assert job.job_id == INFERENCE_ID
-    assert job.provider_status == "ACCEPTED"
+    assert job.provider_status == "success"
 
 
 def test_generation_in_progress_reports_progress(rsps, client):
@@ -284,11 +327,13 @@ ERROR_CASES = [
         403,
         "Forbidden — This API key has no access to AI Avatars; contact sales",
     ),
+    ("out_of_credits", ProviderOutOfCredits, 402, "Payment Required"),
     (
-        "out_of_credits",
-        ProviderOutOfCredits,
-        402,
-        "Payment Required — Insufficient credits to complete the request",
+        "quota_exhausted",
+        ProviderQuotaExhausted,
+        429,
+        "Rate limit quota violation. Quota limit exceeded. Identifier : _default "
+        "(policies.ratelimit.QuotaViolation)",
     ),
     (
         "bad_request",
@@ -380,7 +425,7 @@ def test_rate_limit_without_retry_after_leaves_the_backoff_to_the_caller(rsps, c
 
 
 # A failure after a submit may have reached the provider: the job may exist, unseen.
-PAID_WORK = ("submit_training", "submit_generation")
+PAID_WORK = ("submit_training", "submit_generation", "submit_instant")
 
 
 @pytest.mark.parametrize("call", CALLS)
@@ -498,11 +543,11 @@ def test_an_empty_key_fails_before_calling_the_provider(rsps):
     [
         (SELFIES[:4], "woman"),
         (SELFIES * 6, "woman"),
-        (SELFIES, "robot"),
+        (SELFIES, ""),
         ([*SELFIES[:5], "ftp://example.com/selfie.jpg"], "woman"),
         ([*SELFIES[:5], "selfie.jpg"], "woman"),
     ],
-    ids=["too-few", "too-many", "unknown-subject", "not-http", "relative"],
+    ids=["too-few", "too-many", "no-subject", "not-http", "relative"],
 )
 def test_submit_training_rejects_bad_inputs_early(rsps, client, image_urls, subject):
     with pytest.raises(ValueError):
@@ -698,3 +743,56 @@ def test_a_submit_that_never_left_is_worth_a_retry(rsps, client):
         rsps.add(method, BASE_URL + path, body=refused)
         with pytest.raises(ProviderUnavailable):
             invoke(client)
+
+
+# --- instant avatars and the quota fault ---------------------------------------------------
+
+
+def test_submit_instant_sends_one_image_a_subject_a_count_and_the_prompt(rsps, client):
+    recorded = replay(rsps, "create_instant")
+
+    job = CALLS["submit_instant"][2](client)
+
+    assert_sent(rsps, recorded)
+    assert job.job_id == INSTANT_ID
+
+
+def test_submit_instant_omits_a_missing_prompt(rsps, client):
+    replay(rsps, "create_instant")
+
+    client.submit_instant(image_url=INSTANT_BODY["image_url"], subject="man", count=1)
+
+    assert json.loads(rsps.calls[0].request.body) == {
+        "image_url": INSTANT_BODY["image_url"],
+        "type": "man",
+        "count": 1,
+    }
+
+
+def test_instant_avatars_are_polled_on_picsarts_schedule(client):
+    assert client.instant_poll_advice(0).wait_seconds == 20
+    assert client.instant_poll_advice(1).wait_seconds == 10
+    assert client.instant_poll_advice(9, running(None)).wait_seconds == 10
+
+
+def test_a_quota_fault_is_its_own_error_that_no_retry_is_spent_on(rsps, client):
+    method, path, invoke = CALLS["instant_status"]
+    add_answer(rsps, method, path, RECORDINGS["errors"]["quota_exhausted"])
+
+    with pytest.raises(ProviderQuotaExhausted) as raised:
+        invoke(client)
+
+    assert isinstance(raised.value, ProviderRejected)
+    assert "QuotaViolation" in str(raised.value)
+    assert type(raised.value).__name__ not in RETRYABLE_PROVIDER_ERRORS
+
+
+def test_an_unexpected_body_is_quoted_clipped_in_the_error(rsps, client):
+    method, path, invoke = CALLS["instant_status"]
+    rsps.add(method, BASE_URL + path, json={"state": "x" * 5000})
+
+    with pytest.raises(ProviderUnavailable) as raised:
+        invoke(client)
+
+    assert 'it said: {"state":"xxx' in str(raised.value)
+    assert len(str(raised.value)) < 600

@@ -220,6 +220,28 @@ def test_a_face_avatar_job_shows_its_batch_as_a_grid(
     shots("06-face-avatars")
 
 
+def test_instant_avatars_come_from_the_same_reference_photo(
+    page: Any, app_url: str, user: str, tmp_path: Path, shots: Shots
+) -> None:
+    sign_in(page, app_url, user)
+    open_faces(page)
+    upload_reference(page, tmp_path)
+    expect(page.locator("#reference-status")).to_contain_text("reference.jpg")
+    form = page.locator("#instant-form")
+    expect(form.get_by_label("Subject").locator("option")).to_have_text(["man", "woman", "couple"])
+
+    form.get_by_label("Subject").select_option("couple")
+    form.get_by_label("Count").fill("2")
+    form.get_by_label("Prompt").fill("on a beach at sunset")
+    form.get_by_role("button", name="Make instant avatars").click()
+
+    expect(page.locator("#instant-status")).to_have_text("Done", timeout=60_000)
+    expect(page.locator("#instant-grid img.avatar-img")).to_have_count(2)
+    page.wait_for_function(ALL_IMAGES_LOADED, arg="#instant-grid img.avatar-img")
+    expect(page.locator("#instant-line")).to_contain_text("2 couple avatars")
+    shots("07-instant-avatars")
+
+
 def test_a_rejected_selfie_shows_its_reason_and_a_model_can_be_deleted(
     page: Any, app_url: str, user: str, web_stack: LocalStack, tmp_path: Path, shots: Shots
 ) -> None:

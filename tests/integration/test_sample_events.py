@@ -24,6 +24,8 @@ EXPECTED: dict[str, tuple[str, Any]] = {
     # the sample user owns no such model: 404, exactly like another owner's model
     "models_api_request_selfie_uploads.json": ("ModelsApiFunction", {"statusCode": 404}),
     "training_api_start_training.json": ("TrainingApiFunction", {"statusCode": 404}),
+    # the sample user has no such reference image
+    "instant_avatars_api_create_job.json": ("InstantAvatarsApiFunction", {"statusCode": 404}),
     "ingest_selfie_uploaded.json": ("IngestFunction", {"outcome": "no_slot"}),
     "train_submit.json": ("TrainSubmitFunction", {"errorType": "ModelGone"}),
     "train_check.json": ("TrainCheckFunction", {"errorType": "ModelGone"}),

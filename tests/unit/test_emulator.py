@@ -609,13 +609,15 @@ def test_face_task_moves_from_pending_to_success_in_emulated_time(frozen, selfie
     advance(frozen, frozen.config.face_seconds)
     success = qolaba(frozen, "/getImage", {"id": task_id}).json()
 
-    quiet = {"output": None, "error": None, "error_data": None, "time_required": None}
-    assert pending == {"status": "PENDING", **quiet}
-    assert running == {"status": "IN_PROGRESS", **quiet}
+    # the documented shape: every field present, "" when empty (docs.qolaba.ai Task Status)
+    quiet = {"output": "", "error": "", "error_data": "", "time_required": "", "input": ""}
+    ids = {"app_id": FACE_BODY["app_id"], "task_id": task_id}
+    assert pending == {"status": "PENDING", **quiet, **ids}
+    assert running == {"status": "STARTED", **quiet, **ids}
     assert success["status"] == "SUCCESS"
     assert len(success["output"]) == 2
-    assert success["error"] is None
-    assert isinstance(success["time_required"], float)
+    assert success["error"] == ""
+    assert float(success["time_required"]) > 0
 
 
 def test_face_avatars_are_the_requested_size_on_the_requested_background(emulator, selfies):
@@ -671,7 +673,7 @@ def test_a_reference_that_is_not_an_image_fails_the_task_with_the_reason(frozen,
     answer = qolaba(frozen, "/getImage", {"id": task_id}).json()
 
     assert answer["status"] == "FAILURE"
-    assert answer["output"] is None
+    assert answer["output"] == ""
     assert "Invalid image" in answer["error"]
 
 
@@ -781,7 +783,7 @@ def test_scripted_inference_and_face_outcomes_fail_those_jobs(frozen, selfies):
     assert "data" not in inference.json()
     assert face["status"] == "FAILURE"
     assert face["error"] == "No face detected"
-    assert face["output"] is None
+    assert face["output"] == ""
 
 
 def test_never_finish_keeps_trainings_in_progress(frozen, selfies):
@@ -872,6 +874,7 @@ def test_the_script_is_validated_described_and_reset(emulator):
         "never_finish": [],
         "result_ttl_seconds": None,
         "result_urls": None,
+        "status_words": {},
         "chaos": None,
     }
 
@@ -913,3 +916,53 @@ def test_chaos_draws_faults_by_rate_and_can_be_stopped(emulator: EmulatorServer)
     assert all(f.retry_after == 2 for f in limited)
     requests.post(admin, json={"chaos": None}, timeout=5).raise_for_status()
     assert emulator.state.faults.take("train_status") is None
+
+
+def test_instant_avatars_are_2048_pixel_stamped_variations_of_the_one_image(frozen, selfies):
+    url = selfies.put("/refs/instant.jpg", selfie_jpeg(4))
+    body = {"image_url": url, "type": "woman", "count": 2, "prompt": "watercolour"}
+    accepted = picsart(frozen, "POST", "/avatars/instant", json=body)
+    inference_id = accepted.json()["inference_id"]
+
+    first = picsart(frozen, "GET", f"/avatars/instant/{inference_id}").json()
+    advance(frozen, frozen.config.instant_seconds)
+    done = picsart(frozen, "GET", f"/avatars/instant/{inference_id}").json()
+
+    assert accepted.status_code == 202
+    assert accepted.json()["status"] == "success"
+    assert first["status"] == "ACCEPTED"
+    assert done["status"] == "DONE"
+    assert len(done["data"]) == 2
+    for item in done["data"]:
+        _, image = download(item["url"])
+        assert image.size == (2048, 2048)
+        assert image.getpixel((5, 2047)) == pytest.approx((200, 0, 0), abs=40)  # EMULATED band
+
+
+@pytest.mark.parametrize(
+    ("change", "problem"),
+    [
+        ({"type": "dog"}, "'type' must be one of man, woman, couple"),
+        ({"count": 0}, "'count' must be an integer"),
+        ({"image_url": "ftp://x/y.jpg"}, "'image_url' must be an http(s) URL"),
+    ],
+)
+def test_instant_avatar_bodies_are_checked(emulator, change, problem):
+    body = {"image_url": "https://example.com/a.jpg", "type": "man", "count": 1, **change}
+
+    response = picsart(emulator, "POST", "/avatars/instant", json=body)
+
+    assert response.status_code == 400
+    assert problem in response.json()["detail"]
+
+
+def test_scripted_status_words_replace_the_answered_word(frozen, selfies):
+    admin(frozen, "script", {"status_words": {"SUCCESS": "COMPLETED"}}).raise_for_status()
+    face_body = {**FACE_BODY, "image": selfies.put("/refs/face.jpg", selfie_jpeg(6))}
+    task_id = qolaba(frozen, "/getImageToImage", face_body).json()["task_id"]
+
+    advance(frozen, 3600)
+    face = qolaba(frozen, "/getImage", {"id": task_id, "refID": "face_x"}).json()
+
+    assert face["status"] == "COMPLETED"
+    assert len(face["output"]) == FACE_BODY["batch"]

@@ -390,7 +390,7 @@ def stored_keys() -> set[str]:
 
 
 def selfie_slot(repo: AvatarRepository, storage: Storage) -> SelfieKey:
-    model = models.create_model(repo, OWNER, CreateModelRequest(subject="woman"))
+    model = models.create_model(repo, Settings(), OWNER, CreateModelRequest(subject="woman"))
     request = RequestUploadsRequest(files=[UploadFile(content_type="image/jpeg")])
     (slot,) = models.request_selfie_uploads(repo, storage, SETTINGS, OWNER, model.model_id, request)
     return SelfieKey(OWNER, model.model_id, slot.selfie_id)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime
 import io
 import ipaddress
+import random
 import re
 import socket
 import ssl
@@ -56,12 +57,23 @@ def _image(mode: str, size: tuple[int, int], image_format: str, **options: objec
     return buffer.getvalue()
 
 
+def _encoded(image: Image.Image, image_format: str, **options: object) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, image_format, **options)
+    return buffer.getvalue()
+
+
 JPEG = _image("RGB", (320, 240), "JPEG")
 PNG = _image("RGB", (64, 48), "PNG")
 WEBP_LOSSY = _image("RGB", (50, 40), "WEBP")
 WEBP_LOSSLESS = _image("RGB", (70, 30), "WEBP", lossless=True)
 WEBP_EXTENDED = _image("RGBA", (90, 60), "WEBP")
 BIG_JPEG = JPEG + bytes(9 * MiB - len(JPEG))
+TRICKLE_SECONDS = 0.2
+# Picsart's Instant Avatars are 2048x2048; noise is the worst case for the encoders' size.
+_NOISE = Image.frombytes("RGB", (2048, 2048), random.Random(7).randbytes(2048 * 2048 * 3))
+INSTANT_JPEG = _encoded(_NOISE, "JPEG", quality=95)
+INSTANT_PNG = _encoded(_NOISE, "PNG")
 
 
 # --- the provider ---------------------------------------------------------------------------
@@ -163,6 +175,18 @@ def _stalling_body(handler: BaseHTTPRequestHandler) -> None:
     handler.wfile.write(JPEG[100:])
 
 
+def _trickling_body(handler: BaseHTTPRequestHandler) -> None:
+    """One byte at a time, each just inside the read timeout: every read succeeds."""
+    handler.send_response(200)
+    handler.send_header("Content-Type", "image/jpeg")
+    handler.send_header("Content-Length", str(len(JPEG)))
+    handler.end_headers()
+    for byte in JPEG:
+        handler.wfile.write(bytes([byte]))
+        handler.wfile.flush()
+        time.sleep(TRICKLE_SECONDS)
+
+
 def _redirect_chain(handler: BaseHTTPRequestHandler) -> None:
     remaining = int(handler.path.rsplit("/", 1)[1])
     _redirect(handler, f"/redirect/chain/{remaining - 1}" if remaining > 1 else "/avatar.jpg")
@@ -198,6 +222,9 @@ ROUTES: dict[str, Callable[[BaseHTTPRequestHandler], None]] = {
     "/endless-unsized.jpg": _endless_unsized,
     "/slow-headers.jpg": _slow_headers,
     "/stalling-body.jpg": _stalling_body,
+    "/trickling-body.jpg": _trickling_body,
+    "/instant-avatar-2048.jpg": _serve(INSTANT_JPEG, "image/jpeg"),
+    "/instant-avatar-2048.png": _serve(INSTANT_PNG, "image/png"),
     "/redirect/relative": lambda handler: _redirect(handler, "/avatar.jpg"),
     "/redirect/named-host": _redirect_to_named_host,
     "/redirect/loop": lambda handler: _redirect(handler, "/redirect/loop"),
@@ -656,6 +683,34 @@ def test_a_provider_slower_than_the_read_timeout_fails_retryably(
     bucket.assert_untouched()
 
 
+def test_a_body_that_trickles_inside_every_read_timeout_is_cut_by_the_total_deadline(
+    provider: Provider, copier: Callable[..., ResultCopier], bucket: Bucket
+) -> None:
+    # one byte every 0.2 s never trips the 1 s read timeout; the 1 s total deadline does
+    started = time.monotonic()
+    with pytest.raises(ResultFetchFailed, match="too slow"):
+        copier(_policy(read_timeout=1.0, total_timeout=1.0)).copy(
+            provider.url("/trickling-body.jpg"), _key()
+        )
+
+    assert time.monotonic() - started < 1.0 + 1.0 + 0.5  # deadline + at most one read
+    bucket.assert_untouched()
+
+
+@pytest.mark.parametrize("path", ["/instant-avatar-2048.jpg", "/instant-avatar-2048.png"])
+def test_an_instant_avatar_of_2048_pixels_fits_the_default_caps(
+    provider: Provider, copier: Callable[..., ResultCopier], bucket: Bucket, path: str
+) -> None:
+    defaults = CopyPolicy(allowed_hosts=())
+    policy = _policy(max_bytes=defaults.max_bytes, total_timeout=defaults.total_timeout)
+
+    copied = copier(policy).copy(provider.url(path), _key())
+
+    assert (copied.width, copied.height) == (2048, 2048)
+    assert copied.size < defaults.max_bytes
+    assert Image.MAX_IMAGE_PIXELS > 2048 * 2048
+
+
 def test_a_provider_that_is_not_listening_fails_retryably(
     copier: Callable[..., ResultCopier], bucket: Bucket
 ) -> None:
@@ -1013,34 +1068,58 @@ def test_loopback_addresses_are_acceptable_only_in_local_configuration(address: 
         ("x.results.example", False),
     ],
 )
-def test_allowed_hosts_are_exact_names_or_suffix_patterns(host: str, allowed: bool) -> None:
-    policy = CopyPolicy(allowed_hosts=("*.Provider.Example", "results.example"))
+def test_allowed_hosts_are_exact_names_or_explicit_suffix_patterns(
+    host: str, allowed: bool
+) -> None:
+    policy = CopyPolicy(
+        allowed_hosts=("results.example",), allowed_patterns=("*.Provider.Example",)
+    )
 
     assert policy.allows_host(host) is allowed
 
 
-@pytest.mark.parametrize("pattern", ["*", "*.", "a.*.example", "*example.com", ""])
+@pytest.mark.parametrize("pattern", ["*", "*.", "a.*.example", "*example.com", "", "*.com"])
 def test_an_allowed_host_pattern_we_cannot_read_is_a_configuration_error(pattern: str) -> None:
-    with pytest.raises(ValueError, match="allowed host"):
-        CopyPolicy(allowed_hosts=(pattern,))
+    with pytest.raises(ValueError, match="allowed host pattern"):
+        CopyPolicy(allowed_hosts=(), allowed_patterns=(pattern,))
+
+
+@pytest.mark.parametrize("host", ["*.amazonaws.com", "*.cloudfront.net", "cdn.*.example", ""])
+def test_the_exact_host_list_refuses_wildcards_so_broad_trust_is_never_a_default(
+    host: str,
+) -> None:
+    with pytest.raises(ValueError, match="exact host names only"):
+        CopyPolicy(allowed_hosts=(host,))
+
+
+def test_the_default_configuration_trusts_no_wildcard_host() -> None:
+    policy = CopyPolicy.from_settings(Settings())
+
+    assert policy.allowed_patterns == ()
+    assert not policy.allows_host("attacker-bucket.s3.amazonaws.com")
+    assert not policy.allows_host("d111111abcdef8.cloudfront.net")
 
 
 def test_the_policy_is_read_from_settings() -> None:
     settings = Settings.from_env(
         {
-            "RESULT_ALLOWED_HOSTS": "cdn.provider.example, *.results.example",
+            "RESULT_ALLOWED_HOSTS": "cdn.provider.example",
+            "RESULT_ALLOWED_HOST_PATTERNS": "*.results.example",
             "RESULT_MAX_BYTES": "1000",
             "RESULT_CONNECT_TIMEOUT_SECONDS": "2",
             "RESULT_READ_TIMEOUT_SECONDS": "7",
+            "RESULT_TOTAL_TIMEOUT_SECONDS": "40",
         }
     )
 
     policy = CopyPolicy.from_settings(settings)
 
     assert policy == CopyPolicy(
-        allowed_hosts=("cdn.provider.example", "*.results.example"),
+        allowed_hosts=("cdn.provider.example",),
+        allowed_patterns=("*.results.example",),
         max_bytes=1000,
         connect_timeout=2.0,
         read_timeout=7.0,
+        total_timeout=40.0,
     )
     assert (policy.allow_http, policy.allow_loopback) == (False, False)

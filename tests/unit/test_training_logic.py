@@ -63,7 +63,7 @@ class FakeWorkflows:
 
 
 def model_with_accepted(repo: AvatarRepository, accepted: int, owner: str = "alice") -> str:
-    model = create_model(repo, owner, CreateModelRequest(subject="woman"))
+    model = create_model(repo, Settings(), owner, CreateModelRequest(subject="woman"))
     stamp = ids.now_iso()
     selfies = [
         SelfieRecord(

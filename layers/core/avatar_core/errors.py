@@ -101,6 +101,11 @@ class ProviderOutOfCredits(ProviderRejected):
     """402: the account has no credits left; retrying costs nothing but time."""
 
 
+class ProviderQuotaExhausted(ProviderRejected):
+    """The account's quota is used up (Picsart answers 429 with a ``fault`` body naming
+    ``QuotaViolation``): unlike a rate limit, waiting a few seconds does not fix it."""
+
+
 class ProviderAuthFailed(ProviderRejected):
     """401/403: the API key is wrong or lacks access to the service."""
 

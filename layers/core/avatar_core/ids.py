@@ -23,6 +23,7 @@ GENERATION = "gen"
 AVATAR = "av"
 FACE_IMAGE = "img"
 FACE_JOB = "face"
+INSTANT_JOB = "inst"
 
 OWNER_PATTERN = r"(?:[A-Za-z0-9_][A-Za-z0-9._-]{0,127})"
 

@@ -63,6 +63,18 @@ class Settings(BaseModel):
     face_first_poll_seconds: int = Field(default=10, ge=1)
     face_poll_seconds: int = Field(default=5, ge=1)
     face_max_polls: int = Field(default=60, ge=1)
+    instant_first_poll_seconds: int = Field(default=20, ge=1)
+    instant_poll_seconds: int = Field(default=10, ge=1)
+    instant_max_polls: int = Field(default=60, ge=1)
+
+    # subjects on offer: trained models (Picsart's model "type") and Instant Avatars
+    model_subjects: list[str] = Field(
+        default_factory=lambda: ["man", "woman", "couple", "dog", "cat"], min_length=1
+    )
+    instant_subjects: list[str] = Field(
+        default_factory=lambda: ["man", "woman", "couple"], min_length=1
+    )
+    max_instant_avatars: int = Field(default=10, ge=1)
 
     # generations
     avatar_styles: list[str] = Field(default_factory=lambda: ["realistic"])
@@ -70,20 +82,29 @@ class Settings(BaseModel):
 
     # copying results: only from these hosts, only this big
     result_allowed_hosts: list[str] = Field(default_factory=list)
+    # broader "*.example.com" patterns, only ever from an explicit stack parameter
+    result_allowed_host_patterns: list[str] = Field(default_factory=list)
     result_allow_loopback: bool = False
     result_allow_http: bool = False
     result_max_bytes: int = Field(default=25 * 1024 * 1024, ge=1)
     result_connect_timeout_seconds: float = Field(default=5.0, gt=0)
     result_read_timeout_seconds: float = Field(default=30.0, gt=0)
+    result_total_timeout_seconds: float = Field(default=60.0, gt=0)
 
     # workflows
     train_state_machine_arn: str = ""
     generate_state_machine_arn: str = ""
     face_state_machine_arn: str = ""
+    instant_state_machine_arn: str = ""
 
-    _split_lists = field_validator("avatar_styles", "result_allowed_hosts", mode="before")(
-        staticmethod(_csv)
-    )
+    _split_lists = field_validator(
+        "avatar_styles",
+        "result_allowed_hosts",
+        "result_allowed_host_patterns",
+        "model_subjects",
+        "instant_subjects",
+        mode="before",
+    )(staticmethod(_csv))
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:

@@ -1,6 +1,6 @@
-"""The avatar-job workflow shared by generations and face-avatar jobs.
+"""The avatar-job workflow shared by generations, face-avatar and instant-avatar jobs.
 
-Both are the same shape: submit once and keep the provider's job id at once, poll on the
+All are the same shape: submit once and keep the provider's job id at once, poll on the
 provider's schedule (bounded), copy every result into our bucket before the provider
 deletes it, record the outcome. What differs — which provider call, where results go,
 which style each result has — is a small :class:`JobSpec` per kind.
@@ -13,7 +13,13 @@ from typing import Protocol, TypeVar
 
 from avatar_core.errors import Conflict, NotFound
 from avatar_core.logic.polling import next_poll
-from avatar_core.models.records import AvatarRecord, FaceJobRecord, GenerationRecord, JobStatusName
+from avatar_core.models.records import (
+    AvatarRecord,
+    FaceJobRecord,
+    GenerationRecord,
+    InstantJobRecord,
+    JobStatusName,
+)
 from avatar_core.models.workflow import (
     CopyItem,
     CopyTask,
@@ -29,10 +35,23 @@ from avatar_core.providers.qolaba import FaceAvatarRequest, QolabaClient
 from avatar_core.settings import Settings
 from avatar_core.store.repository import AvatarRepository, JobRecord
 from avatar_core.store.result_copy import CopiedObject
-from avatar_core.store.storage import Storage, face_avatar_key, generation_avatar_key
+from avatar_core.store.storage import (
+    Storage,
+    face_avatar_key,
+    generation_avatar_key,
+    instant_avatar_key,
+)
 from avatar_core.store.workflows import WorkflowStarter
 
-R = TypeVar("R", GenerationRecord, FaceJobRecord)
+R = TypeVar("R", GenerationRecord, FaceJobRecord, InstantJobRecord)
+
+# The job kind each record type travels as (JobRef.kind): the workflow's tasks pick their
+# spec by it.
+JOB_KINDS: dict[type[JobRecord], str] = {
+    GenerationRecord: "generation",
+    FaceJobRecord: "face",
+    InstantJobRecord: "instant",
+}
 
 
 def _expect(record: JobRecord, kind: type[R]) -> R:
@@ -134,11 +153,11 @@ class FaceSpec:
             self.settings.provider_fetch_url_ttl_seconds,
         )
         return self.provider.submit_face_avatar(
-            FaceAvatarRequest.model_validate({**job.parameters, "image": url})
+            FaceAvatarRequest.model_validate({**job.parameters, "image": url, "refID": job.job_id})
         )
 
     def status(self, record: JobRecord, provider_job_id: str) -> JobStatus:
-        return self.provider.face_avatar_status(provider_job_id)
+        return self.provider.face_avatar_status(provider_job_id, record.job_id)
 
     def advice(self, polls: int, last: JobStatus | None, waited: int | None) -> PollAdvice:
         return self.provider.face_poll_advice(polls, last)
@@ -151,6 +170,47 @@ class FaceSpec:
         return [None] * int(str(batch))
 
 
+@dataclass
+class InstantSpec:
+    """Picsart Instant Avatars from one reference image: no trained model, one request."""
+
+    repo: AvatarRepository
+    storage: Storage
+    provider: PicsartClient
+    settings: Settings
+    record_type: type[JobRecord] = InstantJobRecord
+
+    @property
+    def max_polls(self) -> int:
+        return self.settings.instant_max_polls
+
+    def submit(self, record: JobRecord) -> SubmittedJob:
+        job = _expect(record, InstantJobRecord)
+        image = self.repo.get_face_image(job.owner, job.image_id)
+        if image is None or not image.fitted_key:
+            raise JobGone(f"reference image {job.image_id} is gone")
+        url, _ = self.storage.presign_get(
+            self.storage.uploads_bucket,
+            image.fitted_key,
+            self.settings.provider_fetch_url_ttl_seconds,
+        )
+        return self.provider.submit_instant(
+            image_url=url, subject=job.subject, count=job.count, prompt=job.prompt
+        )
+
+    def status(self, record: JobRecord, provider_job_id: str) -> JobStatus:
+        return self.provider.instant_status(provider_job_id)
+
+    def advice(self, polls: int, last: JobStatus | None, waited: int | None) -> PollAdvice:
+        return self.provider.instant_poll_advice(polls, last)
+
+    def avatar_key(self, record: JobRecord, avatar_id: str) -> str:
+        return instant_avatar_key(record.owner, record.job_id, avatar_id)
+
+    def styles(self, record: JobRecord) -> list[str | None]:
+        return [None] * _expect(record, InstantJobRecord).count
+
+
 def launch_job(
     repo: AvatarRepository,
     workflows: WorkflowStarter,
@@ -159,7 +219,7 @@ def launch_job(
     record: JobRecord,
 ) -> None:
     """Store the queued job, then start its workflow, once, under a name a person can read."""
-    kind = "generation" if isinstance(record, GenerationRecord) else "face"
+    kind = JOB_KINDS[type(record)]
     repo.create_job(record)
     arn = workflows.start(
         state_machine_arn,
@@ -202,6 +262,19 @@ def submit_job(repo: AvatarRepository, spec: JobSpec, ref: JobRef) -> PollState:
 def check_job(repo: AvatarRepository, spec: JobSpec, ref: JobRef, poll: PollState) -> PollState:
     record = _load(repo, spec, ref)
     status = spec.status(record, poll.provider_job_id)
+    if not status.known_status and repo.note_unknown_status(
+        spec.record_type, ref.owner, ref.job_id, status.provider_status or "(no status)"
+    ):
+        # Once per job and word: the record remembers which word it has already reported.
+        logger.warning(
+            "provider answered a status word we do not know",
+            extra={
+                "provider_status": status.provider_status,
+                "judged": status.state.value,
+                "answer": status.note,
+                **ref.model_dump(),
+            },
+        )
     items: list[CopyItem] = []
     if status.state is JobState.SUCCEEDED:
         styles = spec.styles(record)

@@ -84,6 +84,16 @@ def get_face_image(repo: AvatarRepository, owner: str, image_id: str) -> FaceIma
     return record
 
 
+def accepted_reference(repo: AvatarRepository, owner: str, image_id: str) -> FaceImageRecord:
+    """The owner's reference image, once ingest accepted it (face and instant avatars)."""
+    image = get_face_image(repo, owner, image_id)
+    if image.status is SelfieStatus.PENDING:
+        raise Conflict("the reference image is still being checked; retry when it is accepted")
+    if image.status is SelfieStatus.REJECTED:
+        raise Conflict(f"the reference image was rejected ({image.reason}); upload another one")
+    return image
+
+
 def resolved_parameters(request: CreateFaceAvatarRequest, app_id: str) -> dict[str, Any]:
     """The exact body fields sent upstream (the image URL is added at submit time)."""
     parameters = request.model_dump(exclude={"image_id"})
@@ -101,11 +111,7 @@ def create_face_job(
     owner: str,
     request: CreateFaceAvatarRequest,
 ) -> FaceJobRecord:
-    image = get_face_image(repo, owner, request.image_id)
-    if image.status is SelfieStatus.PENDING:
-        raise Conflict("the reference image is still being checked; retry when it is accepted")
-    if image.status is SelfieStatus.REJECTED:
-        raise Conflict(f"the reference image was rejected ({image.reason}); upload another one")
+    image = accepted_reference(repo, owner, request.image_id)
     stamp = ids.now_iso()
     record = FaceJobRecord(
         owner=owner,

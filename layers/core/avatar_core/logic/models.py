@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from avatar_core import ids
-from avatar_core.errors import NotFound
+from avatar_core.errors import InvalidRequest, NotFound
 from avatar_core.models.api import CreateModelRequest, RequestUploadsRequest, UploadSlot
 from avatar_core.models.records import ModelRecord, SelfieRecord, SelfieStatus
 from avatar_core.settings import Settings
@@ -17,7 +17,19 @@ _UPLOAD_GRACE = timedelta(minutes=5)
 _NEVER_ARRIVED = "no upload arrived before the upload link expired; request a new one"
 
 
-def create_model(repo: AvatarRepository, owner: str, request: CreateModelRequest) -> ModelRecord:
+def require_subject(subject: str, available: list[str], field: str = "subject") -> None:
+    """A subject the stack does not offer is the client's mistake: 422 naming what is."""
+    if subject not in available:
+        raise InvalidRequest(
+            f"{field}: {subject!r} is not offered; available: {', '.join(available)}",
+            field=field,
+        )
+
+
+def create_model(
+    repo: AvatarRepository, settings: Settings, owner: str, request: CreateModelRequest
+) -> ModelRecord:
+    require_subject(request.subject, settings.model_subjects)
     stamp = ids.now_iso()
     record = ModelRecord(
         owner=owner,

@@ -29,6 +29,7 @@ def next_poll(
         wait_seconds=advise(polls, status, waited).wait_seconds,
         waited_seconds=waited,
         exhausted=unfinished and polls >= max_polls,
-        error=status.error,
+        # An answer we could not place rides along, so a job given up on can say what it was.
+        error=status.error or status.note,
         items=list(items),
     )

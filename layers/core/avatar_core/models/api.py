@@ -170,8 +170,14 @@ class GenerationPage(BaseModel):
 
 
 class StylesOut(BaseModel):
+    """What a client can ask for: styles for generations, the subjects a model can be
+    trained for, and the (fewer) subjects Instant Avatars take."""
+
     styles: list[str]
     max_avatars_per_generation: int
+    subjects: list[str]
+    instant_subjects: list[str]
+    max_instant_avatars: int
 
 
 # --- face avatars ------------------------------------------------------------------------
@@ -252,4 +258,41 @@ class FaceJobOut(BaseModel):
 
 class FaceJobPage(BaseModel):
     items: list[FaceJobOut]
+    next_cursor: str | None
+
+
+# --- instant avatars ---------------------------------------------------------------------
+
+
+class CreateInstantAvatarRequest(_Request):
+    """``count`` Instant Avatars of ``subject`` from one accepted reference image.
+
+    The reference is uploaded through ``POST /v1/face-avatars/uploads``; ``subject`` must be
+    one of ``GET /v1/styles``'s ``instant_subjects``, ``count`` at most its
+    ``max_instant_avatars``.
+    """
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, strict=True)
+
+    image_id: str = Field(min_length=1, max_length=64)
+    subject: str = Field(min_length=1, max_length=32)
+    count: int = Field(ge=1, le=100)
+    prompt: PromptText | None = None
+
+
+class InstantJobOut(BaseModel):
+    job_id: str
+    image_id: str
+    subject: str
+    count: int
+    prompt: str | None = None
+    status: JobStatusName
+    avatars: list[AvatarOut]
+    error: str | None = None
+    created_at: str
+    updated_at: str
+
+
+class InstantJobPage(BaseModel):
+    items: list[InstantJobOut]
     next_cursor: str | None

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Literal
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-Subject = Literal["man", "woman", "couple", "dog", "cat"]
-SUBJECTS: tuple[str, ...] = ("man", "woman", "couple", "dog", "cat")
+# The subjects on offer are configuration (``Settings.model_subjects``), checked by logic.
+Subject = Annotated[str, StringConstraints(min_length=1, max_length=32)]
 
 
 class ModelStatus(StrEnum):
@@ -89,6 +89,7 @@ class JobRecordBase(_Record):
     execution_arn: str | None = None
     avatars: dict[str, AvatarRecord] = Field(default_factory=dict)
     error: str | None = None
+    unknown_provider_status: str | None = None
     created_at: str
     updated_at: str
 
@@ -125,3 +126,13 @@ class FaceJobRecord(JobRecordBase):
     job_id: str
     image_id: str
     parameters: dict[str, object] = Field(default_factory=dict)
+
+
+class InstantJobRecord(JobRecordBase):
+    """Picsart Instant Avatars from one reference image (uploaded like a face reference)."""
+
+    job_id: str
+    image_id: str
+    subject: str
+    count: int
+    prompt: str | None = None

@@ -24,9 +24,10 @@ class ModelRef(_Io):
 
 
 class JobRef(_Io):
-    """A generation or a face-avatar job, as the shared avatar-job workflow knows it."""
+    """A generation, a face-avatar or an instant-avatar job, as the shared avatar-job
+    workflow knows it."""
 
-    kind: Literal["generation", "face"]
+    kind: Literal["generation", "face", "instant"]
     owner: str = Field(min_length=1)
     job_id: str = Field(min_length=1)
 
@@ -51,6 +52,10 @@ class PollState(_Io):
     exhausted: bool = False
     error: str | None = None
     items: list[CopyItem] = Field(default_factory=list)
+
+    def last_answer(self) -> str:
+        """`` (<what the provider last said>)`` when its answer was one we could not place."""
+        return f" ({self.error})" if self.error else ""
 
 
 class StepFailure(_Io):
@@ -84,7 +89,7 @@ class TrainingFailed(ModelRef):
         if self.poll is not None and self.poll.exhausted:
             return (
                 f"the provider had not finished training after {self.poll.polls} status checks; "
-                "the model was given up on"
+                "the model was given up on" + self.poll.last_answer()
             )
         if self.error is not None:
             return self.error.reason()
@@ -113,7 +118,7 @@ class JobOutcome(JobRef):
         if self.poll is not None and self.poll.exhausted:
             return (
                 f"the provider had not finished after {self.poll.polls} status checks; "
-                "the job was given up on"
+                "the job was given up on" + self.poll.last_answer()
             )
         if self.error is not None:
             return self.error.reason()

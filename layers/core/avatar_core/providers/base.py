@@ -36,6 +36,14 @@ class JobStatus(BaseModel):
     progress: float | None = Field(default=None, ge=0, le=100)
     error: str | None = Field(default=None, description="the provider's message when failed")
     result_urls: list[str] = Field(default_factory=list)
+    note: str | None = Field(
+        default=None,
+        description="what the provider said when we could not place its answer (clipped), "
+        "kept so a job given up on says why",
+    )
+    known_status: bool = Field(
+        default=True, description="False when the provider's status word is not one we know"
+    )
 
 
 class SubmittedJob(BaseModel):

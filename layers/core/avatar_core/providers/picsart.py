@@ -1,4 +1,5 @@
-"""Picsart AI Avatars: train a model from selfies, then create avatars from it.
+"""Picsart AI Avatars: train a model from selfies and create avatars from it, or make
+Instant Avatars from one image.
 
 Only this module knows Picsart's wire format. Every path, field name and status word is in
 the block below, so a correction to the contract is a one-line change.
@@ -6,11 +7,12 @@ the block below, so a correction to the contract is a one-line change.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 from urllib.parse import quote, urlsplit
 
 import requests
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from avatar_core.providers.base import JobState, JobStatus, PollAdvice, SubmittedJob
 from avatar_core.providers.transport import (
@@ -19,32 +21,44 @@ from avatar_core.providers.transport import (
     ProviderHttp,
     clip,
     compact_json,
-    parse_body,
     secret_from_parameter,
 )
 from avatar_core.settings import Settings
 
 # --- the wire contract -------------------------------------------------------------------
+# Sources: docs.picsart.io "AI Avatars 101" (both versions: trained models, then Instant
+# Avatar), the reference pages "Get avatar model" (first check 5 min, then every 2 min) and
+# "Get instant avatar inferences" (first check 20 s, then every 10 s), "Error Responses"
+# ({code, message, detail}) and "Quotas and limits" (the 429 ``fault`` body). The pages do
+# not show request body field names: the ones marked "assumed" are ours (README, providers).
 PROVIDER = "picsart"
 API_KEY_HEADER = "X-Picsart-API-Key"
 CREATE_MODEL_PATH = "/avatars/models"
 MODEL_PATH = "/avatars/models/{model_id}"
 CREATE_INFERENCE_PATH = "/avatars/models/{model_id}/inferences"
 INFERENCE_PATH = "/avatars/models/{model_id}/inferences/{inference_id}"
-F_IMAGES = "images"
-F_TYPE = "type"
-F_REQUESTS = "requests"
-F_STYLE = "style"
-F_COUNT = "count"
-F_PROMPT = "prompt"
-F_MODEL_ID = "model_id"
-F_INFERENCE_ID = "inference_id"
-F_STATUS = "status"
-F_PROGRESS = "progress"
-F_MESSAGE = "message"
-F_DETAIL = "detail"
-F_DATA = "data"
-F_URL = "url"
+CREATE_INSTANT_PATH = "/avatars/instant"
+INSTANT_PATH = "/avatars/instant/{inference_id}"
+F_IMAGES = "images"  # assumed
+F_TYPE = "type"  # documented ("the type parameter")
+F_REQUESTS = "requests"  # assumed
+F_STYLE = "style"  # assumed
+F_COUNT = "count"  # documented for Instant Avatar ("the count of avatars"), assumed here
+F_PROMPT = "prompt"  # documented ("add prompts")
+F_IMAGE_URL = "image_url"  # assumed: Instant Avatar takes "only one image" by URL
+F_MODEL_ID = "model_id"  # documented
+F_INFERENCE_ID = "inference_id"  # documented
+F_STATUS = "status"  # documented
+F_PROGRESS = "progress"  # assumed
+F_MESSAGE = "message"  # documented (error body)
+F_DETAIL = "detail"  # documented (error body)
+F_DATA = "data"  # assumed: where the avatar URLs are
+F_URL = "url"  # documented ("each generated avatar is provided with a URL")
+F_FAULT = "fault"  # documented (quota answer)
+F_FAULT_STRING = "faultstring"
+F_FAULT_DETAIL = "detail"
+F_FAULT_CODE = "errorcode"
+QUOTA_FAULT_CODE = "QuotaViolation"
 STATUS_ACCEPTED = "ACCEPTED"
 STATUS_IMAGE_NOT_VALID = "IMAGE_NOT_VALID"
 STATES = {
@@ -54,7 +68,6 @@ STATES = {
     "FAILED": JobState.FAILED,
     STATUS_IMAGE_NOT_VALID: JobState.FAILED,
 }
-SUBJECTS = frozenset({"man", "woman", "couple", "dog", "cat"})
 MIN_IMAGES = 5
 MAX_IMAGES = 30
 MAX_REASON_CHARS = 2000
@@ -75,31 +88,75 @@ class _WireModel(BaseModel):
     model_config = ConfigDict(extra="ignore", populate_by_name=False)
 
 
+def _id_text(value: object) -> object:
+    return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+
 class _ModelAccepted(_WireModel):
     model_id: str = Field(alias=F_MODEL_ID, min_length=1)
     status: str = Field(default=STATUS_ACCEPTED, alias=F_STATUS)
+
+    _id_as_text = field_validator("model_id", mode="before")(staticmethod(_id_text))
 
 
 class _InferenceAccepted(_WireModel):
     inference_id: str = Field(alias=F_INFERENCE_ID, min_length=1)
     status: str = Field(default=STATUS_ACCEPTED, alias=F_STATUS)
 
-
-class _Avatar(_WireModel):
-    url: str = Field(alias=F_URL, min_length=1)
+    _id_as_text = field_validator("inference_id", mode="before")(staticmethod(_id_text))
 
 
 class _JobReport(_WireModel):
     status: str = Field(alias=F_STATUS, min_length=1)
-    progress: float | None = Field(default=None, alias=F_PROGRESS)
-    message: str | None = Field(default=None, alias=F_MESSAGE)
-    data: list[_Avatar] | None = Field(default=None, alias=F_DATA)
+    progress: Any = Field(default=None, alias=F_PROGRESS)
+    message: Any = Field(default=None, alias=F_MESSAGE)
+    detail: Any = Field(default=None, alias=F_DETAIL)
+    data: Any = Field(default=None, alias=F_DATA)
+
+    def percent(self) -> float | None:
+        """``progress`` as 0-100, whether sent as 42, 42.5 or "42"."""
+        value = self.progress
+        if isinstance(value, str):
+            try:
+                value = float(value.strip().rstrip("%"))
+            except ValueError:
+                return None
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return None
+        return min(100.0, max(0.0, float(value))) if math.isfinite(value) else None
+
+    def urls(self) -> list[str]:
+        """The avatar URLs: ``data`` as a list of ``{url}`` objects (or of plain URLs)."""
+        items = self.data if isinstance(self.data, list) else []
+        urls = []
+        for item in items:
+            url = item.get(F_URL) if isinstance(item, dict) else item
+            if isinstance(url, str) and url.strip():
+                urls.append(url.strip())
+        return urls
+
+    def reason(self) -> str:
+        parts = [
+            compact_json(value)
+            for value in (self.message, self.detail)
+            if value not in (None, "", [], {})
+        ]
+        return clip(" — ".join(dict.fromkeys(parts)), MAX_REASON_CHARS)
 
 
 def describe_error(body: object) -> str | None:
-    """Picsart's error body is ``{code, message, detail}``; keep message and detail."""
+    """Picsart's error body is ``{code, message, detail}``; a quota answer is
+    ``{"fault": {"faultstring", "detail": {"errorcode"}}}``. Keep the words of either."""
     if not isinstance(body, dict):
         return None
+    fault = body.get(F_FAULT)
+    if isinstance(fault, dict):
+        text = compact_json(fault.get(F_FAULT_STRING) or "").strip()
+        detail = fault.get(F_FAULT_DETAIL)
+        code = detail.get(F_FAULT_CODE) if isinstance(detail, dict) else None
+        if code:
+            text = f"{text} ({code})" if text else str(code)
+        return text or compact_json(fault)
     parts: list[str] = []
     for field in (F_MESSAGE, F_DETAIL):
         value = body.get(field)
@@ -109,6 +166,14 @@ def describe_error(body: object) -> str | None:
         if text not in parts:
             parts.append(text)
     return " — ".join(parts) or None
+
+
+def is_quota_fault(body: object) -> bool:
+    """The 429 a demo account gets once its quota is used up: no retry fixes it."""
+    fault = body.get(F_FAULT) if isinstance(body, dict) else None
+    detail = fault.get(F_FAULT_DETAIL) if isinstance(fault, dict) else None
+    code = detail.get(F_FAULT_CODE) if isinstance(detail, dict) else None
+    return isinstance(code, str) and code.endswith(QUOTA_FAULT_CODE)
 
 
 class PicsartClient:
@@ -126,6 +191,8 @@ class PicsartClient:
         training_poll_seconds: int = 120,
         generation_first_poll_seconds: int = 20,
         generation_poll_seconds: int = 10,
+        instant_first_poll_seconds: int = 20,
+        instant_poll_seconds: int = 10,
     ) -> None:
         self._http = ProviderHttp(
             provider=PROVIDER,
@@ -133,6 +200,7 @@ class PicsartClient:
             api_key=api_key,
             auth_headers=lambda key: {API_KEY_HEADER: key},
             describe_error=describe_error,
+            is_quota_fault=is_quota_fault,
             connect_timeout_seconds=connect_timeout_seconds,
             read_timeout_seconds=read_timeout_seconds,
             session=session,
@@ -141,6 +209,7 @@ class PicsartClient:
         self._generation_schedule = PollSchedule(
             generation_first_poll_seconds, generation_poll_seconds
         )
+        self._instant_schedule = PollSchedule(instant_first_poll_seconds, instant_poll_seconds)
 
     @classmethod
     def from_settings(
@@ -161,6 +230,8 @@ class PicsartClient:
             training_poll_seconds=settings.training_poll_seconds,
             generation_first_poll_seconds=settings.generation_first_poll_seconds,
             generation_poll_seconds=settings.generation_poll_seconds,
+            instant_first_poll_seconds=settings.instant_first_poll_seconds,
+            instant_poll_seconds=settings.instant_poll_seconds,
         )
 
     # --- training ------------------------------------------------------------------------
@@ -172,22 +243,20 @@ class PicsartClient:
             )
         for url in image_urls:
             _require_http_url(url)
-        if subject not in SUBJECTS:
-            raise ValueError(f"subject must be one of {sorted(SUBJECTS)}, got {subject!r}")
+        if not subject:
+            raise ValueError("a subject is needed")
         body = {F_IMAGES: list(image_urls), F_TYPE: subject}
         call = f"POST {CREATE_MODEL_PATH}"
         answer = self._http.post(CREATE_MODEL_PATH, body, call=call, starts_paid_work=True)
-        accepted = parse_body(
-            _ModelAccepted, answer, provider=PROVIDER, call=call, starts_paid_work=True
-        )
+        accepted = self._http.parse(_ModelAccepted, answer, call=call, starts_paid_work=True)
         return SubmittedJob(job_id=accepted.model_id, provider_status=accepted.status)
 
     def training_status(self, provider_model_id: str) -> JobStatus:
         path = MODEL_PATH.format(model_id=_path_id(provider_model_id, F_MODEL_ID))
         call = f"GET {MODEL_PATH}"
         answer = self._http.get(path, call=call)
-        report = parse_body(_JobReport, answer, provider=PROVIDER, call=call)
-        return _job_status(report, job="training", expects_results=False)
+        report = self._http.parse(_JobReport, answer, call=call)
+        return _job_status(report, job="training", expects_results=False, answer=answer)
 
     def training_poll_advice(
         self, polls_so_far: int, last: JobStatus | None = None, waited_seconds: int | None = None
@@ -205,9 +274,7 @@ class PicsartClient:
         body = {F_REQUESTS: [_style_body(request) for request in requests]}
         call = f"POST {CREATE_INFERENCE_PATH}"
         answer = self._http.post(path, body, call=call, starts_paid_work=True)
-        accepted = parse_body(
-            _InferenceAccepted, answer, provider=PROVIDER, call=call, starts_paid_work=True
-        )
+        accepted = self._http.parse(_InferenceAccepted, answer, call=call, starts_paid_work=True)
         return SubmittedJob(job_id=accepted.inference_id, provider_status=accepted.status)
 
     def generation_status(self, provider_model_id: str, inference_id: str) -> JobStatus:
@@ -217,13 +284,42 @@ class PicsartClient:
         )
         call = f"GET {INFERENCE_PATH}"
         answer = self._http.get(path, call=call)
-        report = parse_body(_JobReport, answer, provider=PROVIDER, call=call)
-        return _job_status(report, job="avatar generation", expects_results=True)
+        report = self._http.parse(_JobReport, answer, call=call)
+        return _job_status(report, job="avatar generation", expects_results=True, answer=answer)
 
     def generation_poll_advice(
         self, polls_so_far: int, last: JobStatus | None = None
     ) -> PollAdvice:
         return self._generation_schedule.advice(polls_so_far, last)
+
+    # --- instant avatars -----------------------------------------------------------------
+
+    def submit_instant(
+        self, *, image_url: str, subject: str, count: int, prompt: str | None = None
+    ) -> SubmittedJob:
+        """One reference image in, ``count`` avatars out; no trained model involved."""
+        _require_http_url(image_url)
+        if not subject:
+            raise ValueError("a subject is needed")
+        if count < 1:
+            raise ValueError("count must be at least 1")
+        body: dict[str, Any] = {F_IMAGE_URL: image_url, F_TYPE: subject, F_COUNT: count}
+        if prompt:
+            body[F_PROMPT] = prompt
+        call = f"POST {CREATE_INSTANT_PATH}"
+        answer = self._http.post(CREATE_INSTANT_PATH, body, call=call, starts_paid_work=True)
+        accepted = self._http.parse(_InferenceAccepted, answer, call=call, starts_paid_work=True)
+        return SubmittedJob(job_id=accepted.inference_id, provider_status=accepted.status)
+
+    def instant_status(self, inference_id: str) -> JobStatus:
+        path = INSTANT_PATH.format(inference_id=_path_id(inference_id, F_INFERENCE_ID))
+        call = f"GET {INSTANT_PATH}"
+        answer = self._http.get(path, call=call)
+        report = self._http.parse(_JobReport, answer, call=call)
+        return _job_status(report, job="instant avatar", expects_results=True, answer=answer)
+
+    def instant_poll_advice(self, polls_so_far: int, last: JobStatus | None = None) -> PollAdvice:
+        return self._instant_schedule.advice(polls_so_far, last)
 
 
 def _style_body(request: StyleRequest) -> dict[str, Any]:
@@ -233,16 +329,29 @@ def _style_body(request: StyleRequest) -> dict[str, Any]:
     return body
 
 
-def _job_status(report: _JobReport, *, job: str, expects_results: bool) -> JobStatus:
-    word = report.status
-    state = STATES.get(word.upper(), JobState.RUNNING)
-    progress = None if report.progress is None else min(100.0, max(0.0, report.progress))
-    urls = [avatar.url for avatar in report.data or []]
+def _job_status(
+    report: _JobReport, *, job: str, expects_results: bool, answer: object
+) -> JobStatus:
+    """The documented words decide. An undocumented word with avatar URLs is a finished job;
+    without them it counts as running, and what the provider said is kept as a note."""
+    word = report.status.strip()
+    known = STATES.get(word.upper())
+    urls = report.urls()
+    note = None
+    if known is None:
+        state = JobState.SUCCEEDED if expects_results and urls else JobState.RUNNING
+        if state is JobState.RUNNING:
+            note = f"the provider answered a status we do not know ({word}): " + clip(
+                compact_json(answer), MAX_REASON_CHARS
+            )
+    else:
+        state = known
     error = None
     if state is JobState.FAILED:
-        reason = clip(report.message or "", MAX_REASON_CHARS) or "no reason given"
+        reason = report.reason() or "no reason given"
         if word.upper() == STATUS_IMAGE_NOT_VALID:
-            error = f"the provider could not use one or more selfies ({word}): {reason}"
+            what = "one or more selfies" if job == "training" else "the reference image"
+            error = f"the provider could not use {what} ({word}): {reason}"
         else:
             error = f"the provider failed the {job} ({word}): {reason}"
     elif state is JobState.SUCCEEDED and expects_results and not urls:
@@ -251,8 +360,10 @@ def _job_status(report: _JobReport, *, job: str, expects_results: bool) -> JobSt
     return JobStatus(
         state=state,
         provider_status=word,
-        progress=progress,
+        progress=report.percent(),
         error=error,
+        note=note,
+        known_status=known is not None,
         result_urls=urls if state is JobState.SUCCEEDED else [],
     )
 

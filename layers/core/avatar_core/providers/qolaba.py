@@ -7,10 +7,11 @@ which is the wire body itself.
 
 from __future__ import annotations
 
+import json
 from typing import Any, Literal
 
 import requests
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from avatar_core.providers.base import JobState, JobStatus, PollAdvice, SubmittedJob
 from avatar_core.providers.transport import (
@@ -19,17 +20,23 @@ from avatar_core.providers.transport import (
     ProviderHttp,
     clip,
     compact_json,
-    parse_body,
     secret_from_parameter,
 )
 from avatar_core.settings import Settings
 
 # --- the wire contract -------------------------------------------------------------------
+# Sources: docs.qolaba.ai "Face Avatar" (POST /getImageToImage, body fields) and "Task Status"
+# (POST /getImage with id and refID; its sample answer has every field as a string), and
+# theneo's Qolaba reference ("Get Status"). The status words are not documented anywhere:
+# the task-status page says tasks are scheduled "through Celery", so Celery's state names are
+# our assumption, and an answer we cannot place is judged by its documented fields.
 PROVIDER = "qolaba"
 AUTH_HEADER = "Authorization"
 AUTH_SCHEME = "Bearer"
 SUBMIT_PATH = "/getImageToImage"
 STATUS_PATH = "/getImage"
+F_APP_ID = "app_id"
+F_REF_ID = "refID"
 F_TASK_ID = "task_id"
 F_STATUS_REQUEST_ID = "id"
 F_STATUS = "status"
@@ -40,11 +47,15 @@ F_TIME_REQUIRED = "time_required"
 F_DETAIL = "detail"
 F_DETAIL_LOCATION = "loc"
 F_DETAIL_MESSAGE = "msg"
+DOCUMENTED_STATUS_FIELDS = frozenset(
+    {F_STATUS, F_OUTPUT, F_ERROR, F_ERROR_DATA, F_TIME_REQUIRED, F_TASK_ID, "input", F_APP_ID}
+)
 STATUS_SUBMITTED = "PENDING"
 MAX_REASON_CHARS = 2000
+MAX_OUTPUT_URLS = 64
 STATES = {
     "PENDING": JobState.QUEUED,
-    "IN_PROGRESS": JobState.RUNNING,
+    "RECEIVED": JobState.QUEUED,
     "STARTED": JobState.RUNNING,
     "RETRY": JobState.RUNNING,
     "SUCCESS": JobState.SUCCEEDED,
@@ -59,10 +70,12 @@ class FaceAvatarRequest(BaseModel):
 
     ``app_id`` is left empty by callers and filled from configuration by the client;
     ``prompt=None`` asks for the provider's default prompt, steered by ``gender``; ``celery``
-    is always true because the client relies on the queued answer's ``task_id``.
+    is always true because the client relies on the queued answer's ``task_id``. ``refID`` is
+    our own job id: the task-status page says a reference given with the input parameters
+    identifies the request, so an operator can match a task whose answer we lost.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
     app_id: str | None = None
     image: str = Field(min_length=1, description="URL of the reference face")
@@ -77,22 +90,93 @@ class FaceAvatarRequest(BaseModel):
     remove_background: bool
     bg_color: str
     celery: Literal[True] = True
+    ref_id: str | None = Field(default=None, alias=F_REF_ID)
 
 
 class _WireModel(BaseModel):
     model_config = ConfigDict(extra="ignore", populate_by_name=False)
 
 
+def _task_id(value: object) -> object:
+    """A task id sent as a number is still the task's id."""
+    return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+
 class _TaskQueued(_WireModel):
     task_id: str = Field(alias=F_TASK_ID, min_length=1)
 
+    _id_as_text = field_validator("task_id", mode="before")(staticmethod(_task_id))
+
 
 class _TaskReport(_WireModel):
-    status: str = Field(alias=F_STATUS, min_length=1)
-    output: list[str] | None = Field(default=None, alias=F_OUTPUT)
-    error: str | None = Field(default=None, alias=F_ERROR)
+    """The task-status answer. Every field may come as a string (the documented sample shows
+    ``""`` for all of them), so each is read leniently and interpreted afterwards.
+    ``time_required`` is accepted in any shape and not used: nothing depends on it."""
+
+    status: Any = Field(default=None, alias=F_STATUS)
+    output: Any = Field(default=None, alias=F_OUTPUT)
+    error: Any = Field(default=None, alias=F_ERROR)
     error_data: Any = Field(default=None, alias=F_ERROR_DATA)
-    time_required: float | None = Field(default=None, alias=F_TIME_REQUIRED)
+    time_required: Any = Field(default=None, alias=F_TIME_REQUIRED)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _an_object(cls, value: object) -> object:
+        if not isinstance(value, dict):
+            raise ValueError("the status answer is not a JSON object")
+        if not DOCUMENTED_STATUS_FIELDS & set(value):
+            raise ValueError("none of the documented status fields is in the answer")
+        return value
+
+    @property
+    def word(self) -> str:
+        if self.status is None:
+            return ""
+        return (self.status if isinstance(self.status, str) else compact_json(self.status)).strip()
+
+    def urls(self) -> list[str]:
+        return result_urls(self.output)
+
+    def failure_text(self) -> str:
+        parts = [text for text in (_text(self.error), _text(self.error_data)) if text]
+        return clip(" — ".join(dict.fromkeys(parts)), MAX_REASON_CHARS)
+
+
+def result_urls(output: object) -> list[str]:
+    """Every http(s) URL in ``output``, in order: ``""``, one URL, a list of URLs, an object
+    holding a list, or any of these JSON-encoded in a string."""
+    found: list[str] = []
+
+    def walk(value: object, depth: int) -> None:
+        if depth > 4 or len(found) >= MAX_OUTPUT_URLS:
+            return
+        if isinstance(value, str):
+            text = value.strip()
+            if text[:1] in ("[", "{"):
+                try:
+                    walk(json.loads(text), depth + 1)
+                except ValueError:
+                    return
+                return
+            if text.lower().startswith(("https://", "http://")) and not any(
+                ch.isspace() for ch in text
+            ):
+                found.append(text)
+        elif isinstance(value, list):
+            for item in value:
+                walk(item, depth + 1)
+        elif isinstance(value, dict):
+            for item in value.values():
+                walk(item, depth + 1)
+
+    walk(output, 0)
+    return list(dict.fromkeys(found))
+
+
+def _text(value: object) -> str:
+    if value in (None, "", [], {}):
+        return ""
+    return compact_json(value).strip()
 
 
 def describe_error(body: object) -> str | None:
@@ -167,46 +251,65 @@ class QolabaClient:
         )
 
     def submit_face_avatar(self, params: FaceAvatarRequest) -> SubmittedJob:
-        body = params.model_dump(mode="json")
-        body["app_id"] = params.app_id or self._app_id
+        body = params.model_dump(mode="json", by_alias=True, exclude_none=False)
+        body[F_APP_ID] = params.app_id or self._app_id
+        if params.ref_id is None:
+            del body[F_REF_ID]
         call = f"POST {SUBMIT_PATH}"
         answer = self._http.post(SUBMIT_PATH, body, call=call, starts_paid_work=True)
-        queued = parse_body(
-            _TaskQueued, answer, provider=PROVIDER, call=call, starts_paid_work=True
-        )
+        queued = self._http.parse(_TaskQueued, answer, call=call, starts_paid_work=True)
         return SubmittedJob(job_id=queued.task_id, provider_status=STATUS_SUBMITTED)
 
-    def face_avatar_status(self, task_id: str) -> JobStatus:
+    def face_avatar_status(self, task_id: str, ref_id: str | None = None) -> JobStatus:
         if not task_id or not task_id.strip():
             raise ValueError("task_id is empty")
         call = f"POST {STATUS_PATH}"
-        answer = self._http.post(STATUS_PATH, {F_STATUS_REQUEST_ID: task_id}, call=call)
-        report = parse_body(_TaskReport, answer, provider=PROVIDER, call=call)
-        return _job_status(report)
+        query = {F_STATUS_REQUEST_ID: task_id}
+        if ref_id:
+            query[F_REF_ID] = ref_id
+        answer = self._http.post(STATUS_PATH, query, call=call)
+        report = self._http.parse(_TaskReport, answer, call=call)
+        return _job_status(report, answer)
 
     def face_poll_advice(self, polls_so_far: int, last: JobStatus | None = None) -> PollAdvice:
         return self._schedule.advice(polls_so_far, last)
 
 
-def _job_status(report: _TaskReport) -> JobStatus:
-    word = report.status
-    state = STATES.get(word.upper(), JobState.RUNNING)
-    urls = list(report.output or [])
+def _job_status(report: _TaskReport, answer: object) -> JobStatus:
+    """Known words decide; an unknown (or empty) word is judged by the documented fields:
+    URLs in ``output`` mean done, text in ``error``/``error_data`` means failed."""
+    word = report.word
+    known = STATES.get(word.upper())
+    urls = report.urls()
+    failure = report.failure_text()
+    shown = word or "no status"
     error = None
-    if state is JobState.FAILED:
-        error = f"the provider failed the face avatar ({word}): {_failure_reason(report)}"
-    elif state is JobState.SUCCEEDED and not urls:
-        state = JobState.FAILED
-        error = f"the provider reported the face avatar {word} but returned no images"
+    note = None
+    if known is None:
+        if urls:
+            state = JobState.SUCCEEDED
+        elif failure:
+            state = JobState.FAILED
+            error = f"the provider failed the face avatar ({shown}): {failure}"
+        else:
+            state = JobState.RUNNING
+            note = f"the provider answered a status we do not know ({shown}): " + clip(
+                compact_json(answer), MAX_REASON_CHARS
+            )
+    else:
+        state = known
+        if state is JobState.FAILED:
+            error = f"the provider failed the face avatar ({shown}): {failure or 'no reason given'}"
+        elif state is JobState.SUCCEEDED and not urls:
+            state = JobState.FAILED
+            error = f"the provider reported the face avatar {shown} but returned no images"
+            if failure:
+                error += f": {failure}"
     return JobStatus(
         state=state,
         provider_status=word,
         error=error,
+        note=note,
+        known_status=known is not None,
         result_urls=urls if state is JobState.SUCCEEDED else [],
     )
-
-
-def _failure_reason(report: _TaskReport) -> str:
-    error_data = None if report.error_data is None else compact_json(report.error_data)
-    parts = [text for text in (report.error, error_data) if text]
-    return clip(" — ".join(parts), MAX_REASON_CHARS) or "no reason given"

@@ -29,6 +29,7 @@ from avatar_core.errors import (
     ProviderError,
     ProviderOutcomeUnknown,
     ProviderOutOfCredits,
+    ProviderQuotaExhausted,
     ProviderRateLimited,
     ProviderRejected,
     ProviderUnavailable,
@@ -41,6 +42,7 @@ SECRETS_MANAGER_ARN_PREFIX = "arn:aws:secretsmanager:"
 REQUEST_ID_HEADERS = ("x-request-id", "x-amzn-requestid", "request-id")
 REDACTED = "[REDACTED]"
 MAX_ERROR_TEXT = 500
+MAX_QUOTED_ANSWER = 300
 NEAR_DONE_PROGRESS = 90.0
 
 ApiKey = str | Callable[[], str]
@@ -149,13 +151,19 @@ def parse_retry_after(value: str | None) -> float | None:
 
 
 def parse_body(
-    model: type[Model], body: object, *, provider: str, call: str, starts_paid_work: bool = False
+    model: type[Model],
+    body: object,
+    *,
+    provider: str,
+    call: str,
+    starts_paid_work: bool = False,
+    secret: str = "",
 ) -> Model:
     """Validate a 2xx body; an unexpected shape is the provider's fault and worth a retry,
     unless the call started paid work: then the job may exist and we cannot read its id.
 
-    The message names the offending fields only, never the values, which may be long or
-    carry data we do not want in logs.
+    The message names the offending fields and quotes the answer, clipped and with the key
+    redacted, so whoever reads the job's error sees what the provider actually said.
     """
     try:
         return model.model_validate(body)
@@ -164,7 +172,11 @@ def parse_body(
             f"{'.'.join(str(part) for part in error['loc']) or 'body'}: {error['msg']}"
             for error in exc.errors(include_url=False, include_input=False)
         )
-        what = f"{provider} answered {call} with an unexpected body ({clip(problems)})"
+        said = redact(clip(compact_json(body), MAX_QUOTED_ANSWER), secret)
+        what = (
+            f"{provider} answered {call} with an unexpected body ({clip(problems)}); "
+            f"it said: {said}"
+        )
         if starts_paid_work:
             raise ProviderOutcomeUnknown(
                 f"{what}; it may have started the job, so it was not sent again",
@@ -192,6 +204,7 @@ class ProviderHttp:
         connect_timeout_seconds: float,
         read_timeout_seconds: float,
         session: requests.Session | None = None,
+        is_quota_fault: Callable[[object], bool] = lambda body: False,
     ) -> None:
         if not base_url:
             raise ValueError(f"the {provider} base URL is not configured")
@@ -202,8 +215,22 @@ class ProviderHttp:
         self._api_key = resolve_api_key(api_key)
         self._auth_headers = auth_headers
         self._describe_error = describe_error
+        self._is_quota_fault = is_quota_fault
         self.timeout = (connect_timeout_seconds, read_timeout_seconds)
         self._session = session or requests.Session()
+
+    def parse(
+        self, model: type[Model], body: object, *, call: str, starts_paid_work: bool = False
+    ) -> Model:
+        """``parse_body`` for this provider, with its key kept out of any message."""
+        return parse_body(
+            model,
+            body,
+            provider=self.provider,
+            call=call,
+            starts_paid_work=starts_paid_work,
+            secret=self._api_key(),
+        )
 
     def get(self, path: str, *, call: str) -> object:
         return self.request("GET", path, call=call)
@@ -307,7 +334,8 @@ class ProviderHttp:
         self, response: requests.Response, call: str, key: str, request_id: str | None
     ) -> ProviderError:
         status = response.status_code
-        provider_message = self._provider_message(response, key)
+        decoded = _json_or_none(response)
+        provider_message = self._provider_message(response, decoded, key)
         summary = f"{self.provider} answered {call} with HTTP {status}"
         if provider_message:
             summary += f": {provider_message}"
@@ -323,6 +351,8 @@ class ProviderHttp:
             return ProviderAuthFailed(summary, **common)
         if status == 402:
             return ProviderOutOfCredits(summary, **common)
+        if self._is_quota_fault(decoded):
+            return ProviderQuotaExhausted(summary, **common)
         if status == 429:
             retry_after = parse_retry_after(response.headers.get("Retry-After"))
             return ProviderRateLimited(summary, retry_after=retry_after, **common)
@@ -332,15 +362,22 @@ class ProviderHttp:
             return ProviderRejected(summary, **common)
         return ProviderUnavailable(f"{summary}, which is not an answer we expect", **common)
 
-    def _provider_message(self, response: requests.Response, key: str) -> str | None:
-        try:
-            decoded = response.json()
-        except ValueError:
+    def _provider_message(
+        self, response: requests.Response, decoded: object, key: str
+    ) -> str | None:
+        if decoded is None:
             return _safe_text(response, key) or None
         described = self._describe_error(decoded)
         if not described:
             return _safe_text(response, key) or None
         return clip(redact(described, key))
+
+
+def _json_or_none(response: requests.Response) -> object:
+    try:
+        return response.json()
+    except ValueError:
+        return None
 
 
 def _never_sent(exc: Exception) -> bool:

@@ -7,6 +7,7 @@ Item layout (PK / SK):
                (GSI1: ``MODEL#<owner>#<model_id>`` / ``GEN#<generation_id>``)
 - face image   ``OWNER#<owner>`` / ``FACEIMG#<image_id>``
 - face job     ``OWNER#<owner>`` / ``FACE#<job_id>``
+- instant job  ``OWNER#<owner>`` / ``INSTANT#<job_id>``
 - idempotency  ``OWNER#<owner>`` / ``IDEM#<scope>#<key digest>``
 
 Conditional writes turn races into domain errors: two requests that reserve the last
@@ -20,7 +21,7 @@ import binascii
 import json
 from collections.abc import Iterator
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 import boto3
 from boto3.dynamodb.conditions import Key
@@ -33,6 +34,7 @@ from avatar_core.models.records import (
     FaceImageRecord,
     FaceJobRecord,
     GenerationRecord,
+    InstantJobRecord,
     JobStatusName,
     ModelRecord,
     ModelStatus,
@@ -40,8 +42,13 @@ from avatar_core.models.records import (
     SelfieStatus,
 )
 
-JobRecord = GenerationRecord | FaceJobRecord
-_JOB_PREFIX: dict[type[Any], str] = {GenerationRecord: "GEN#", FaceJobRecord: "FACE#"}
+JobRecord = GenerationRecord | FaceJobRecord | InstantJobRecord
+_JOB_PREFIX: dict[type[Any], str] = {
+    GenerationRecord: "GEN#",
+    FaceJobRecord: "FACE#",
+    InstantJobRecord: "INSTANT#",
+}
+Owned = TypeVar("Owned", FaceJobRecord, InstantJobRecord)
 _OPEN_JOB = (JobStatusName.QUEUED.value, JobStatusName.RUNNING.value)
 
 _CONDITION_FAILED = ("ConditionalCheckFailedException", "TransactionCanceledException")
@@ -457,17 +464,29 @@ class AvatarRepository:
     def list_face_jobs(
         self, owner: str, limit: int, cursor: str | None
     ) -> tuple[list[FaceJobRecord], str | None]:
+        return self._list_owner_jobs(FaceJobRecord, owner, limit, cursor)
+
+    def list_instant_jobs(
+        self, owner: str, limit: int, cursor: str | None
+    ) -> tuple[list[InstantJobRecord], str | None]:
+        return self._list_owner_jobs(InstantJobRecord, owner, limit, cursor)
+
+    def _list_owner_jobs(
+        self, kind: type[Owned], owner: str, limit: int, cursor: str | None
+    ) -> tuple[list[Owned], str | None]:
+        """The owner's jobs of one kind, newest first (ids sort by creation time)."""
         pk = _owner_pk(owner)
+        prefix = _JOB_PREFIX[kind]
         query: dict[str, Any] = {
-            "KeyConditionExpression": Key("PK").eq(pk) & Key("SK").begins_with("FACE#"),
+            "KeyConditionExpression": Key("PK").eq(pk) & Key("SK").begins_with(prefix),
             "ScanIndexForward": False,
             "Limit": limit,
         }
-        start = Cursor.decode(cursor, {"PK": pk}, {"SK": "FACE#"})
+        start = Cursor.decode(cursor, {"PK": pk}, {"SK": prefix})
         if start:
             query["ExclusiveStartKey"] = start
         page = self._table.query(**query)
-        records = [FaceJobRecord.model_validate(from_item(i)) for i in page.get("Items", [])]
+        records = [kind.model_validate(from_item(i)) for i in page.get("Items", [])]
         return records, Cursor.encode(page.get("LastEvaluatedKey"))
 
     def claim_provider_job(
@@ -496,6 +515,27 @@ class AvatarRepository:
                 raise Conflict(f"job {job_id} no longer exists") from error
             return current.provider_job_id
         return provider_job_id
+
+    def note_unknown_status(
+        self, kind: type[JobRecord], owner: str, job_id: str, provider_status: str
+    ) -> bool:
+        """Remember a status word we do not know on the job, once: True the first time this
+        job answers this word (so it is reported once), False after that or if it is gone."""
+        try:
+            self._table.update_item(
+                Key={"PK": _owner_pk(owner), "SK": _JOB_PREFIX[kind] + job_id},
+                UpdateExpression="SET unknown_provider_status = :word",
+                ConditionExpression=(
+                    "attribute_exists(PK) AND (attribute_not_exists(unknown_provider_status)"
+                    " OR unknown_provider_status <> :word)"
+                ),
+                ExpressionAttributeValues={":word": provider_status},
+            )
+        except ClientError as error:
+            if _is_condition_failure(error):
+                return False
+            raise
+        return True
 
     def set_job_execution(self, kind: type[JobRecord], owner: str, job_id: str, arn: str) -> None:
         self._table.update_item(

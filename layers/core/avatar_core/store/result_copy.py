@@ -5,7 +5,9 @@ whoever controls it make our Lambda read the instance metadata service or anythi
 the private network (SSRF), fill our memory or our bucket. The copier therefore:
 
 * accepts https only (http only when local configuration says so), no credentials in the
-  URL, and only hosts on the allow-list (exact names, or ``*.example.com`` suffixes);
+  URL, and only hosts on the allow-list: exact names by default, ``*.example.com`` suffix
+  patterns only when configured separately and on purpose (anyone can create a bucket on
+  ``*.amazonaws.com`` or a distribution on ``*.cloudfront.net``);
 * resolves the host itself and refuses the hop if ANY address is loopback (unless local
   configuration allows it), private, link-local, the metadata address, multicast, reserved,
   unspecified or not globally routable, including those addresses embedded in IPv4-mapped,
@@ -26,6 +28,10 @@ We chose pinning over checking the socket's peer after connecting: by the time t
 runs, a TCP handshake has already reached the unsafe address. The peer is still compared
 with the pinned address after connecting, as a cheap guard against surprises below us.
 
+Time: besides the connect and per-read timeouts, each object has a total deadline: a body
+that trickles (one byte just inside every read timeout) is cut once the deadline passes, at
+most one read timeout later, instead of running until Lambda kills the copy.
+
 Memory: the body is read in small chunks with a running byte cap (a declared
 Content-Length above the cap is refused before reading; a server that omits or lies about
 it is cut off at ``max_bytes + 1``) and uploaded as it arrives, one part of
@@ -42,6 +48,7 @@ import io
 import ipaddress
 import logging
 import socket
+import time
 from collections.abc import Callable, Iterator
 from contextlib import closing
 from dataclasses import dataclass
@@ -96,41 +103,55 @@ class CopyPolicy:
     """Where results may come from and how much of them we take."""
 
     allowed_hosts: tuple[str, ...]
+    allowed_patterns: tuple[str, ...] = ()
     allow_loopback: bool = False
     allow_http: bool = False
     max_bytes: int = 25 * 1024 * 1024
     connect_timeout: float = 5.0
     read_timeout: float = 30.0
+    total_timeout: float = 60.0
     max_redirects: int = 3
 
     def __post_init__(self) -> None:
         hosts = tuple(_normalise_host(host) for host in self.allowed_hosts)
         for host in hosts:
-            pattern = host[2:] if host.startswith("*.") else host
-            if not pattern or "*" in pattern:
-                raise ValueError(f"allowed host {host!r}: use a host name or '*.example.com'")
+            if not host or "*" in host:
+                raise ValueError(
+                    f"allowed host {host!r}: exact host names only; a '*.example.com' "
+                    "pattern belongs in the separate, explicit pattern list"
+                )
+        patterns = tuple(_normalise_host(pattern) for pattern in self.allowed_patterns)
+        for pattern in patterns:
+            suffix = pattern[2:] if pattern.startswith("*.") else ""
+            if not suffix or "*" in suffix or "." not in suffix:
+                raise ValueError(
+                    f"allowed host pattern {pattern!r}: use '*.example.com' (a subdomain "
+                    "wildcard under a registrable name)"
+                )
         object.__setattr__(self, "allowed_hosts", hosts)
+        object.__setattr__(self, "allowed_patterns", patterns)
         if self.max_bytes < 1 or self.max_redirects < 0:
             raise ValueError("max_bytes must be positive and max_redirects not negative")
-        if self.connect_timeout <= 0 or self.read_timeout <= 0:
+        if self.connect_timeout <= 0 or self.read_timeout <= 0 or self.total_timeout <= 0:
             raise ValueError("timeouts must be positive")
 
     @classmethod
     def from_settings(cls, settings: Settings) -> CopyPolicy:
         return cls(
             allowed_hosts=tuple(settings.result_allowed_hosts),
+            allowed_patterns=tuple(settings.result_allowed_host_patterns),
             allow_loopback=settings.result_allow_loopback,
             allow_http=settings.result_allow_http,
             max_bytes=settings.result_max_bytes,
             connect_timeout=settings.result_connect_timeout_seconds,
             read_timeout=settings.result_read_timeout_seconds,
+            total_timeout=settings.result_total_timeout_seconds,
         )
 
     def allows_host(self, host: str) -> bool:
         host = _normalise_host(host)
-        return any(
-            host.endswith(allowed[1:]) if allowed.startswith("*.") else host == allowed
-            for allowed in self.allowed_hosts
+        return host in self.allowed_hosts or any(
+            host.endswith(pattern[1:]) for pattern in self.allowed_patterns
         )
 
 
@@ -206,13 +227,16 @@ class ResultCopier:
         session.mount("http://", self._transport)
 
     def copy(self, url: str, key: str) -> CopiedObject:
+        deadline = time.monotonic() + self._policy.total_timeout
         response = self._open(url)
         with closing(response):
             where = _where(response.url)
             _check_status(response.status_code, where)
             media_type = _accepted_media_type(response, where)
             self._check_declared_size(response, where)
-            chunks = _capped_chunks(response, self._policy.max_bytes, where)
+            chunks = _capped_chunks(
+                response, self._policy.max_bytes, where, deadline, self._policy.total_timeout
+            )
             head, width, height = _read_header(chunks, _FORMAT_BY_MEDIA_TYPE[media_type], where)
             size = self._store(key, media_type, head, chunks)
         return CopiedObject(key=key, content_type=media_type, size=size, width=width, height=height)
@@ -383,13 +407,24 @@ def _accepted_media_type(response: requests.Response, where: str) -> str:
     return media_type
 
 
-def _capped_chunks(response: requests.Response, max_bytes: int, where: str) -> Iterator[bytes]:
-    """The raw body in small chunks; refuses as soon as it grows past ``max_bytes``."""
+def _capped_chunks(
+    response: requests.Response, max_bytes: int, where: str, deadline: float, total: float
+) -> Iterator[bytes]:
+    """The raw body in small chunks; refuses as soon as it grows past ``max_bytes``, and
+    gives up once ``deadline`` (a ``time.monotonic()`` reading) has passed.
+
+    ``read1`` returns whatever one receive brings, so the deadline is checked between
+    receives; ``read`` would block until the whole chunk arrived, however slowly.
+    """
     received = 0
     while True:
+        if time.monotonic() > deadline:
+            raise ResultFetchFailed(
+                f"{where} sent {received} bytes in {total:g} s and was cut off: too slow"
+            )
         wanted = min(READ_CHUNK, max_bytes + 1 - received)
         try:
-            chunk = response.raw.read(wanted, decode_content=False)
+            chunk = response.raw.read1(wanted, decode_content=False)
         except (urllib3.exceptions.HTTPError, OSError) as error:
             raise ResultFetchFailed(f"reading {where} failed: {type(error).__name__}") from error
         if not chunk:

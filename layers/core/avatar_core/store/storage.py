@@ -8,6 +8,7 @@ Key layout (every key scoped by the owner):
                   ``faces-fitted/<owner>/<image_id>``                 reference fitted in 1536²
 - results bucket  ``avatars/<owner>/<model_id>/<generation_id>/<avatar_id>``
                   ``face-avatars/<owner>/<job_id>/<avatar_id>``
+                  ``instant-avatars/<owner>/<job_id>/<avatar_id>``
 """
 
 from __future__ import annotations
@@ -53,6 +54,10 @@ def generation_avatar_key(owner: str, model_id: str, generation_id: str, avatar_
 
 def face_avatar_key(owner: str, job_id: str, avatar_id: str) -> str:
     return f"face-avatars/{owner}/{job_id}/{avatar_id}"
+
+
+def instant_avatar_key(owner: str, job_id: str, avatar_id: str) -> str:
+    return f"instant-avatars/{owner}/{job_id}/{avatar_id}"
 
 
 def parse_face_key(key: str) -> tuple[str, str] | None:
