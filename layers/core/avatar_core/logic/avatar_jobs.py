@@ -128,6 +128,19 @@ class GenerationSpec:
         return styles
 
 
+def _reference_url(
+    repo: AvatarRepository, storage: Storage, settings: Settings, owner: str, image_id: str
+) -> str:
+    """A presigned GET of the fitted reference image, for a provider to fetch."""
+    image = repo.get_face_image(owner, image_id)
+    if image is None or not image.fitted_key:
+        raise JobGone(f"reference image {image_id} is gone")
+    url, _ = storage.presign_get(
+        storage.uploads_bucket, image.fitted_key, settings.provider_fetch_url_ttl_seconds
+    )
+    return url
+
+
 @dataclass
 class FaceSpec:
     """A batch of face avatars from one reference image, on Qolaba."""
@@ -144,14 +157,7 @@ class FaceSpec:
 
     def submit(self, record: JobRecord) -> SubmittedJob:
         job = _expect(record, FaceJobRecord)
-        image = self.repo.get_face_image(job.owner, job.image_id)
-        if image is None or not image.fitted_key:
-            raise JobGone(f"reference image {job.image_id} is gone")
-        url, _ = self.storage.presign_get(
-            self.storage.uploads_bucket,
-            image.fitted_key,
-            self.settings.provider_fetch_url_ttl_seconds,
-        )
+        url = _reference_url(self.repo, self.storage, self.settings, job.owner, job.image_id)
         return self.provider.submit_face_avatar(
             FaceAvatarRequest.model_validate({**job.parameters, "image": url, "refID": job.job_id})
         )
@@ -186,14 +192,7 @@ class InstantSpec:
 
     def submit(self, record: JobRecord) -> SubmittedJob:
         job = _expect(record, InstantJobRecord)
-        image = self.repo.get_face_image(job.owner, job.image_id)
-        if image is None or not image.fitted_key:
-            raise JobGone(f"reference image {job.image_id} is gone")
-        url, _ = self.storage.presign_get(
-            self.storage.uploads_bucket,
-            image.fitted_key,
-            self.settings.provider_fetch_url_ttl_seconds,
-        )
+        url = _reference_url(self.repo, self.storage, self.settings, job.owner, job.image_id)
         return self.provider.submit_instant(
             image_url=url, subject=job.subject, count=job.count, prompt=job.prompt
         )
