@@ -34,6 +34,9 @@ from local.template import ACCOUNT_ID
 
 API_BASE_PATH = "/v1"
 MAX_REQUEST_BODY_BYTES = 10 * 1024 * 1024
+# HTTP API quotas: "total combined size of request line and header values: 10240 bytes".
+# The answer's shape past it is assumed: a 431 with API Gateway's usual {"message": ...}.
+MAX_REQUEST_HEADER_BYTES = 10240
 DEFAULT_API_ID = "localapi01"
 IMPLICIT_API = "ServerlessHttpApi"
 DEFAULT_ROUTE = "$default"
@@ -877,6 +880,11 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         started = time.perf_counter()
         front = self.server.front
+        if self._header_bytes() > MAX_REQUEST_HEADER_BYTES:
+            self._read_body()
+            reply = _Reply.message(431, "Request Header Fields Too Large")
+            self._send(reply, _request_id(), close=True)
+            return
         target = urlsplit(self.path)
         request = _Request(
             method=self.command,
@@ -899,6 +907,28 @@ class _Handler(BaseHTTPRequestHandler):
 
     def version_string(self) -> str:
         return "avatar-pipeline-local-front"
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """What http.server refuses before a route runs (a header line over 64 KiB, a
+        malformed request line) answers in the API's JSON error shape, not an HTML page."""
+        reason = {431: "Request Header Fields Too Large"}.get(code, message or "Bad Request")
+        if code == 431:
+            self._drain_headers()
+        self.close_connection = True
+        self._send(_Reply.message(code, reason), _request_id(), close=True)
+
+    def _drain_headers(self) -> None:
+        """Read the rest of an oversized header block (bounded), so the client, still
+        sending, reads our answer instead of a connection reset."""
+        remaining = _DRAIN_LIMIT_BYTES
+        while remaining > 0:
+            line = self.rfile.readline(1 << 16)
+            remaining -= len(line)
+            if line in (b"", b"\r\n", b"\n"):
+                return
+
+    def _header_bytes(self) -> int:
+        return len(self.requestline) + sum(len(k) + len(v) for k, v in self.headers.items())
 
     def handle_expect_100(self) -> bool:
         if self._declared_length() > MAX_REQUEST_BODY_BYTES:

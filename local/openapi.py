@@ -4,7 +4,7 @@ Every function with an HttpApi event in ``template.yaml`` is imported with harml
 (boto3 builds clients at import but calls nothing) and asked for its powertools document;
 the documents are merged into one. What API Gateway adds in front of the functions comes
 from the template: the JWT authorizer, as a bearer security scheme on every authorized
-route, and its 401.
+route, and its 401; its size limits, as 413 and 431 answers.
 
 ``python -m local.openapi > openapi.json`` (``make openapi``) writes the checked-in copy;
 ``tests/unit/test_openapi.py`` fails when the two drift apart.
@@ -69,6 +69,7 @@ def generate() -> dict[str, Any]:
         for method, operation in item.items():
             _replace_generic_errors(operation)
             _apply_authorizer(operation, (method, path) in authorized)
+            _apply_gateway_limits(operation)
     document["components"]["securitySchemes"] = {
         SECURITY_SCHEME: {
             "type": "http",
@@ -143,6 +144,14 @@ def _apply_authorizer(operation: dict[str, Any], authorized: bool) -> None:
         responses["401"] = _error("Missing, expired or invalid bearer token")
     else:
         operation["security"] = []
+
+
+def _apply_gateway_limits(operation: dict[str, Any]) -> None:
+    """API Gateway refuses oversized requests before the authorizer or the function runs."""
+    responses = operation["responses"]
+    responses["431"] = _error("The request line and headers exceed 10,240 bytes")
+    if "requestBody" in operation:
+        responses["413"] = _error("The body exceeds 10 MB")
 
 
 def _error(description: str) -> dict[str, Any]:

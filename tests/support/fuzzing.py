@@ -68,6 +68,10 @@ _RAW_BODIES: list[tuple[str, str | None, bytes]] = [
     ("multipart", "multipart/form-data; boundary=x", b"--x\r\n\r\n--x--\r\n"),
     ("octet-stream", "application/octet-stream", b"\x00\x01\x02"),
     ("json with charset", "application/json; charset=latin-1", b'{"subject": "woman"}'),
+    # Python refuses to parse an integer of more than 4,300 digits (a ValueError, not a
+    # JSONDecodeError): the client's malformed input all the same.
+    ("4,301-digit integer", "application/json", b'{"count": ' + b"9" * 4301 + b"}"),
+    ("a million digits", "application/json", b"[" + b"1" * 1_000_000 + b"]"),
 ]
 _ODD_IDS = [
     "x" * 5000,
@@ -334,6 +338,9 @@ class Fuzzer:
         found: list[Probe] = [
             Probe("no token", real, headers={"Authorization": None}),
             Probe("bad token", real, headers={"Authorization": "Bearer not.a.jwt"}),
+            # API Gateway refuses request lines and headers over 10 KB before the authorizer.
+            Probe("11 KB token", real, headers={"Authorization": "Bearer " + "a" * 11_000}),
+            Probe("8 MB header", real, headers={"Authorization": "Bearer " + "a" * (8 << 20)}),
         ]
         if operation.body:
             found += [

@@ -77,8 +77,9 @@ def test_a_valid_body_is_answered_with_its_declared_schema() -> None:
         b'{"name": "\xff\xfe"}',
         b"[" * 10_000 + b"]" * 10_000,
         b'{"name": ',
+        b'{"name": ' + b"9" * 4301 + b"}",
     ],
-    ids=["not UTF-8", "nested too deeply", "truncated"],
+    ids=["not UTF-8", "nested too deeply", "truncated", "integer over 4,300 digits"],
 )
 def test_a_body_that_is_not_json_is_the_clients_mistake(raw: bytes) -> None:
     status, body = answer(event("POST", "/v1/things", raw, "application/json"))

@@ -21,6 +21,7 @@ import requests
 from local.auth import LocalSigner
 from local.front import (
     MAX_REQUEST_BODY_BYTES,
+    MAX_REQUEST_HEADER_BYTES,
     ApiFront,
     CorsConfig,
     Route,
@@ -348,6 +349,34 @@ def test_unknown_route_is_404_without_invoking(
 
     assert response.status_code == 404
     assert response.json() == {"message": "Not Found"}
+    assert lambdas.calls == []
+
+
+@pytest.mark.parametrize(
+    "token_bytes",
+    [MAX_REQUEST_HEADER_BYTES + 1, 70_000, 8 << 20],
+    ids=["just over 10 KB", "one line over http.server's 64 KiB", "8 MB"],
+)
+def test_headers_over_api_gateways_limit_are_431_json_and_nothing_runs(
+    front: ApiFront, lambdas: FakeLambdas, token_bytes: int
+) -> None:
+    headers = {"Authorization": "Bearer " + "a" * token_bytes}
+    response = requests.get(f"{front.base_url}/v1/models/m1", headers=headers, timeout=30)
+
+    assert response.status_code == 431
+    assert response.headers["Content-Type"] == "application/json"
+    assert response.json() == {"message": "Request Header Fields Too Large"}
+    assert lambdas.calls == []
+
+
+def test_headers_just_inside_the_limit_reach_the_authorizer(
+    front: ApiFront, lambdas: FakeLambdas
+) -> None:
+    # the request line, Host, User-Agent, Accept and Connection take well under 300 bytes
+    headers = {"Authorization": "Bearer " + "a" * (MAX_REQUEST_HEADER_BYTES - 300)}
+    response = requests.get(f"{front.base_url}/v1/models/m1", headers=headers, timeout=5)
+
+    assert response.status_code == 401  # refused by the authorizer, not by the size limit
     assert lambdas.calls == []
 
 

@@ -111,8 +111,9 @@ def _describe(error: dict[str, Any]) -> tuple[str, str]:
 class _HttpApiEvent(APIGatewayProxyEventV2):
     """The request as API Gateway sends it, with a body that cannot be JSON read as not JSON.
 
-    API Gateway base64-encodes a body that is not UTF-8, and a deeply nested document
-    exhausts the parser's recursion: both are the client's malformed JSON, not our failure.
+    API Gateway base64-encodes a body that is not UTF-8, a deeply nested document exhausts
+    the parser's recursion, and an integer of more than 4,300 digits is refused by Python's
+    int conversion: all are the client's malformed JSON, not our failure.
     """
 
     @cached_property
@@ -127,6 +128,10 @@ class _HttpApiEvent(APIGatewayProxyEventV2):
             return self._json_deserializer(text)
         except RecursionError as error:
             raise json.JSONDecodeError("nested too deeply", text, 0) from error
+        except json.JSONDecodeError:
+            raise
+        except ValueError as error:  # an integer longer than Python's 4,300-digit limit
+            raise json.JSONDecodeError("a number has too many digits", text, 0) from error
 
 
 class _Resolver(APIGatewayHttpResolver):
