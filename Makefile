@@ -100,3 +100,13 @@ openapi: install  ## regenerate openapi.json from the API functions' resolvers (
 
 fuzz: install  ## schemathesis against a fresh local stack: 1000+ requests, no 5xx, no schema breach
 	$(BIN)/python bench/fuzz.py
+
+# Deploying to your AWS account (docs/deploy.md): the SAM CLI from .venv-sam and
+# samconfig.toml's defaults. The first time, `make deploy GUIDED=1` asks every parameter and
+# saves the answers in samconfig.toml; later runs reuse them.
+STACK  ?= avatar-pipeline
+GUIDED ?=
+.PHONY: deploy
+deploy: $(SAM_STAMP)  ## sam build (in a container) and sam deploy: see docs/deploy.md
+	SAM_CLI_TELEMETRY=0 $(SAM_VENV)/bin/sam build
+	SAM_CLI_TELEMETRY=0 $(SAM_VENV)/bin/sam deploy --stack-name $(STACK) $(if $(GUIDED),--guided)

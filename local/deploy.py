@@ -30,7 +30,15 @@ from local.template import ACCOUNT_ID, load_template
 DEPLOY_BUCKET = "local-sam-artifacts"
 # moto's CloudFormation has no HttpApi data plane and does not model bucket policies; the
 # front (local.front) stands in for the API, and moto never enforces bucket policies anyway.
-_SKIPPED_TYPES = ("AWS::ApiGatewayV2::", "AWS::S3::BucketPolicy")
+# The API is served by local/front.py; the alarms, their topic and the dashboard watch
+# metrics nothing publishes locally (metrics are disabled), and moto's CloudFormation knows
+# neither dashboards nor topic policies.
+_SKIPPED_TYPES = (
+    "AWS::ApiGatewayV2::",
+    "AWS::S3::BucketPolicy",
+    "AWS::CloudWatch::",
+    "AWS::SNS::",
+)
 _SUB_PATTERN = re.compile(r"\$\{([^}!]+)\}")
 
 
@@ -78,12 +86,15 @@ class TemplateDeployer:
         codes = self._package(sam)
         definitions = self._inline_state_machines(sam)
         cfn = transform(copy.deepcopy(sam), parameters, _ManagedPolicies())
-        for logical_id in [k for k, v in cfn["Resources"].items() if _skipped(v["Type"])]:
+        skipped = [k for k, v in cfn["Resources"].items() if _skipped(v["Type"])]
+        for logical_id in skipped:
             del cfn["Resources"][logical_id]
+        outputs = cfn.get("Outputs", {})
+        for name in [n for n, o in outputs.items() if _refers_to(o, set(skipped))]:
+            del outputs[name]
         cfn["Resources"] = {
             k: v for k, v in cfn["Resources"].items() if not _invoked_by_http_api(v)
         }
-        cfn.get("Outputs", {}).pop("ApiUrl", None)
         self._cfn.create_stack(
             StackName=stack_name,
             TemplateBody=json.dumps(cfn),
@@ -207,6 +218,19 @@ class TemplateDeployer:
 
 def _skipped(resource_type: str) -> bool:
     return resource_type.startswith(_SKIPPED_TYPES)
+
+
+def _refers_to(node: Any, logical_ids: set[str]) -> bool:
+    """Whether a template fragment names one of these resources (Ref, GetAtt or Sub)."""
+    text = json.dumps(node)
+    return any(
+        f'"Ref": "{name}"' in text
+        or f'"{name}.' in text
+        or f'["{name}"' in text
+        or f"${{{name}}}" in text
+        or f"${{{name}." in text
+        for name in logical_ids
+    )
 
 
 def _invoked_by_http_api(resource: dict[str, Any]) -> bool:

@@ -49,3 +49,15 @@ def _quiet_local_servers() -> None:
 
     for name in ("werkzeug", "botocore", "urllib3"):
         logging.getLogger(name).setLevel(logging.WARNING)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_metrics() -> Iterator[None]:
+    """Each test starts with no metrics: a Lambda invocation flushes its own at the end, and
+    in a test nothing does, so provider-call counts would pile up to powertools' 100-metric
+    auto-flush."""
+    from avatar_core.observability import metrics
+
+    metrics.clear_metrics()
+    yield
+    metrics.clear_metrics()

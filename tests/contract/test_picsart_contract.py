@@ -796,3 +796,32 @@ def test_an_unexpected_body_is_quoted_clipped_in_the_error(rsps, client):
 
     assert 'it said: {"state":"xxx' in str(raised.value)
     assert len(str(raised.value)) < 600
+
+
+# --- what the operator sees ----------------------------------------------------------------
+
+
+def _counts() -> dict[str, float]:
+    from avatar_core.observability import metrics
+
+    return {
+        name: sum(m["Value"]) if m["Unit"] == "Count" else len(m["Value"])
+        for name, m in metrics.metric_set.items()
+    }
+
+
+def test_every_call_and_every_failed_call_is_counted_for_the_error_rate_alarm(rsps, client):
+    url = f"{BASE_URL}/avatars/models/{MODEL_ID}"
+    rsps.add("GET", url, status=503, json={"code": 503, "message": "busy"})
+    rsps.add("GET", url, status=429, json={"code": 429, "message": "slow down"})
+    rsps.add("GET", url, status=404, json={"code": 404, "message": "no such model"})
+    rsps.add("GET", url, body=requests.ConnectionError("reset"))
+    for _ in range(4):
+        with pytest.raises(Exception):  # noqa: B017 - each answer's typed error is tested above
+            client.training_status(MODEL_ID)
+    replay(rsps, "model_failed")
+    client.training_status(MODEL_ID)
+
+    # a 404 is the provider answering, not failing; no answer, 429 and 5xx are failures;
+    # every answer's latency is measured
+    assert _counts() == {"PicsartCalls": 5, "PicsartErrors": 3, "PicsartLatency": 4}

@@ -34,6 +34,7 @@ from avatar_core.errors import (
     ProviderRejected,
     ProviderUnavailable,
 )
+from avatar_core.observability import MetricUnit, metrics
 from avatar_core.providers.base import JobState, JobStatus, PollAdvice
 
 logger = logging.getLogger(__name__)
@@ -271,6 +272,7 @@ class ProviderHttp:
                 allow_redirects=False,
             )
         except requests.Timeout as exc:
+            self._count_call(failed=True)
             if starts_paid_work and not _never_sent(exc):
                 raise self._outcome_unknown(f"did not answer {call} in time", key) from exc
             raise self._unavailable(f"did not answer {call} in time", key) from exc
@@ -279,18 +281,24 @@ class ProviderHttp:
             requests.exceptions.ChunkedEncodingError,
             requests.exceptions.ContentDecodingError,
         ) as exc:
+            self._count_call(failed=True)
             what = f"could not be reached for {call} ({type(exc).__name__})"
             if starts_paid_work and not _never_sent(exc):
                 raise self._outcome_unknown(what, key) from exc
             raise self._unavailable(what, key) from exc
         request_id = _request_id(response)
+        elapsed_ms = round((time.monotonic() - started) * 1000)
+        self._count_call(failed=response.status_code in (408, 429) or response.status_code >= 500)
+        metrics.add_metric(
+            name=f"{self.provider.title()}Latency", unit=MetricUnit.Milliseconds, value=elapsed_ms
+        )
         logger.info(
             "provider call",
             extra={
                 "provider": self.provider,
                 "call": call,
                 "status_code": response.status_code,
-                "elapsed_ms": round((time.monotonic() - started) * 1000),
+                "elapsed_ms": elapsed_ms,
                 "provider_request_id": request_id,
             },
         )
@@ -306,6 +314,14 @@ class ProviderHttp:
                     raise unknown from exc
                 raise
         raise self._error_for(response, call, key, request_id)
+
+    def _count_call(self, *, failed: bool) -> None:
+        """``<Provider>Calls`` and ``<Provider>Errors`` (no answer, 408, 429, 5xx): the
+        provider error-rate alarm divides one by the other."""
+        name = self.provider.title()
+        metrics.add_metric(name=f"{name}Calls", unit=MetricUnit.Count, value=1)
+        if failed:
+            metrics.add_metric(name=f"{name}Errors", unit=MetricUnit.Count, value=1)
 
     def _outcome_unknown(self, what: str, key: str) -> ProviderOutcomeUnknown:
         text = redact(
