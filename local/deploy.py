@@ -222,15 +222,23 @@ def _skipped(resource_type: str) -> bool:
 
 def _refers_to(node: Any, logical_ids: set[str]) -> bool:
     """Whether a template fragment names one of these resources (Ref, GetAtt or Sub)."""
-    text = json.dumps(node)
-    return any(
-        f'"Ref": "{name}"' in text
-        or f'"{name}.' in text
-        or f'["{name}"' in text
-        or f"${{{name}}}" in text
-        or f"${{{name}." in text
-        for name in logical_ids
-    )
+    if isinstance(node, list):
+        return any(_refers_to(item, logical_ids) for item in node)
+    if not isinstance(node, dict):
+        return False
+    if node.get("Ref") in logical_ids:
+        return True
+    att = node.get("Fn::GetAtt")
+    if att is not None:
+        name = att[0] if isinstance(att, list) else str(att).split(".", 1)[0]
+        if name in logical_ids:
+            return True
+    sub = node.get("Fn::Sub")
+    if sub is not None:
+        text = sub if isinstance(sub, str) else sub[0]
+        if any(m.split(".", 1)[0] in logical_ids for m in _SUB_PATTERN.findall(text)):
+            return True
+    return any(_refers_to(value, logical_ids) for value in node.values())
 
 
 def _invoked_by_http_api(resource: dict[str, Any]) -> bool:
