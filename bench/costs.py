@@ -270,6 +270,18 @@ def render(m: dict[str, Any]) -> str:
         f"stack on {m['measured_on']} (`bench/costs-measured.json`); do not edit by hand.",
         f"AWS list prices in {REGION}, read {PRICES_READ}, no free tier applied.",
         "",
+        "| journey | AWS cost | per 1,000 |",
+        "|---|---:|---:|",
+    ]
+    out += [
+        f"| {label.split(':')[0]} | {usd(journey_total(m['journeys'][name]))} "
+        f"| {usd(1000 * journey_total(m['journeys'][name]))} |"
+        for name, label in JOURNEYS.items()
+    ]
+    out += [
+        "",
+        "The providers' own charges come on top and are not public (see below).",
+        "",
     ]
     for name, label in JOURNEYS.items():
         j = m["journeys"][name]
@@ -696,6 +708,13 @@ def measure() -> dict[str, Any]:
             view(final["avatars"])
 
         state: dict[str, Any] = {}
+        last_seen = [-1]
+
+        def settled() -> bool:
+            """No Lambda ran since the last look: the journey's tail has finished."""
+            invocations = sum(len(calls) for calls in lambdas.calls.values())
+            quiet, last_seen[0] = invocations == last_seen[0], invocations
+            return quiet
 
         def training() -> None:
             model_id = client.create_model("woman")["model_id"]
@@ -749,10 +768,17 @@ def measure() -> dict[str, Any]:
             api_calls[0] = 0
             aws.paused = False
             run()
-            # let what the journey started (a sweep, a deletion) finish before counting
-            time.sleep(2)
             aws.paused = True
             new = executions() - seen
+            # what the journey started (a selfie cleanup, the last record) ends before counting
+            wait_until(
+                lambda arns=frozenset(new): {
+                    sfn.describe_execution(executionArn=arn)["status"] for arn in arns
+                },
+                lambda statuses: "RUNNING" not in statuses,
+                timeout=120,
+            )
+            wait_until(settled, bool, timeout=60, interval=0.5)
             objects_after, records_after = stored()
             journeys[name] = {
                 "lambda": lambdas.summary(),
