@@ -154,8 +154,9 @@ PROVIDER_PRICES = {
         "https://docs.picsart.io/docs/creative-apis-quotas-and-limits",
     ),
     "Qolaba Face Avatar": (
-        "not public per call: the ML API is pay-as-you-go in credits; the credit cost of an "
-        "image-to-image call is shown in the account, not on a public page",
+        "not public per call: the ML API bills pay-as-you-go, and Qolaba's credits FAQ says "
+        "each action costs a fixed number of credits, but no public page we found gives the "
+        "Face Avatar call's price",
         "https://app.theneo.io/qolaba/ml-apis/getting-started, "
         "https://docs.qolaba.ai/faqs/billing-and-credits",
     ),
@@ -302,8 +303,8 @@ def render(m: dict[str, Any]) -> str:
     out += [f"| {who} | {what} | {where} |" for who, (what, where) in PROVIDER_PRICES.items()]
     out += [
         "",
-        "The provider's charge for a training or an avatar is certainly the largest part of a",
-        "journey's cost; ask your account manager for it and add it to the AWS figures above.",
+        "The provider's charge for a training or an avatar is likely to dwarf these AWS figures,",
+        "which are fractions of a cent; ask your account manager for it and add it to them.",
         "",
         "## A month",
         "",
@@ -334,7 +335,8 @@ def render(m: dict[str, Any]) -> str:
         "  are 2048×2048), so S3 storage and transfer out grow with the real image sizes.",
         "- DynamoDB units are computed from the items each request carried; an UpdateItem or",
         "  DeleteItem is charged for the item's size as last seen in this run.",
-        "- Not counted: CloudWatch Logs ingestion and storage ($0.50/GB ingested), X-Ray,",
+        "- Not counted: CloudWatch Logs ingestion and storage ($0.50/GB ingested), X-Ray",
+        "  (tracing is on: $5.00 per million traces recorded beyond the free 100,000),",
         "  KMS and SSM parameter reads (the SSM standard tier is free), S3 server access logs,",
         "  the scheduled sweep's invocations, and the 4,000 free Step Functions transitions a",
         "  month.",
