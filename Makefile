@@ -110,3 +110,10 @@ GUIDED ?=
 deploy: $(SAM_STAMP)  ## sam build (in a container) and sam deploy: see docs/deploy.md
 	SAM_CLI_TELEMETRY=0 $(SAM_VENV)/bin/sam build
 	SAM_CLI_TELEMETRY=0 $(SAM_VENV)/bin/sam deploy --stack-name $(STACK) $(if $(GUIDED),--guided)
+
+# What each journey costs on AWS (docs/costs.md): measured on a fresh local stack, then
+# rendered from bench/costs-measured.json; a unit test checks the page matches the file.
+.PHONY: costs
+costs: install  ## measure every journey on the local stack and regenerate docs/costs.md
+	$(BIN)/python bench/costs.py measure
+	$(BIN)/python bench/costs.py > docs/costs.md.tmp && mv docs/costs.md.tmp docs/costs.md
