@@ -19,6 +19,7 @@ from typing import Any
 import boto3
 import requests
 
+from local import dynamodb_atomic, s3_atomic
 from local.deploy import DeployedStack, TemplateDeployer
 from local.lambda_runtime import InProcessRuntime
 from local.template import ACCOUNT_ID
@@ -153,6 +154,8 @@ class LocalStack:
             timeout=10,
         ).raise_for_status()
         _scale_step_functions_time(self.config.time_factor)
+        dynamodb_atomic.install()
+        s3_atomic.install()
         self.duplicate_s3_events(self.config.duplicate_s3_events)
 
         self._start_emulator()
