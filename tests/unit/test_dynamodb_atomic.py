@@ -10,42 +10,24 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-import boto3
 import pytest
-from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from local import dynamodb_atomic
-from local.stack import free_port
+from tests.support.moto_server import moto_server, raw_client
 
 WORKERS = 16
 
 
 @pytest.fixture(scope="module")
 def endpoint() -> Iterator[str]:
-    from moto.server import ThreadedMotoServer
-
-    dynamodb_atomic.install()
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    yield f"http://127.0.0.1:{port}"
-    server.stop()
+    with moto_server(dynamodb_atomic.install) as url:
+        yield url
 
 
 @pytest.fixture()
 def client(endpoint: str) -> Any:
-    return boto3.client(
-        "dynamodb",
-        endpoint_url=endpoint,
-        region_name="us-east-1",
-        aws_access_key_id="local",
-        aws_secret_access_key="local",  # moto accepts any credentials
-        # a 500 must show, not be retried away
-        config=Config(
-            max_pool_connections=WORKERS, retries={"mode": "standard", "total_max_attempts": 1}
-        ),
-    )
+    return raw_client("dynamodb", endpoint, pool=WORKERS)
 
 
 @pytest.fixture()
@@ -79,23 +61,30 @@ def failed_condition(error: ClientError) -> bool:
     return code in ("ConditionalCheckFailedException", "TransactionCanceledException")
 
 
+def won(write: Callable[[], Any]) -> bool:
+    """True when the conditional ``write`` commits, False when its condition refuses it."""
+    try:
+        write()
+        return True
+    except ClientError as error:
+        assert failed_condition(error), error
+        return False
+
+
 def test_only_one_of_many_concurrent_claims_on_an_item_wins(client: Any, table: str) -> None:
     for round_ in range(5):
         key = {"pk": {"S": f"job-{round_}"}}
 
         def claim(worker: int, key: dict[str, Any] = key) -> bool:
-            try:
-                client.update_item(
+            return won(
+                lambda: client.update_item(
                     TableName=table,
                     Key=key,
                     UpdateExpression="SET claimed_by = :me",
                     ConditionExpression="attribute_not_exists(claimed_by)",
                     ExpressionAttributeValues={":me": {"S": f"worker-{worker}"}},
                 )
-                return True
-            except ClientError as error:
-                assert failed_condition(error), error
-                return False
+            )
 
         wins = all_at_once(WORKERS, claim)
 
@@ -109,8 +98,8 @@ def test_only_one_concurrent_transaction_claiming_an_item_commits(client: Any, t
         key = f"upload-{round_}"
 
         def claim(worker: int, key: str = key) -> bool:
-            try:
-                client.transact_write_items(
+            return won(
+                lambda: client.transact_write_items(
                     TransactItems=[
                         {
                             "Put": {
@@ -129,10 +118,7 @@ def test_only_one_concurrent_transaction_claiming_an_item_commits(client: Any, t
                         },
                     ]
                 )
-                return True
-            except ClientError as error:
-                assert failed_condition(error), error
-                return False
+            )
 
         wins = all_at_once(WORKERS, claim)
 
@@ -151,17 +137,15 @@ def test_concurrent_capped_increments_admit_exactly_the_cap(client: Any, table: 
         def take_slots(_: int, key: dict[str, Any] = key) -> int:
             taken = 0
             for _attempt in range(tries_per_worker):
-                try:
-                    client.update_item(
+                taken += won(
+                    lambda: client.update_item(
                         TableName=table,
                         Key=key,
                         UpdateExpression="ADD in_use :one",
                         ConditionExpression="attribute_not_exists(in_use) OR in_use < :cap",
                         ExpressionAttributeValues={":one": {"N": "1"}, ":cap": {"N": str(cap)}},
                     )
-                    taken += 1
-                except ClientError as error:
-                    assert failed_condition(error), error
+                )
             return taken
 
         taken = sum(all_at_once(WORKERS, take_slots))
@@ -188,13 +172,7 @@ def test_a_cancelled_transaction_leaves_the_stream_delivering_later_writes(
     client: Any, table: str, endpoint: str
 ) -> None:
     def client_for(service: str) -> Any:
-        return boto3.client(
-            service,
-            endpoint_url=endpoint,
-            region_name="us-east-1",
-            aws_access_key_id="local",
-            aws_secret_access_key="local",
-        )
+        return raw_client(service, endpoint)
 
     reader = stream_records(client_for, table)
     client.put_item(TableName=table, Item={"pk": {"S": "before"}})

@@ -11,12 +11,10 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-import boto3
 import pytest
-from botocore.config import Config
 
 from local import s3_atomic
-from local.stack import free_port
+from tests.support.moto_server import moto_server, raw_client
 
 WRITERS, READERS = 4, 8
 VERSIONS = 30
@@ -26,34 +24,17 @@ MAX_READS_PER_READER = 200
 
 @pytest.fixture(scope="module")
 def endpoint() -> Iterator[str]:
-    from moto.server import ThreadedMotoServer
-
-    s3_atomic.install()
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    # switch threads far more often than CPython's 5 ms, so short races show up in a short run
-    interval = sys.getswitchinterval()
-    sys.setswitchinterval(1e-5)
-    yield f"http://127.0.0.1:{port}"
-    sys.setswitchinterval(interval)
-    server.stop()
+    with moto_server(s3_atomic.install) as url:
+        # switch threads far more often than CPython's 5 ms, so short races show up in a short run
+        interval = sys.getswitchinterval()
+        sys.setswitchinterval(1e-5)
+        yield url
+        sys.setswitchinterval(interval)
 
 
 @pytest.fixture()
 def s3(endpoint: str) -> Any:
-    return boto3.client(
-        "s3",
-        endpoint_url=endpoint,
-        region_name="us-east-1",
-        aws_access_key_id="local",
-        aws_secret_access_key="local",  # moto accepts any credentials
-        # a 500 must show, not be retried away
-        config=Config(
-            max_pool_connections=WRITERS + READERS,
-            retries={"mode": "standard", "total_max_attempts": 1},
-        ),
-    )
+    return raw_client("s3", endpoint, pool=WRITERS + READERS)
 
 
 @pytest.fixture()
