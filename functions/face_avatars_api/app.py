@@ -14,6 +14,7 @@ from avatar_core.api import (
     INVALID,
     NOT_FOUND,
     NOT_JSON,
+    UNAVAILABLE,
     IdempotencyKey,
     answers,
     caller,
@@ -68,7 +69,13 @@ def get_upload(image_id: str) -> Response[FaceImageOut]:
     "/v1/face-avatars",
     summary="Make a batch of face avatars from an accepted reference; honours Idempotency-Key",
     responses=answers(
-        HTTPStatus.ACCEPTED, "Job started: the job, queued", NOT_FOUND, CONFLICT, INVALID, NOT_JSON
+        HTTPStatus.ACCEPTED,
+        "Job started: the job, queued",
+        NOT_FOUND,
+        CONFLICT,
+        INVALID,
+        NOT_JSON,
+        UNAVAILABLE,
     ),
 )
 def create_job(

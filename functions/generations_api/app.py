@@ -14,6 +14,7 @@ from avatar_core.api import (
     INVALID,
     NOT_FOUND,
     NOT_JSON,
+    UNAVAILABLE,
     IdempotencyKey,
     answers,
     caller,
@@ -67,6 +68,7 @@ def styles() -> StylesOut:
         NOT_FOUND,
         CONFLICT,
         INVALID,
+        UNAVAILABLE,
         NOT_JSON,
     ),
 )

@@ -14,6 +14,7 @@ from avatar_core.api import (
     INVALID,
     NOT_FOUND,
     NOT_JSON,
+    UNAVAILABLE,
     IdempotencyKey,
     answers,
     caller,
@@ -41,7 +42,13 @@ app = create_resolver()
     "/v1/instant-avatars",
     summary="Make instant avatars from an accepted reference image; honours Idempotency-Key",
     responses=answers(
-        HTTPStatus.ACCEPTED, "Job started: the job, queued", NOT_FOUND, CONFLICT, INVALID, NOT_JSON
+        HTTPStatus.ACCEPTED,
+        "Job started: the job, queued",
+        NOT_FOUND,
+        CONFLICT,
+        INVALID,
+        NOT_JSON,
+        UNAVAILABLE,
     ),
 )
 def create_job(

@@ -51,7 +51,7 @@ def record(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         metrics.add_metric(name="ModelsReady", unit=MetricUnit.Count, value=1)
         return ready.model_dump()
     failure = TrainingFailed.model_validate(event)
-    reason = training.record_failed(repo, failure)
+    reason = training.record_failed(repo, settings, failure)
     logger.warning("training failed", extra={"model_id": failure.model_id, "reason": reason})
     metrics.add_metric(name="TrainingsFailed", unit=MetricUnit.Count, value=1)
     return {"reason": reason}

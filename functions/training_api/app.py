@@ -11,6 +11,7 @@ from avatar_core.api import (
     CONFLICT,
     INVALID,
     NOT_FOUND,
+    UNAVAILABLE,
     IdempotencyKey,
     answers,
     caller,
@@ -41,6 +42,7 @@ app = create_resolver()
         NOT_FOUND,
         CONFLICT,
         INVALID,
+        UNAVAILABLE,
     ),
 )
 def start_training(model_id: str, idempotency_key: IdempotencyKey = None) -> Response[ModelOut]:

@@ -26,6 +26,7 @@ from avatar_core.errors import (
     InvalidRequest,
     NotFound,
     RequestInProgress,
+    WorkflowUnavailable,
 )
 from avatar_core.ids import owner_id
 from avatar_core.models.api import ErrorOut
@@ -45,6 +46,7 @@ NOT_FOUND = HTTPStatus.NOT_FOUND
 CONFLICT = HTTPStatus.CONFLICT
 INVALID = HTTPStatus.UNPROCESSABLE_ENTITY
 NOT_JSON = HTTPStatus.UNSUPPORTED_MEDIA_TYPE
+UNAVAILABLE = HTTPStatus.SERVICE_UNAVAILABLE
 
 # The header of the POSTs that start paid work (``avatar_core.idempotency`` checks its value).
 IdempotencyKey = Annotated[
@@ -61,6 +63,8 @@ _ERROR_MEANING: dict[HTTPStatus, str] = {
     HTTPStatus.CONFLICT: "The resource's state forbids the action; the message says what is needed",
     HTTPStatus.UNPROCESSABLE_ENTITY: "The request is not valid; `field` names the culprit",
     HTTPStatus.UNSUPPORTED_MEDIA_TYPE: "The body is not `application/json`",
+    HTTPStatus.SERVICE_UNAVAILABLE: "The workflow could not be started and nothing changed; "
+    "retry after the `Retry-After` header's seconds",
 }
 
 
@@ -170,6 +174,13 @@ def create_resolver() -> APIGatewayHttpResolver:
     @app.exception_handler(Unauthorized)
     def _unauthorized(error: Unauthorized) -> Response:
         return error_response(HTTPStatus.UNAUTHORIZED, error.message)
+
+    @app.exception_handler(WorkflowUnavailable)
+    def _unavailable(error: WorkflowUnavailable) -> Response:
+        logger.warning("workflow could not be started", extra={"reason": error.message})
+        response = error_response(HTTPStatus.SERVICE_UNAVAILABLE, error.message)
+        response.headers["Retry-After"] = str(error.retry_after_seconds)
+        return response
 
     @app.exception_handler(AvatarError)
     def _domain(error: AvatarError) -> Response:

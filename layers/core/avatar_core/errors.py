@@ -44,6 +44,16 @@ class RequestInProgress(AvatarError):
     """A request with the same Idempotency-Key is still being handled (409)."""
 
 
+class WorkflowUnavailable(AvatarError):
+    """Step Functions would not start a workflow (throttled or failing) even after retries
+    with backoff: nothing was started and the record is as it was, so the client retries
+    after ``retry_after_seconds`` (503 with ``Retry-After``)."""
+
+    def __init__(self, message: str, retry_after_seconds: int = 30) -> None:
+        super().__init__(message)
+        self.retry_after_seconds = retry_after_seconds
+
+
 # --- images ------------------------------------------------------------------------------
 
 

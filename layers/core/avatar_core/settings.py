@@ -42,6 +42,12 @@ class Settings(BaseModel):
 
     # biometric data: seconds to keep selfies after a successful training (0: delete at once)
     selfie_retention_seconds: int = Field(default=0, ge=0)
+    # hours a failed model keeps its selfies so it can be trained again; then we delete them
+    failed_selfie_retention_hours: int = Field(default=24, ge=0, le=720)
+
+    # reconciliation: how many times a workflow that ended abnormally is started again
+    # (only ever to poll and copy a provider job whose id is stored; never to submit)
+    max_resumes: int = Field(default=2, ge=0, le=10)
 
     # providers: URLs and the names of the parameters that hold their secrets
     picsart_base_url: str = "https://genai-avatars-api.picsart.io/v1"

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
-from avatar_core.errors import Conflict, NotFound
+from avatar_core.errors import Conflict, NotFound, WorkflowUnavailable
 from avatar_core.logic.polling import next_poll
 from avatar_core.models.records import (
     AvatarRecord,
@@ -217,14 +217,23 @@ def launch_job(
     execution_name: str,
     record: JobRecord,
 ) -> None:
-    """Store the queued job, then start its workflow, once, under a name a person can read."""
+    """Store the queued job, then start its workflow, once, under a name a person can read.
+
+    If the workflow cannot be started the job is removed again (it never ran and cost
+    nothing), so no record waits for an execution that does not exist; the caller answers
+    503 and the client's retry makes a new job.
+    """
     kind = JOB_KINDS[type(record)]
     repo.create_job(record)
-    arn = workflows.start(
-        state_machine_arn,
-        execution_name,
-        JobRef(kind=kind, owner=record.owner, job_id=record.job_id).model_dump(),
-    )
+    try:
+        arn = workflows.start(
+            state_machine_arn,
+            execution_name,
+            JobRef(kind=kind, owner=record.owner, job_id=record.job_id).model_dump(),
+        )
+    except WorkflowUnavailable:
+        repo.delete_unstarted_job(type(record), record.owner, record.job_id)
+        raise
     repo.set_job_execution(type(record), record.owner, record.job_id, arn)
 
 

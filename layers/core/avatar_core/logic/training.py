@@ -8,8 +8,10 @@ the id already stored and does not submit a second training.
 
 from __future__ import annotations
 
-from avatar_core.errors import Conflict, NotFound
-from avatar_core.ids import now_iso
+from datetime import timedelta
+
+from avatar_core.errors import Conflict, NotFound, WorkflowUnavailable
+from avatar_core.ids import iso, now, now_iso
 from avatar_core.logic.models import expire_abandoned_uploads, get_model
 from avatar_core.logic.polling import next_poll
 from avatar_core.models.records import ModelRecord, ModelStatus, SelfieStatus
@@ -26,8 +28,19 @@ class ModelGone(NotFound):
     """The model was deleted while its workflow ran: nothing is left to record."""
 
 
-def training_execution_name(model_id: str) -> str:
-    return f"train-{model_id}"
+class StaleTraining(Conflict):
+    """A workflow of an earlier training attempt: the model has been trained again since."""
+
+
+def training_execution_name(model_id: str, attempt: int = 1, resume: int = 0) -> str:
+    """``train-<model_id>``, ``-t<attempt>`` from the second attempt on, ``-r<resume>``
+    for an execution that reconciliation started again."""
+    name = f"train-{model_id}"
+    if attempt > 1:
+        name += f"-t{attempt}"
+    if resume:
+        name += f"-r{resume}"
+    return name
 
 
 def start_training(
@@ -41,13 +54,31 @@ def start_training(
     if expire_abandoned_uploads(repo, model):
         model = get_model(repo, owner, model_id)
     _check_trainable(model, settings.min_selfies_for_training)
-    repo.begin_training(owner, model_id, settings.min_selfies_for_training)
-    arn = workflows.start(
-        settings.train_state_machine_arn,
-        training_execution_name(model_id),
-        ModelRef(owner=owner, model_id=model_id).model_dump(),
-    )
+    before = repo.begin_training(owner, model_id, settings.min_selfies_for_training)
+    attempt = before.training_attempt + 1
+    try:
+        arn = workflows.start(
+            settings.train_state_machine_arn,
+            training_execution_name(model_id, attempt),
+            ModelRef(owner=owner, model_id=model_id, attempt=attempt).model_dump(),
+        )
+    except WorkflowUnavailable:
+        # Nothing runs for this attempt: the model goes back to where it was, so the
+        # client's retry (after Retry-After) starts it. The attempt number is spent, so a
+        # start that did get through unseen is stale and submits nothing.
+        repo.undo_training_start(before, attempt)
+        raise
     return repo.update_model(owner, model_id, training_execution_arn=arn)
+
+
+def retrainable(model: ModelRecord) -> bool:
+    """A failed model can be trained again while we still keep its selfies."""
+    return (
+        model.status is ModelStatus.FAILED
+        and model.selfies_deleted_at is None
+        and model.retry_until is not None
+        and model.retry_until > now_iso()
+    )
 
 
 def _check_trainable(model: ModelRecord, minimum: int) -> None:
@@ -55,8 +86,11 @@ def _check_trainable(model: ModelRecord, minimum: int) -> None:
         raise Conflict("the model is already training")
     if model.status is ModelStatus.READY:
         raise Conflict("the model is already trained and ready for generations")
-    if model.status is ModelStatus.FAILED:
-        raise Conflict(f"the model's training failed ({model.error}); create a new model to retry")
+    if model.status is ModelStatus.FAILED and not retrainable(model):
+        raise Conflict(
+            f"the model's training failed ({model.error}) and its selfies are no longer "
+            "kept; create a new model to retry"
+        )
     if model.pending:
         raise Conflict(
             f"{model.pending} uploaded selfie(s) are still being checked; "
@@ -73,6 +107,11 @@ def _model_in_workflow(repo: AvatarRepository, ref: ModelRef) -> ModelRecord:
     model = repo.get_model(ref.owner, ref.model_id)
     if model is None:
         raise ModelGone(f"model {ref.model_id} was deleted during training")
+    if max(model.training_attempt, 1) != ref.attempt:
+        raise StaleTraining(
+            f"this workflow is for training attempt {ref.attempt} of model {ref.model_id}; "
+            f"the model is on attempt {model.training_attempt}"
+        )
     return model
 
 
@@ -105,9 +144,12 @@ def submit_training(
     logger.info(
         "provider accepted training", extra={"provider_model_id": job.job_id, **ref.model_dump()}
     )
-    repo.update_model(
-        ref.owner, ref.model_id, provider_model_id=job.job_id, training_started_at=now_iso()
-    )
+    if not repo.store_provider_model_id(ref.owner, ref.model_id, ref.attempt, job.job_id):
+        logger.error(
+            "provider model id could not be stored: the model moved on during the submit",
+            extra={"provider_model_id": job.job_id, **ref.model_dump()},
+        )
+        raise StaleTraining(f"model {ref.model_id} left training attempt {ref.attempt}")
     return _first_poll(provider, job.job_id)
 
 
@@ -139,11 +181,24 @@ def record_ready(repo: AvatarRepository, settings: Settings, ref: ModelRef) -> T
     return TrainingReady(retention_seconds=settings.selfie_retention_seconds)
 
 
-def record_failed(repo: AvatarRepository, failure: TrainingFailed) -> str:
+def record_failed(repo: AvatarRepository, settings: Settings, failure: TrainingFailed) -> str:
+    """Mark the model failed with a reason a person can act on; its selfies are kept
+    ``failed_selfie_retention_hours`` so it can be trained again until ``retry_until``."""
     reason = failure.reason()
-    if repo.get_model(failure.owner, failure.model_id) is not None:
-        repo.finish_training(failure.owner, failure.model_id, ModelStatus.FAILED, error=reason)
+    model = repo.get_model(failure.owner, failure.model_id)
+    if model is not None and max(model.training_attempt, 1) == failure.attempt:
+        fail_training(repo, settings, failure.owner, failure.model_id, reason)
     return reason
+
+
+def fail_training(
+    repo: AvatarRepository, settings: Settings, owner: str, model_id: str, reason: str
+) -> bool:
+    """training → failed, once; False if the model was not training."""
+    retry_until = iso(now() + timedelta(hours=settings.failed_selfie_retention_hours))
+    return repo.finish_training(
+        owner, model_id, ModelStatus.FAILED, error=reason, retry_until=retry_until
+    )
 
 
 def delete_training_selfies(repo: AvatarRepository, storage: Storage, ref: ModelRef) -> int:

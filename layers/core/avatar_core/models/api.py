@@ -60,6 +60,11 @@ class ModelOut(BaseModel):
     error: str | None = None
     training_progress: float | None = None
     selfies_deleted_at: str | None = None
+    retry_until: str | None = Field(
+        default=None,
+        description="A failed model can be trained again (POST .../training) until then, "
+        "while its selfies are kept",
+    )
 
     @classmethod
     def of(cls, record: ModelRecord) -> ModelOut:
@@ -76,6 +81,9 @@ class ModelOut(BaseModel):
             error=record.error,
             training_progress=record.training_progress,
             selfies_deleted_at=record.selfies_deleted_at,
+            retry_until=record.retry_until
+            if record.status is ModelStatus.FAILED and record.selfies_deleted_at is None
+            else None,
         )
 
 

@@ -53,6 +53,12 @@ class ModelRecord(_Record):
     training_started_at: str | None = None
     ready_at: str | None = None
     selfies_deleted_at: str | None = None
+    # every start of a training counts one; its executions carry it (see begin_training)
+    training_attempt: int = 0
+    # executions started again by reconciliation for the current attempt
+    resumes: int = 0
+    # a failed model can be trained again until then, while its selfies are kept
+    retry_until: str | None = None
 
 
 class SelfieRecord(_Record):
@@ -90,6 +96,8 @@ class JobRecordBase(_Record):
     avatars: dict[str, AvatarRecord] = Field(default_factory=dict)
     error: str | None = None
     unknown_provider_status: str | None = None
+    # executions started again by reconciliation
+    resumes: int = 0
     created_at: str
     updated_at: str
 

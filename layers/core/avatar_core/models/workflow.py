@@ -21,6 +21,8 @@ class _Io(BaseModel):
 class ModelRef(_Io):
     owner: str = Field(min_length=1)
     model_id: str = Field(min_length=1)
+    # the model's training_attempt this workflow works for (1 for executions that predate it)
+    attempt: int = Field(default=1, ge=1)
 
 
 class JobRef(_Io):

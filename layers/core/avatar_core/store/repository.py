@@ -195,33 +195,171 @@ class AvatarRepository:
             raise
         return ModelRecord.model_validate(from_item(item))
 
-    def begin_training(self, owner: str, model_id: str, minimum: int) -> None:
-        """collecting → training, only with enough accepted selfies and none pending.
+    def begin_training(self, owner: str, model_id: str, minimum: int) -> ModelRecord:
+        """collecting (or failed, while its selfies are kept) → training, only with enough
+        accepted selfies and none pending. Answers the model as it was before.
 
-        Of two concurrent starts exactly one passes this condition.
+        Of two concurrent starts exactly one passes this condition. Every start counts a new
+        ``training_attempt``, never reused: its execution has a name of its own, and a
+        workflow of an older attempt finds out it is stale before it submits anything.
         """
+        stamp = now_iso()
+        try:
+            old = self._table.update_item(
+                Key={"PK": _owner_pk(owner), "SK": f"MODEL#{model_id}"},
+                UpdateExpression=(
+                    "SET #status = :training, updated_at = :now, training_progress = :zero,"
+                    " training_attempt = if_not_exists(training_attempt, :zero) + :one"
+                    " REMOVE provider_model_id, #error, retry_until, training_execution_arn,"
+                    " training_started_at"
+                ),
+                ConditionExpression=(
+                    "(#status = :collecting OR (#status = :failed"
+                    " AND attribute_not_exists(selfies_deleted_at) AND retry_until > :now))"
+                    " AND pending = :zero AND accepted >= :minimum"
+                ),
+                ExpressionAttributeNames={"#status": "status", "#error": "error"},
+                ExpressionAttributeValues={
+                    ":training": ModelStatus.TRAINING.value,
+                    ":collecting": ModelStatus.COLLECTING.value,
+                    ":failed": ModelStatus.FAILED.value,
+                    ":zero": 0,
+                    ":one": 1,
+                    ":minimum": minimum,
+                    ":now": stamp,
+                },
+                ReturnValues="ALL_OLD",
+            )["Attributes"]
+        except ClientError as error:
+            if _is_condition_failure(error):
+                raise Conflict("the model cannot start training now") from error
+            raise
+        return ModelRecord.model_validate(from_item(old))
+
+    def undo_training_start(self, before: ModelRecord, attempt: int) -> bool:
+        """Put a model whose workflow could not be started back as it was before
+        :meth:`begin_training`, unless that attempt has moved on. The attempt count stays."""
+        restore: dict[str, Any] = {
+            "status": before.status.value,
+            "updated_at": now_iso(),
+            "error": before.error,
+            "retry_until": before.retry_until,
+            "training_progress": before.training_progress,
+        }
+        kept = {k: v for k, v in restore.items() if v is not None}
+        gone = [k for k, v in restore.items() if v is None]
+        names = {f"#{k}": k for k in restore}
+        values = {f":{k}": v for k, v in to_item(kept).items()}
+        values.update({":training": ModelStatus.TRAINING.value, ":attempt": attempt})
+        expression = "SET " + ", ".join(f"#{k} = :{k}" for k in kept)
+        if gone:
+            expression += " REMOVE " + ", ".join(f"#{k}" for k in gone)
+        try:
+            self._table.update_item(
+                Key={"PK": _owner_pk(before.owner), "SK": f"MODEL#{before.model_id}"},
+                UpdateExpression=expression,
+                ConditionExpression=(
+                    "#status = :training AND training_attempt = :attempt"
+                    " AND attribute_not_exists(provider_model_id)"
+                ),
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values,
+            )
+        except ClientError as error:
+            if _is_condition_failure(error):
+                return False
+            raise
+        return True
+
+    def store_provider_model_id(
+        self, owner: str, model_id: str, attempt: int, provider_model_id: str
+    ) -> bool:
+        """Keep the provider's model id of this training attempt; False if the model has
+        moved on (deleted, or another attempt) so the id belongs to nobody."""
+        stamp = now_iso()
         try:
             self._table.update_item(
                 Key={"PK": _owner_pk(owner), "SK": f"MODEL#{model_id}"},
                 UpdateExpression=(
-                    "SET #status = :training, updated_at = :now, training_progress = :zero"
+                    "SET provider_model_id = :id, training_started_at = :now, updated_at = :now"
                 ),
                 ConditionExpression=(
-                    "#status = :collecting AND pending = :zero AND accepted >= :minimum"
+                    "#status = :training AND training_attempt = :attempt"
+                    " AND attribute_not_exists(provider_model_id)"
                 ),
                 ExpressionAttributeNames={"#status": "status"},
                 ExpressionAttributeValues={
+                    ":id": provider_model_id,
+                    ":now": stamp,
                     ":training": ModelStatus.TRAINING.value,
-                    ":collecting": ModelStatus.COLLECTING.value,
-                    ":zero": 0,
-                    ":minimum": minimum,
-                    ":now": now_iso(),
+                    ":attempt": attempt,
                 },
             )
         except ClientError as error:
             if _is_condition_failure(error):
-                raise Conflict("the model is already training") from error
+                return False
             raise
+        return True
+
+    def claim_training_resume(self, owner: str, model_id: str, from_arn: str, limit: int) -> int:
+        """Count one more resumed workflow for a training whose execution ``from_arn`` ended
+        abnormally: answers the resume's number, or 0 when this end was already reconciled
+        (a duplicate event) or ``limit`` resumes were spent."""
+        return self._claim_resume(
+            {"PK": _owner_pk(owner), "SK": f"MODEL#{model_id}"},
+            "training_execution_arn",
+            from_arn,
+            limit,
+            (ModelStatus.TRAINING.value,),
+        )
+
+    def claim_job_resume(
+        self, kind: type[JobRecord], owner: str, job_id: str, from_arn: str, limit: int
+    ) -> int:
+        """The same as :meth:`claim_training_resume`, for an avatar job."""
+        return self._claim_resume(
+            {"PK": _owner_pk(owner), "SK": _JOB_PREFIX[kind] + job_id},
+            "execution_arn",
+            from_arn,
+            limit,
+            _OPEN_JOB,
+        )
+
+    def _claim_resume(
+        self,
+        key: dict[str, str],
+        arn_field: str,
+        from_arn: str,
+        limit: int,
+        open_states: tuple[str, ...],
+    ) -> int:
+        states = {f":s{i}": state for i, state in enumerate(open_states)}
+        try:
+            new = self._table.update_item(
+                Key=key,
+                UpdateExpression=(
+                    "SET resumes = if_not_exists(resumes, :zero) + :one, updated_at = :now"
+                ),
+                ConditionExpression=(
+                    f"#arn = :arn AND #status IN ({', '.join(states)})"
+                    " AND (attribute_not_exists(resumes) OR resumes < :limit)"
+                ),
+                ExpressionAttributeNames={"#arn": arn_field, "#status": "status"},
+                ExpressionAttributeValues={
+                    ":arn": from_arn,
+                    ":zero": 0,
+                    ":one": 1,
+                    ":limit": limit,
+                    ":now": now_iso(),
+                    **states,
+                },
+                ReturnValues="UPDATED_NEW",
+            )["Attributes"]
+        except ClientError as error:
+            if _is_condition_failure(error):
+                return 0
+            raise
+        return int(new["resumes"])
 
     def finish_training(
         self, owner: str, model_id: str, status: ModelStatus, **fields: Any
@@ -544,6 +682,25 @@ class AvatarRepository:
             ConditionExpression="attribute_exists(PK)",
             ExpressionAttributeValues={":arn": arn},
         )
+
+    def delete_unstarted_job(self, kind: type[JobRecord], owner: str, job_id: str) -> bool:
+        """Remove a queued job whose workflow could not be started, so nothing reads it as
+        pending; never a job that has an execution or a provider job id."""
+        try:
+            self._table.delete_item(
+                Key={"PK": _owner_pk(owner), "SK": _JOB_PREFIX[kind] + job_id},
+                ConditionExpression=(
+                    "#status = :queued AND attribute_not_exists(execution_arn)"
+                    " AND attribute_not_exists(provider_job_id)"
+                ),
+                ExpressionAttributeNames={"#status": "status"},
+                ExpressionAttributeValues={":queued": JobStatusName.QUEUED.value},
+            )
+        except ClientError as error:
+            if _is_condition_failure(error):
+                return False
+            raise
+        return True
 
     def put_avatar(
         self, kind: type[JobRecord], owner: str, job_id: str, avatar: AvatarRecord

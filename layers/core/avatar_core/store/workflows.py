@@ -1,5 +1,10 @@
-"""Starting Step Functions executions: named so a person can find them in the console, and
-started at most once per name."""
+"""Starting Step Functions executions: named so a person can find them in the console,
+started at most once per name, and never left half-started.
+
+StartExecution is retried with backoff (botocore's standard retry mode: throttling and
+5xx answers, up to five attempts). If it still fails, :class:`WorkflowUnavailable` tells
+the caller that nothing was started, so it can put its record back and answer 503.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,24 @@ import json
 from typing import Any, Protocol
 
 import boto3
-from botocore.exceptions import ClientError
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+from avatar_core.errors import WorkflowUnavailable
+
+_RETRIES = Config(retries={"mode": "standard", "max_attempts": 5})
+# Error codes of a StartExecution that may pass if tried again later.
+_TRANSIENT = frozenset(
+    {
+        "ThrottlingException",
+        "Throttling",
+        "TooManyRequestsException",
+        "RequestLimitExceeded",
+        "ServiceUnavailable",
+        "InternalServerError",
+        "InternalFailure",
+    }
+)
 
 
 class WorkflowStarter(Protocol):
@@ -18,18 +40,33 @@ class WorkflowStarter(Protocol):
 
 class Workflows:
     def __init__(self, client: Any = None) -> None:
-        self._sfn = client or boto3.client("stepfunctions")
+        self._sfn = client or boto3.client("stepfunctions", config=_RETRIES)
 
     def start(self, state_machine_arn: str, name: str, payload: dict[str, Any]) -> str:
-        """Start ``name`` once. A second start of the same name returns the first execution."""
+        """Start ``name`` once. A second start of the same name returns the first execution.
+
+        Raises :class:`WorkflowUnavailable` when Step Functions keeps refusing: then no
+        execution of that name was started by this call.
+        """
         try:
             response = self._sfn.start_execution(
                 stateMachineArn=state_machine_arn, name=name, input=json.dumps(payload)
             )
         except ClientError as error:
-            if error.response.get("Error", {}).get("Code") != "ExecutionAlreadyExists":
-                raise
-            return execution_arn(state_machine_arn, name)
+            code = error.response.get("Error", {}).get("Code", "")
+            status = int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0))
+            if code == "ExecutionAlreadyExists":
+                return execution_arn(state_machine_arn, name)
+            if code in _TRANSIENT or status >= 500:
+                raise WorkflowUnavailable(
+                    f"the workflow service is busy ({code or status}); nothing was started, "
+                    "retry shortly"
+                ) from error
+            raise
+        except BotoCoreError as error:  # connection failures after botocore's own retries
+            raise WorkflowUnavailable(
+                "the workflow service could not be reached; nothing was started, retry shortly"
+            ) from error
         arn: str = response["executionArn"]
         return arn
 
