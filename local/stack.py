@@ -19,7 +19,7 @@ from typing import Any
 import boto3
 import requests
 
-from local import dynamodb_atomic, s3_atomic
+from local import dynamodb_atomic, s3_atomic, s3_post_policy
 from local.deploy import DeployedStack, TemplateDeployer
 from local.lambda_runtime import InProcessRuntime
 from local.template import ACCOUNT_ID
@@ -156,6 +156,7 @@ class LocalStack:
         _scale_step_functions_time(self.config.time_factor)
         dynamodb_atomic.install()
         s3_atomic.install()
+        s3_post_policy.install()
         self.duplicate_s3_events(self.config.duplicate_s3_events)
 
         self._start_emulator()
