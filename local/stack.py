@@ -7,6 +7,7 @@ start. Nothing here is deployed.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import socket
@@ -19,7 +20,7 @@ from typing import Any
 import boto3
 import requests
 
-from local import dynamodb_atomic, s3_atomic, s3_post_policy
+from local import dynamodb_atomic, s3_atomic, s3_post_policy, sfn_events
 from local.deploy import DeployedStack, TemplateDeployer
 from local.lambda_runtime import InProcessRuntime
 from local.template import ACCOUNT_ID
@@ -129,6 +130,7 @@ class LocalStack:
         self.page_url = ""
         self._saved_env: dict[str, str | None] = {}
         self._undelivered: Any = None
+        self._lambda: Any = None
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -174,11 +176,16 @@ class LocalStack:
                 "AvatarStyles": ",".join(LOCAL_STYLES),
             },
         )
+        # Execution status changes reach the template's EventBridge rules, as on AWS.
+        self._lambda = boto3.client("lambda", region_name=REGION)
+        sfn_events.install(self._invoke_event_target)
         self._start_front()
         log.info("local stack up in %.1fs", time.monotonic() - started)
         return self
 
     def stop(self) -> None:
+        sfn_events.enable(False)
+        sfn_events.wait_for_deliveries()
         if self._front is not None:
             self._front.stop()
         if self.emulator is not None:
@@ -195,6 +202,12 @@ class LocalStack:
             else:
                 os.environ[key] = value
         LocalStack._running = False
+
+    def _invoke_event_target(self, function_arn: str, event: dict[str, Any]) -> bool:
+        """EventBridge invoking a rule's Lambda target: True when the function succeeded."""
+        response = self._lambda.invoke(FunctionName=function_arn, Payload=json.dumps(event))
+        response["Payload"].read()
+        return "FunctionError" not in response
 
     def __enter__(self) -> LocalStack:
         return self.start()

@@ -32,6 +32,11 @@ EXPECTED: dict[str, tuple[str, Any]] = {
     "train_record_ready.json": ("TrainRecordFunction", {"errorType": "ModelGone"}),
     "train_record_failed.json": ("TrainRecordFunction", {"reason": "Not enough credits"}),
     "selfie_cleanup.json": ("SelfieCleanupFunction", {"deleted": 0}),
+    # an operator stopped the training of a model the sample user does not have
+    "reconcile_execution_ended.json": (
+        "ReconcileFunction",
+        {"action": "unchanged", "detail": "the model was deleted", "execution_arn": None},
+    ),
 }
 
 

@@ -19,6 +19,7 @@ from avatar_core.providers.base import JobState, JobStatus, PollAdvice, Submitte
 from avatar_core.settings import Settings
 from avatar_core.store.repository import AvatarRepository
 from avatar_core.store.storage import Storage
+from avatar_core.store.workflows import execution_arn
 
 SETTINGS = Settings(
     table_name="avatars",
@@ -59,7 +60,7 @@ class FakeWorkflows:
 
     def start(self, state_machine_arn: str, name: str, payload: dict[str, object]) -> str:
         self.started.append((state_machine_arn, name, payload))
-        return f"{state_machine_arn}:{name}"
+        return execution_arn(state_machine_arn, name)
 
 
 def model_with_accepted(repo: AvatarRepository, accepted: int, owner: str = "alice") -> str:

@@ -192,12 +192,23 @@ def record_failed(repo: AvatarRepository, settings: Settings, failure: TrainingF
 
 
 def fail_training(
-    repo: AvatarRepository, settings: Settings, owner: str, model_id: str, reason: str
+    repo: AvatarRepository,
+    settings: Settings,
+    owner: str,
+    model_id: str,
+    reason: str,
+    only_execution: str | None = None,
 ) -> bool:
-    """training → failed, once; False if the model was not training."""
+    """training → failed, once; False if the model was not training (or, with
+    ``only_execution``, is in the hands of another execution)."""
     retry_until = iso(now() + timedelta(hours=settings.failed_selfie_retention_hours))
     return repo.finish_training(
-        owner, model_id, ModelStatus.FAILED, error=reason, retry_until=retry_until
+        owner,
+        model_id,
+        ModelStatus.FAILED,
+        only_execution=only_execution,
+        error=reason,
+        retry_until=retry_until,
     )
 
 

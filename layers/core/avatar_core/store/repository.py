@@ -301,79 +301,120 @@ class AvatarRepository:
             raise
         return True
 
-    def claim_training_resume(self, owner: str, model_id: str, from_arn: str, limit: int) -> int:
-        """Count one more resumed workflow for a training whose execution ``from_arn`` ended
-        abnormally: answers the resume's number, or 0 when this end was already reconciled
-        (a duplicate event) or ``limit`` resumes were spent."""
+    def claim_training_resume(
+        self, model: ModelRecord, from_arn: str, to_arn: str, limit: int
+    ) -> bool:
+        """Hand a training whose execution ``from_arn`` ended abnormally over to the new
+        execution ``to_arn``, counting one resume. Of two deliveries of the same end only
+        one wins; False when this end was already handled or ``limit`` resumes are spent."""
         return self._claim_resume(
-            {"PK": _owner_pk(owner), "SK": f"MODEL#{model_id}"},
+            {"PK": _owner_pk(model.owner), "SK": f"MODEL#{model.model_id}"},
             "training_execution_arn",
-            from_arn,
-            limit,
             (ModelStatus.TRAINING.value,),
+            model.resumes,
+            from_arn,
+            to_arn,
+            limit,
         )
 
-    def claim_job_resume(
-        self, kind: type[JobRecord], owner: str, job_id: str, from_arn: str, limit: int
-    ) -> int:
+    def claim_job_resume(self, record: JobRecord, from_arn: str, to_arn: str, limit: int) -> bool:
         """The same as :meth:`claim_training_resume`, for an avatar job."""
         return self._claim_resume(
-            {"PK": _owner_pk(owner), "SK": _JOB_PREFIX[kind] + job_id},
+            {"PK": _owner_pk(record.owner), "SK": _JOB_PREFIX[type(record)] + record.job_id},
             "execution_arn",
-            from_arn,
-            limit,
             _OPEN_JOB,
+            record.resumes,
+            from_arn,
+            to_arn,
+            limit,
         )
+
+    def release_resume(self, record: ModelRecord | JobRecord, from_arn: str, to_arn: str) -> None:
+        """Undo a claimed resume whose execution could not be started, so the next delivery
+        of the same end (EventBridge retries) or the sweep tries again."""
+        if isinstance(record, ModelRecord):
+            key = {"PK": _owner_pk(record.owner), "SK": f"MODEL#{record.model_id}"}
+            field = "training_execution_arn"
+        else:
+            key = {"PK": _owner_pk(record.owner), "SK": _JOB_PREFIX[type(record)] + record.job_id}
+            field = "execution_arn"
+        try:
+            self._table.update_item(
+                Key=key,
+                UpdateExpression="SET #arn = :from, resumes = resumes - :one",
+                ConditionExpression="#arn = :to",
+                ExpressionAttributeNames={"#arn": field},
+                ExpressionAttributeValues={":from": from_arn, ":to": to_arn, ":one": 1},
+            )
+        except ClientError as error:
+            if not _is_condition_failure(error):
+                raise
 
     def _claim_resume(
         self,
         key: dict[str, str],
         arn_field: str,
-        from_arn: str,
-        limit: int,
         open_states: tuple[str, ...],
-    ) -> int:
+        resumes_seen: int,
+        from_arn: str,
+        to_arn: str,
+        limit: int,
+    ) -> bool:
+        if resumes_seen >= limit:
+            return False
         states = {f":s{i}": state for i, state in enumerate(open_states)}
+        seen = "resumes = :seen"
+        if resumes_seen == 0:
+            seen = f"(attribute_not_exists(resumes) OR {seen})"
         try:
-            new = self._table.update_item(
+            self._table.update_item(
                 Key=key,
-                UpdateExpression=(
-                    "SET resumes = if_not_exists(resumes, :zero) + :one, updated_at = :now"
-                ),
+                UpdateExpression="SET resumes = :next, #arn = :to, updated_at = :now",
                 ConditionExpression=(
-                    f"#arn = :arn AND #status IN ({', '.join(states)})"
-                    " AND (attribute_not_exists(resumes) OR resumes < :limit)"
+                    "(#arn = :from OR attribute_not_exists(#arn))"
+                    f" AND #status IN ({', '.join(states)}) AND {seen}"
                 ),
                 ExpressionAttributeNames={"#arn": arn_field, "#status": "status"},
                 ExpressionAttributeValues={
-                    ":arn": from_arn,
-                    ":zero": 0,
-                    ":one": 1,
-                    ":limit": limit,
+                    ":from": from_arn,
+                    ":to": to_arn,
+                    ":seen": resumes_seen,
+                    ":next": resumes_seen + 1,
                     ":now": now_iso(),
                     **states,
                 },
-                ReturnValues="UPDATED_NEW",
-            )["Attributes"]
+            )
         except ClientError as error:
             if _is_condition_failure(error):
-                return 0
+                return False
             raise
-        return int(new["resumes"])
+        return True
 
     def finish_training(
-        self, owner: str, model_id: str, status: ModelStatus, **fields: Any
+        self,
+        owner: str,
+        model_id: str,
+        status: ModelStatus,
+        *,
+        only_execution: str | None = None,
+        **fields: Any,
     ) -> bool:
-        """training → ready or failed, once. Returns False if it was not training."""
+        """training → ready or failed, once. Returns False if it was not training (or, with
+        ``only_execution``, if another execution has taken the training over)."""
         changes = {"status": status.value, "updated_at": now_iso(), **fields}
         names = {f"#{k}": k for k in changes}
         values = {f":{k}": v for k, v in to_item(changes).items()}
         values[":training"] = ModelStatus.TRAINING.value
+        condition = "#status = :training"
+        if only_execution is not None:
+            names["#arn"] = "training_execution_arn"
+            values[":arn"] = only_execution
+            condition += " AND (#arn = :arn OR attribute_not_exists(#arn))"
         try:
             self._table.update_item(
                 Key={"PK": _owner_pk(owner), "SK": f"MODEL#{model_id}"},
                 UpdateExpression="SET " + ", ".join(f"#{k} = :{k}" for k in changes),
-                ConditionExpression="#status = :training",
+                ConditionExpression=condition,
                 ExpressionAttributeNames=names,
                 ExpressionAttributeValues=values,
             )
@@ -730,8 +771,10 @@ class AvatarRepository:
         job_id: str,
         status: JobStatusName,
         error: str | None = None,
+        only_execution: str | None = None,
     ) -> bool:
-        """queued/running → succeeded/failed, once. False if already finished or gone."""
+        """queued/running → succeeded/failed, once. False if already finished or gone (or,
+        with ``only_execution``, if another execution has taken the job over)."""
         values: dict[str, Any] = {
             ":status": status.value,
             ":now": now_iso(),
@@ -739,17 +782,21 @@ class AvatarRepository:
             ":running": _OPEN_JOB[1],
         }
         expression = "SET #status = :status, updated_at = :now"
+        names = {"#status": "status"}
+        condition = "#status IN (:queued, :running)"
         if error is not None:
             expression += ", #error = :error"
             values[":error"] = error
+            names["#error"] = "error"
+        if only_execution is not None:
+            condition += " AND (execution_arn = :arn OR attribute_not_exists(execution_arn))"
+            values[":arn"] = only_execution
         try:
             self._table.update_item(
                 Key={"PK": _owner_pk(owner), "SK": _JOB_PREFIX[kind] + job_id},
                 UpdateExpression=expression,
-                ConditionExpression="#status IN (:queued, :running)",
-                ExpressionAttributeNames={"#status": "status", "#error": "error"}
-                if error is not None
-                else {"#status": "status"},
+                ConditionExpression=condition,
+                ExpressionAttributeNames=names,
                 ExpressionAttributeValues=values,
             )
         except ClientError as error_:
