@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from typing import Any
 
@@ -77,13 +78,33 @@ def test_avatars_in_several_styles_are_copied_into_our_bucket(
     assert generation["generation_id"] in [g["generation_id"] for g in listed]
 
 
-def test_a_provider_failure_is_reported_with_its_reason(
-    owner: tuple[str, ApiClient], ready_model: str, emulator: Emulator
+def test_a_provider_failure_is_reported_with_its_reason_in_the_api_and_the_console(
+    stack: LocalStack, owner: tuple[str, ApiClient], ready_model: str, emulator: Emulator
 ) -> None:
     emulator.script(inference_outcome={"status": "FAILED", "message": "content policy refusal"})
     generation = generate(owner[1], ready_model, [{"style": "realistic", "count": 1}])
     assert generation["status"] == "failed"
     assert "content policy refusal" in generation["error"]
+    sfn = boto3.client("stepfunctions")
+    machine = stack.stack.state_machine_arns["GenerateAvatarsStateMachine"]
+    arn = next(
+        e["executionArn"]
+        for e in sfn.list_executions(stateMachineArn=machine)["executions"]
+        if e["name"] == f"generate-{generation['generation_id']}"
+    )
+    execution = wait_until(
+        lambda: sfn.describe_execution(executionArn=arn),
+        lambda e: e["status"] != "RUNNING",
+        timeout=20,
+    )
+    assert execution["status"] == "FAILED"
+    assert execution["cause"] == generation["error"], "the console says what the API says"
+    assert json.loads(execution["input"]) == {
+        "kind": "generation",
+        "owner": owner[0],
+        "job_id": generation["generation_id"],
+        "model_id": ready_model,
+    }
 
 
 def test_a_result_that_expired_at_the_provider_is_reported_clearly(

@@ -54,6 +54,55 @@ def test_every_task_retries_and_catches_and_the_execution_is_bounded(name: str) 
                 assert retrier.get("JitterStrategy") == "FULL", f"{state_name} retries in lockstep"
 
 
+def _function_timeout(logical_id: str) -> int:
+    props = TEMPLATE["Resources"][logical_id]["Properties"]
+    return int(props.get("Timeout", TEMPLATE["Globals"]["Function"]["Timeout"]))
+
+
+def _retried(state: dict[str, Any]) -> set[str]:
+    return {error for retrier in state["Retry"] for error in retrier["ErrorEquals"]}
+
+
+@pytest.mark.parametrize("name", sorted(STATE_MACHINES))
+def test_every_task_has_a_timeout_that_fits_its_function_and_only_submits_leave_timeouts(
+    name: str,
+) -> None:
+    props = STATE_MACHINES[name]["Properties"]
+    definition = json.loads((ROOT / props["DefinitionUri"]).read_text())
+    functions = {
+        key: value["Fn::GetAtt"][0]
+        for key, value in props["DefinitionSubstitutions"].items()
+        if isinstance(value, dict) and "Fn::GetAtt" in value
+    }
+    for state_name, state in all_states(definition["States"]).items():
+        if state["Type"] != "Task":
+            continue
+        placeholder = state["Parameters"]["FunctionName"].strip("${}")
+        lambda_timeout = _function_timeout(functions[placeholder])
+        timeout = state.get("TimeoutSeconds")
+        assert timeout, f"{state_name} waits for ever on a hung task"
+        # longer than the function's own Timeout, so Lambda's Sandbox.Timedout comes first
+        assert lambda_timeout < timeout <= lambda_timeout + 60, state_name
+        timeouts = {"Sandbox.Timedout", "States.Timeout"}
+        if state_name.startswith("Submit"):
+            # a submit that timed out may have started paid work: never retried blindly
+            assert not timeouts & _retried(state), f"{state_name} retries an ambiguous timeout"
+        else:
+            assert timeouts <= _retried(state) or "States.ALL" in _retried(state), state_name
+
+
+@pytest.mark.parametrize("name", sorted(STATE_MACHINES))
+def test_a_failed_execution_carries_the_recorded_reason_not_a_fixed_sentence(name: str) -> None:
+    definition = json.loads(
+        (ROOT / STATE_MACHINES[name]["Properties"]["DefinitionUri"]).read_text()
+    )
+    for state_name, state in all_states(definition["States"]).items():
+        if state["Type"] == "Fail":
+            assert "CausePath" in state and "Cause" not in state, (
+                f"{state_name} tells the console a fixed sentence"
+            )
+
+
 @pytest.mark.parametrize("name", sorted(STATE_MACHINES))
 def test_no_arn_or_url_is_written_into_a_definition(name: str) -> None:
     text = (ROOT / STATE_MACHINES[name]["Properties"]["DefinitionUri"]).read_text()

@@ -229,7 +229,12 @@ def launch_job(
         arn = workflows.start(
             state_machine_arn,
             execution_name,
-            JobRef(kind=kind, owner=record.owner, job_id=record.job_id).model_dump(),
+            JobRef(
+                kind=kind,
+                owner=record.owner,
+                job_id=record.job_id,
+                model_id=record.model_id if isinstance(record, GenerationRecord) else None,
+            ).model_dump(exclude_none=True),
         )
     except WorkflowUnavailable:
         repo.delete_unstarted_job(type(record), record.owner, record.job_id)

@@ -207,7 +207,7 @@ def _reconcile_job(
     if _taken_over(record.execution_arn, end):
         return Reconciled(action=Action.UNCHANGED, detail=f"another execution has the {ref.kind}")
     if record.provider_job_id:
-        resumed = _resume(repo, workflows, settings, end, record, ref.model_dump())
+        resumed = _resume(repo, workflows, settings, end, record, ref.model_dump(exclude_none=True))
         if resumed is not None:
             return resumed
     reason = end.reason(paid=record.provider_job_id is not None)

@@ -32,6 +32,8 @@ class JobRef(_Io):
     kind: Literal["generation", "face", "instant"]
     owner: str = Field(min_length=1)
     job_id: str = Field(min_length=1)
+    # a generation's model, so its execution's input in the console names it
+    model_id: str | None = None
 
 
 class CopyItem(_Io):
