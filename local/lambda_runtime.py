@@ -27,6 +27,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from local import aws_calls
+
 log = logging.getLogger("local.lambda")
 
 
@@ -107,7 +109,7 @@ class InProcessRuntime:
             AWS_LAMBDA_LOG_GROUP_NAME=f"/aws/lambda/{name}",
         )
         context = LambdaContext(name, fn.function_arn, int(fn.memory_size), int(fn.timeout))
-        with self._lock, _environment(env):
+        with self._lock, _environment(env), aws_calls.invoking(code.logical_id):
             self.invocations[code.logical_id] = self.invocations.get(code.logical_id, 0) + 1
             try:
                 result = self._handler(code)(event, context)

@@ -119,6 +119,10 @@ def test_every_function_has_its_own_least_privilege_policies() -> None:
         assert '"dynamodb:*"' not in policies, f"{name} may do anything to DynamoDB"
         assert "AmazonS3FullAccess" not in policies
         assert "AdministratorAccess" not in policies
+        # SAM's table templates grant Scan, batch and index access no function needs; each
+        # lists its own actions (proven by tests/integration/test_least_privilege.py)
+        for broad in ("DynamoDBCrudPolicy", "DynamoDBReadPolicy", "DynamoDBWritePolicy"):
+            assert broad not in policies, f"{name} uses {broad}"
 
 
 def test_the_table_is_protected_from_deletion_and_recoverable() -> None:
