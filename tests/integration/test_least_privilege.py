@@ -63,6 +63,7 @@ UNREACHED: dict[tuple[str, str], str] = {
     # Not the code's: SAM grants it for the DeadLetterQueue, and the Lambda service sends
     # there an S3 event whose asynchronous invocation failed all its attempts.
     ("IngestFunction", "sqs:SendMessage"): "the Lambda service's, for the dead-letter queue",
+    ("ReconcileFunction", "sqs:SendMessage"): "the Lambda service's, for the dead-letter queue",
 }
 
 FACE_JOB = {"gender": "female", "batch": 2, "width": 512, "height": 640, "bg_color": "#2E86AB"}
@@ -129,6 +130,29 @@ def _refused_job(client: ApiClient, path: str, body: dict[str, Any]) -> None:
     _refused_with_key(client.call("POST", path, json=body, headers=headers))
 
 
+def _operator_stops_a_generation(stack: LocalStack, client: ApiClient, model_id: str) -> None:
+    """Stopped in the console once submitted: the reconcile function resumes it."""
+    response = client.create_generation(model_id, [{"style": "realistic", "count": 1}])
+    assert response.status_code == 202, response.text
+    generation_id = response.json()["generation_id"]
+    wait_until(
+        lambda: client.get_generation(generation_id),
+        lambda g: g["status"] == "running",
+        timeout=20,
+    )
+    machine = stack.stack.state_machine_arns["GenerateAvatarsStateMachine"]
+    prefix, _, name = machine.rpartition(":stateMachine:")
+    boto3.client("stepfunctions").stop_execution(
+        executionArn=f"{prefix}:execution:{name}:generate-{generation_id}"
+    )
+    finished = wait_until(
+        lambda: client.get_generation(generation_id),
+        lambda g: g["status"] in ("succeeded", "failed"),
+        timeout=60,
+    )
+    assert finished["status"] == "succeeded", finished
+
+
 def run_journey(stack: LocalStack, out_dir: Path) -> None:
     user = f"lp-{uuid.uuid4().hex[:10]}"
     client = ApiClient(stack.api_url, stack.token(user))
@@ -137,6 +161,7 @@ def run_journey(stack: LocalStack, out_dir: Path) -> None:
     untrainable = client.create_model("man")["model_id"]
     _refused_with_key(client.start_training(untrainable, idempotency_key=f"lp-{untrainable}"))
     model_id = _intake_training_and_generation(client, out_dir)
+    _operator_stops_a_generation(stack, client, model_id)
 
     demo.face_avatars(stack, user, out_dir)
     _refused_job(client, "/face-avatars", FACE_JOB)
