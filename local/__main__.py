@@ -25,8 +25,12 @@ def run(port: int, time_factor: float, access_log: bool) -> int:
     print(f"avatar-pipeline local stack ready in {time.monotonic() - started:.1f}s")
     print(f"  try-it     {stack.page_url}")
     print(f"  API        {stack.api_url}")
-    print(f"  S3 (moto)  {stack.moto_url}")
-    print(f"  emulator   {stack.emulator.base_url}  (provider emulator: results are EMULATED)")
+    # Lines that start with their name, so a script can pick them out.
+    print(
+        f"AWS        {stack.moto_url}  (S3, DynamoDB, Step Functions, EventBridge, SQS; "
+        "any credentials: aws --endpoint-url)"
+    )
+    print(f"emulator   {stack.emulator.base_url}  (provider emulator: results are EMULATED)")
     print("  token      make token USER=<name>")
     print("Ctrl-C to stop.", flush=True)
     stop = threading.Event()

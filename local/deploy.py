@@ -136,8 +136,12 @@ class TemplateDeployer:
             if resource["Type"] == "AWS::Serverless::Function":
                 code_dir = (self.root / props["CodeUri"]).resolve()
                 props["CodeUri"] = self._upload_zip(logical_id, code_dir)
+                reserved = props.get("ReservedConcurrentExecutions", 0)
                 codes[logical_id] = FunctionCode(
-                    logical_id, code_dir, props.get("Handler", handler_default)
+                    logical_id,
+                    code_dir,
+                    props.get("Handler", handler_default),
+                    reserved if isinstance(reserved, int) else 0,
                 )
             elif resource["Type"] == "AWS::Serverless::LayerVersion":
                 layer_dir = (self.root / props["ContentUri"]).resolve()

@@ -5,12 +5,18 @@ Every invocation path in moto (Invoke API, Step Functions tasks, S3 notification
 function's handler is imported from its CodeUri folder and called here, with the
 function's own environment variables applied for the duration of the call.
 
-``os.environ`` is process-global, so invocations are serialised by one lock. A handler
-must therefore never invoke another Lambda synchronously (that would deadlock); none does.
+Invocations run concurrently, as on Lambda: each function has a bounded pool (its
+``ReservedConcurrentExecutions``, else ``DEFAULT_CONCURRENCY``); an invocation beyond it
+waits for a slot. Each runs on a thread of its own with the function's template ``Timeout``
+enforced: a handler still running then is answered ``Sandbox.Timedout``, as Lambda answers
+it (Lambda would also freeze the sandbox; here the thread runs on, detached, and its slot is
+freed). ``os.environ`` is process-global, so it is replaced by a view that shows each
+invocation (a context variable) its own function's variables over the process's.
 """
 
 from __future__ import annotations
 
+import contextvars
 import importlib.util
 import json
 import logging
@@ -20,7 +26,7 @@ import threading
 import time
 import traceback
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, MutableMapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,12 +37,64 @@ from local import aws_calls
 
 log = logging.getLogger("local.lambda")
 
+# Lambda's default account quota is 1,000 for all functions; one machine is far smaller.
+DEFAULT_CONCURRENCY = 10
+_OVERLAY: contextvars.ContextVar[dict[str, str] | None] = contextvars.ContextVar(
+    "lambda_environment", default=None
+)
+
+
+class _InvocationEnviron(MutableMapping[str, str]):
+    """``os.environ`` as the running invocation sees it: its function's variables over the
+    process's. Outside an invocation it is the process's environment, unchanged."""
+
+    def __init__(self, real: MutableMapping[str, str]) -> None:
+        self.real = real
+
+    def __getitem__(self, key: str) -> str:
+        overlay = _OVERLAY.get()
+        if overlay is not None and key in overlay:
+            return overlay[key]
+        return self.real[key]
+
+    def __setitem__(self, key: str, value: str) -> None:
+        overlay = _OVERLAY.get()
+        if overlay is not None:
+            overlay[key] = value
+        else:
+            self.real[key] = value
+
+    def __delitem__(self, key: str) -> None:
+        overlay = _OVERLAY.get()
+        if overlay is not None and key in overlay:
+            del overlay[key]
+        else:
+            del self.real[key]
+
+    def __iter__(self) -> Iterator[str]:
+        overlay = _OVERLAY.get() or {}
+        yield from overlay
+        yield from (key for key in list(self.real) if key not in overlay)
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+    def copy(self) -> dict[str, str]:
+        return dict(self)
+
+
+def _install_environ_view() -> None:
+    if not isinstance(os.environ, _InvocationEnviron):
+        # a view over the same environment, not a reset of it
+        os.environ = _InvocationEnviron(os.environ)  # type: ignore[assignment]  # noqa: B003
+
 
 @dataclass(frozen=True)
 class FunctionCode:
     logical_id: str
     code_dir: Path
     handler: str  # "module.function"
+    concurrency: int = 0  # the template's ReservedConcurrentExecutions, 0 when unset
 
 
 class LambdaContext:
@@ -62,15 +120,24 @@ class InProcessRuntime:
     ) -> None:
         self._functions: dict[str, FunctionCode] = {}
         self._modules: dict[str, ModuleType] = {}
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # counters and the handler cache only
+        self._import_lock = threading.RLock()
+        self._pools: dict[str, threading.BoundedSemaphore] = {}
+        self._concurrency: dict[str, int] = {}
         self._base_env = dict(base_env or {})
         self._overrides = dict(overrides or {})
         self._layer_packages: set[str] = set()
         self.invocations: dict[str, int] = {}
         self.failures: list[tuple[str, str, str]] = []
+        # chaos only: given a function's logical id, "crash" (fail before running it) or
+        # "timeout" (run it, then answer Sandbox.Timedout as if it overran), or None
+        self.fault: Callable[[str], str | None] | None = None
 
     def register(self, function_name: str, code: FunctionCode) -> None:
         self._functions[function_name] = code
+        limit = code.concurrency or DEFAULT_CONCURRENCY
+        self._concurrency[function_name] = limit
+        self._pools[function_name] = threading.BoundedSemaphore(limit)
 
     def add_layer(self, layer_dir: Path) -> None:
         """Make a layer's packages importable, as Lambda does from /opt/python."""
@@ -84,6 +151,7 @@ class InProcessRuntime:
         from moto.awslambda.models import LambdaFunction
 
         runtime = self
+        _install_environ_view()
 
         def _invoke_lambda(fn: Any, event: Any = None) -> tuple[str, bool, str]:
             return runtime.invoke(fn, event)
@@ -108,21 +176,58 @@ class InProcessRuntime:
             AWS_LAMBDA_FUNCTION_MEMORY_SIZE=str(fn.memory_size),
             AWS_LAMBDA_LOG_GROUP_NAME=f"/aws/lambda/{name}",
         )
-        context = LambdaContext(name, fn.function_arn, int(fn.memory_size), int(fn.timeout))
-        with self._lock, _environment(env), aws_calls.invoking(code.logical_id):
+        timeout = int(fn.timeout)
+        context = LambdaContext(name, fn.function_arn, int(fn.memory_size), timeout)
+        with self._lock:
             self.invocations[code.logical_id] = self.invocations.get(code.logical_id, 0) + 1
-            try:
-                result = self._handler(code)(event, context)
-                payload, errored = json.dumps(result, default=str), False
-            except Exception as exc:  # every failure becomes Lambda's error payload
-                payload, errored = _error_payload(exc), True
-                self.failures.append((code.logical_id, type(exc).__name__, str(exc)))
-                log.warning("%s failed: %s: %s", code.logical_id, type(exc).__name__, exc)
-                log.debug("%s traceback:\n%s", code.logical_id, traceback.format_exc())
+        outcome: dict[str, Any] = {}
+
+        def run() -> None:
+            _OVERLAY.set(dict(env))
+            with aws_calls.invoking(code.logical_id):
+                try:
+                    result = self._handler(code)(event, context)
+                    outcome["answer"] = (json.dumps(result, default=str), False)
+                except Exception as exc:  # every failure becomes Lambda's error payload
+                    outcome["answer"] = (_error_payload(exc), True)
+                    self._failed(code.logical_id, type(exc).__name__, str(exc))
+                    log.debug("%s traceback:\n%s", code.logical_id, traceback.format_exc())
+
+        fault = self.fault(code.logical_id) if self.fault is not None else None
+        if fault == "crash":
+            self._failed(code.logical_id, "LocalChaosCrash", "crashed by the chaos bench")
+            crash = {"errorType": "LocalChaosCrash", "errorMessage": "crashed by the chaos bench"}
+            return json.dumps(crash), True, ""
+        pool = self._pools.get(name) or threading.BoundedSemaphore(DEFAULT_CONCURRENCY)
+        with pool:
+            worker = threading.Thread(
+                target=contextvars.copy_context().run, args=(run,), name=name, daemon=True
+            )
+            worker.start()
+            worker.join(timeout)
+        if worker.is_alive() or fault == "timeout":
+            message = (
+                f"RequestId: {context.aws_request_id} Error: "
+                f"Task timed out after {timeout:.2f} seconds"
+            )
+            self._failed(code.logical_id, "Sandbox.Timedout", message)
+            return json.dumps({"errorType": "Sandbox.Timedout", "errorMessage": message}), True, ""
+        payload, errored = outcome["answer"]
         return payload, errored, ""
+
+    def _failed(self, logical_id: str, error_type: str, message: str) -> None:
+        with self._lock:
+            self.failures.append((logical_id, error_type, message))
+        log.warning("%s failed: %s: %s", logical_id, error_type, message)
 
     def _handler(self, code: FunctionCode) -> Callable[[Any, Any], Any]:
         module_name, _, attr = code.handler.rpartition(".")
+        with self._import_lock:
+            return self._load_handler(code, module_name, attr)
+
+    def _load_handler(
+        self, code: FunctionCode, module_name: str, attr: str
+    ) -> Callable[[Any, Any], Any]:
         module = self._modules.get(code.logical_id)
         if module is None:
             path = code.code_dir / f"{module_name.replace('.', '/')}.py"
@@ -168,22 +273,3 @@ def _error_payload(exc: BaseException) -> str:
             "stackTrace": traceback.format_tb(exc.__traceback__)[-5:],
         }
     )
-
-
-@contextmanager
-def _environment(values: dict[str, str]) -> Iterator[None]:
-    """Apply one function's variables for the length of an invocation.
-
-    Variables that existed before get their old values back. Variables the process did not
-    have are left in place rather than deleted: a thread outside the invocation lock (a
-    server thread, a test) that checks for a key and then reads it must never see it vanish
-    in between (that raced once as a KeyError under load). The next invocation sets every
-    variable of its own function, so values never leak; only a key that a function does not
-    define at all may be visible to it, with another function's value.
-    """
-    saved = {key: os.environ[key] for key in values if key in os.environ}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        os.environ.update(saved)

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from local import chaos
@@ -40,3 +45,29 @@ def test_a_submit_whose_answer_is_lost_is_never_sent_again(
     assert "may have started the job, so it was not sent again" in model["error"]
     assert emulator.trainings_for(model_id) == 1, "paid once, never twice"
     emulator.reset()
+
+
+def test_journeys_under_workflow_chaos_end_every_record_and_pay_once() -> None:
+    """Operators stop executions at random points, StartExecution is throttled, Lambda tasks
+    time out after doing their work and the reconcile function crashes half the time: every
+    record still ends, nothing is paid twice and no client sees a 5xx. A stack of its own
+    (bench/chaos.py in a fresh process), since its deadlines are short for the sweep."""
+    bench = Path(__file__).resolve().parents[2] / "bench" / "chaos.py"
+    command = [sys.executable, str(bench), "--only", "workflow", "--journeys", "3"]
+    done = subprocess.run(  # noqa: S603 (our own bench, by path)
+        [*command, "--concurrency", "3", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    figures = json.loads(done.stdout.strip().splitlines()[-1])
+
+    assert figures["terminal"] == figures["journeys"] == 3
+    assert figures["records_open"] == 0
+    assert figures["stored_but_unsettled"] == 0
+    assert figures["paid_twice"] == {"training": 0, "inference": 0, "face": 0}
+    assert figures["lost_jobs"] == {"training": 0, "inference": 0, "face": 0}
+    assert figures["client_5xx"] == 0
+    assert sum(figures["workflow_faults"].values()) > 0, "no workflow fault was injected"

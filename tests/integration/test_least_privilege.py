@@ -37,7 +37,7 @@ from local import aws_calls, demo, photos
 from local.aws_calls import CallRecorder, Use
 from local.client import ApiClient, wait_until
 from local.stack import LocalStack
-from tests.support.journeys import model_with_selfies, upload_and_settle, wait_for_model
+from tests.support.journeys import Emulator, model_with_selfies, upload_and_settle, wait_for_model
 
 # Granted but unused by the journey, on purpose: each is needed on a path it cannot reach.
 UNREACHED: dict[tuple[str, str], str] = {
@@ -64,6 +64,15 @@ UNREACHED: dict[tuple[str, str], str] = {
     # there an S3 event whose asynchronous invocation failed all its attempts.
     ("IngestFunction", "sqs:SendMessage"): "the Lambda service's, for the dead-letter queue",
     ("ReconcileFunction", "sqs:SendMessage"): "the Lambda service's, for the dead-letter queue",
+    # The sweep reads the Active index on every run (the journey invokes it once); the rest
+    # only for a record past its deadline, hours after its execution's timeout, or a failed
+    # model a day after it failed (tests/unit/test_sweep.py covers those paths).
+    ("SweepFunction", "dynamodb:GetItem"): "only for a record past its deadline",
+    ("SweepFunction", "dynamodb:UpdateItem"): "only for a record past its deadline",
+    ("SweepFunction", "states:DescribeExecution"): "only for a record past its deadline",
+    ("SweepFunction", "states:StartExecution"): "only to resume an overdue paid job",
+    ("SweepFunction", "s3:ListBucket"): "only for a failed model past its retry window",
+    ("SweepFunction", "s3:DeleteObject"): "only for a failed model past its retry window",
 }
 
 FACE_JOB = {"gender": "female", "batch": 2, "width": 512, "height": 640, "bg_color": "#2E86AB"}
@@ -132,6 +141,9 @@ def _refused_job(client: ApiClient, path: str, body: dict[str, Any]) -> None:
 
 def _operator_stops_a_generation(stack: LocalStack, client: ApiClient, model_id: str) -> None:
     """Stopped in the console once submitted: the reconcile function resumes it."""
+    emulator = Emulator(stack)
+    # its first status answer takes 2 s: it is still running when the operator stops it
+    emulator.script(fail_next=[{"route": "infer_status", "slow_seconds": 2}])
     response = client.create_generation(model_id, [{"style": "realistic", "count": 1}])
     assert response.status_code == 202, response.text
     generation_id = response.json()["generation_id"]
@@ -170,6 +182,9 @@ def run_journey(stack: LocalStack, out_dir: Path) -> None:
     _refused_job(client, "/instant-avatars", {"subject": "man", "count": 1})
     assert client.call("GET", "/instant-avatars").status_code == 200
 
+    boto3.client("lambda").invoke(
+        FunctionName=stack.stack.function_name("SweepFunction"), Payload=b"{}"
+    )
     model_with_selfies(client, 1, seed=700)  # a second model whose selfies stay until deletion
     client.delete_model(model_id)
     client.delete_model(untrainable)

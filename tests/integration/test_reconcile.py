@@ -36,6 +36,12 @@ def stop(stack: LocalStack, machine: str, name: str) -> None:
     )
 
 
+def hold_polls(emulator: Emulator, route: str, times: int) -> None:
+    """The provider's next status answers take 2 s: the execution is still running when the
+    operator stops it (moto ends a stopped execution once its running task returns)."""
+    emulator.script(fail_next=[{"route": route, "slow_seconds": 2, "times": times}])
+
+
 def submitted(emulator: Emulator, key: str) -> int:
     return int(emulator.stats().get(key, 0))
 
@@ -45,6 +51,7 @@ def test_a_training_stopped_by_an_operator_after_submit_resumes_and_gets_ready_p
 ) -> None:
     model_id = model_with_selfies(client, 5, seed=70)
     before = submitted(emulator, "trainings_submitted")
+    hold_polls(emulator, "train_status", 1)
     assert client.start_training(model_id).status_code == 202
     wait_until(
         lambda: model_item(stack, user, model_id),
@@ -74,6 +81,7 @@ def test_a_generation_stopped_by_an_operator_after_submit_resumes_and_copies_its
 ) -> None:
     model_id = trained_model(client, stack, seed=71)
     before = submitted(emulator, "inferences_submitted")
+    hold_polls(emulator, "infer_status", 1)
     response = client.create_generation(model_id, [{"style": "realistic", "count": 2}])
     assert response.status_code == 202, response.text
     generation_id = response.json()["generation_id"]
@@ -108,6 +116,7 @@ def test_a_model_stopped_twice_past_its_resumes_is_failed_with_a_reason_and_can_
     stack: LocalStack, client: ApiClient, user: str, emulator: Emulator
 ) -> None:
     model_id = model_with_selfies(client, 5, seed=72)
+    hold_polls(emulator, "train_status", 3)
     assert client.start_training(model_id).status_code == 202
     # the operator stops every execution: the first and each resume (MaxResumes is 2)
     for name in (f"train-{model_id}", f"train-{model_id}-r1", f"train-{model_id}-r2"):

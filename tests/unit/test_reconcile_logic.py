@@ -9,9 +9,11 @@ from typing import Any
 import pytest
 
 from avatar_core import ids
+from avatar_core.errors import PaidWorkPending
 from avatar_core.logic import training
 from avatar_core.logic.reconcile import Action, EndStatus, ExecutionEnd, reconcile, resume_name
 from avatar_core.models.records import GenerationRecord, JobStatusName, ModelStatus
+from avatar_core.models.workflow import StepFailure, TrainingFailed
 from avatar_core.store.repository import AvatarRepository
 from avatar_core.store.workflows import execution_arn
 from tests.unit.test_training_logic import SETTINGS, FakeWorkflows, model_with_accepted
@@ -168,3 +170,36 @@ def test_an_execution_that_is_not_ours_changes_nothing(
 ) -> None:
     end = end_of("other", payload)
     assert reconcile(repo, FakeWorkflows(), SETTINGS, end).action is Action.UNCHANGED
+
+
+def test_a_submit_that_timed_out_after_the_provider_accepted_is_not_recorded_failed(
+    repo: AvatarRepository,
+) -> None:
+    model_id, _ = training_model(repo, "prov-1")
+    timed_out = TrainingFailed(
+        owner="alice",
+        model_id=model_id,
+        error=StepFailure(Error="Sandbox.Timedout", Cause="Task timed out after 60.00 seconds"),
+    )
+
+    with pytest.raises(PaidWorkPending):
+        training.record_failed(repo, SETTINGS, timed_out)
+
+    model = repo.get_model("alice", model_id)
+    assert model is not None and model.status is ModelStatus.TRAINING, (
+        "the execution ends instead, and reconciliation resumes the paid training"
+    )
+
+
+def test_a_submit_that_failed_before_the_provider_accepted_is_recorded_failed(
+    repo: AvatarRepository,
+) -> None:
+    model_id, _ = training_model(repo, None)
+    failed = TrainingFailed(
+        owner="alice", model_id=model_id, error=StepFailure(Error="Sandbox.Timedout")
+    )
+
+    training.record_failed(repo, SETTINGS, failed)
+
+    model = repo.get_model("alice", model_id)
+    assert model is not None and model.status is ModelStatus.FAILED

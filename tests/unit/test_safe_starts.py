@@ -127,7 +127,7 @@ def test_a_generation_whose_start_fails_leaves_no_queued_job(repo: AvatarReposit
         updated_at=stamp,
     )
     with pytest.raises(WorkflowUnavailable):
-        launch_job(repo, BusyWorkflows(busy=1), MACHINE, "gen-x", record)
+        launch_job(repo, BusyWorkflows(busy=1), MACHINE, "gen-x", record, "9999")
     assert repo.get_job(GenerationRecord, "alice", record.generation_id) is None
 
 

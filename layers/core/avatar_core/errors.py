@@ -54,6 +54,12 @@ class WorkflowUnavailable(AvatarError):
         self.retry_after_seconds = retry_after_seconds
 
 
+class PaidWorkPending(AvatarError):
+    """A workflow's submit step failed (a timeout, a crash) after the provider accepted the
+    work and its id was stored: recording 'failed' would waste paid work, so the workflow
+    ends instead and reconciliation resumes it from the stored id."""
+
+
 # --- images ------------------------------------------------------------------------------
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from datetime import timedelta
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -48,6 +49,17 @@ class Settings(BaseModel):
     # reconciliation: how many times a workflow that ended abnormally is started again
     # (only ever to poll and copy a provider job whose id is stored; never to submit)
     max_resumes: int = Field(default=2, ge=0, le=10)
+    # when a record still open is overdue for the sweep: its execution's TimeoutSeconds
+    # (train_model 4 h, avatar_job 1 h) plus a margin for the end event to arrive first
+    training_deadline_seconds: int = Field(default=4 * 3600 + 900, ge=60)
+    job_deadline_seconds: int = Field(default=3600 + 900, ge=60)
+    sweep_batch: int = Field(default=50, ge=1, le=1000)
+
+    def deadline(self, seconds: int) -> str:
+        """The ISO time ``seconds`` from now, for ``active_until``."""
+        from avatar_core.ids import iso, now
+
+        return iso(now() + timedelta(seconds=seconds))
 
     # providers: URLs and the names of the parameters that hold their secrets
     picsart_base_url: str = "https://genai-avatars-api.picsart.io/v1"

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
-from avatar_core.errors import Conflict, NotFound, WorkflowUnavailable
+from avatar_core.errors import Conflict, NotFound, PaidWorkPending, WorkflowUnavailable
 from avatar_core.logic.polling import next_poll
 from avatar_core.models.records import (
     AvatarRecord,
@@ -44,6 +44,7 @@ from avatar_core.store.storage import (
 from avatar_core.store.workflows import WorkflowStarter
 
 R = TypeVar("R", GenerationRecord, FaceJobRecord, InstantJobRecord)
+_OPEN = (JobStatusName.QUEUED, JobStatusName.RUNNING)
 
 # The job kind each record type travels as (JobRef.kind): the workflow's tasks pick their
 # spec by it.
@@ -216,6 +217,7 @@ def launch_job(
     state_machine_arn: str,
     execution_name: str,
     record: JobRecord,
+    deadline: str,
 ) -> None:
     """Store the queued job, then start its workflow, once, under a name a person can read.
 
@@ -224,7 +226,7 @@ def launch_job(
     503 and the client's retry makes a new job.
     """
     kind = JOB_KINDS[type(record)]
-    repo.create_job(record)
+    repo.create_job(record, deadline)
     try:
         arn = workflows.start(
             state_machine_arn,
@@ -329,6 +331,13 @@ def record_outcome(repo: AvatarRepository, spec: JobSpec, outcome: JobOutcome) -
     """Succeeded when every result was copied; otherwise failed, keeping what was copied."""
     if outcome.outcome == "failed":
         reason = outcome.failure_reason()
+        if outcome.poll is None:
+            record = repo.get_job(spec.record_type, outcome.owner, outcome.job_id)
+            if record is not None and record.provider_job_id and record.status in _OPEN:
+                raise PaidWorkPending(
+                    f"the provider accepted job {record.provider_job_id} but the submit step "
+                    f"failed ({reason}); the workflow ends so it is resumed, not failed"
+                )
         repo.finish_job(
             spec.record_type, outcome.owner, outcome.job_id, JobStatusName.FAILED, reason
         )

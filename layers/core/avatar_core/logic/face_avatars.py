@@ -122,7 +122,12 @@ def create_face_job(
         updated_at=stamp,
     )
     launch_job(
-        repo, workflows, settings.face_state_machine_arn, face_execution_name(record.job_id), record
+        repo,
+        workflows,
+        settings.face_state_machine_arn,
+        face_execution_name(record.job_id),
+        record,
+        settings.deadline(settings.job_deadline_seconds),
     )
     return record
 

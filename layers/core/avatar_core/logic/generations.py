@@ -65,6 +65,7 @@ def create_generation(
         settings.generate_state_machine_arn,
         generation_execution_name(record.generation_id),
         record,
+        settings.deadline(settings.job_deadline_seconds),
     )
     return record
 

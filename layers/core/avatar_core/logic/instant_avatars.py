@@ -56,6 +56,7 @@ def create_instant_job(
         settings.instant_state_machine_arn,
         instant_execution_name(record.job_id),
         record,
+        settings.deadline(settings.job_deadline_seconds),
     )
     return record
 

@@ -21,11 +21,12 @@ import json
 import re
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from avatar_core.errors import WorkflowUnavailable
+from avatar_core.ids import now_iso
 from avatar_core.logic import training
 from avatar_core.models.records import (
     FaceJobRecord,
@@ -39,6 +40,7 @@ from avatar_core.models.workflow import JobRef, ModelRef, StepFailure
 from avatar_core.observability import logger
 from avatar_core.settings import Settings
 from avatar_core.store.repository import AvatarRepository, JobRecord
+from avatar_core.store.storage import Storage
 from avatar_core.store.workflows import WorkflowStarter, execution_arn
 
 _RECORD_OF_KIND: dict[str, type[JobRecord]] = {
@@ -46,6 +48,7 @@ _RECORD_OF_KIND: dict[str, type[JobRecord]] = {
     "face": FaceJobRecord,
     "instant": InstantJobRecord,
 }
+_MACHINE_OF_KIND = {"generation": "generate", "face": "face", "instant": "instant"}
 _RESUME_SUFFIX = re.compile(r"-r\d+$")
 
 
@@ -251,6 +254,139 @@ def _resume(
         extra={"resumed_as": started, "resume": record.resumes + 1, **_ids(end)},
     )
     return Reconciled(action=Action.RESUMED, detail=name, execution_arn=started)
+
+
+# -- the sweep: the backstop for ends no event brought --------------------------------------
+
+
+class ExecutionLookup(Protocol):
+    def describe(self, execution_arn: str) -> dict[str, Any] | None: ...
+
+
+class SweepReport(BaseModel):
+    examined: int = 0
+    running: int = 0
+    reconciled: dict[str, int] = Field(default_factory=dict)
+    selfies_deleted: int = 0
+
+
+def sweep(
+    repo: AvatarRepository,
+    workflows: WorkflowStarter,
+    executions: ExecutionLookup,
+    storage: Storage,
+    settings: Settings,
+) -> SweepReport:
+    """Reconcile every record past its deadline whose execution is not running, and delete
+    the selfies of failed models whose retry window has passed. Reads the sparse Active
+    index, never the table."""
+    report = SweepReport()
+    for pk, sk in repo.list_overdue(now_iso(), settings.sweep_batch):
+        report.examined += 1
+        record = repo.get_by_key(pk, sk)
+        if record is None:
+            continue
+        if isinstance(record, ModelRecord) and record.status is ModelStatus.FAILED:
+            report.selfies_deleted += _expire_failed_model(repo, storage, record, pk, sk)
+            continue
+        end = _overdue_end(record, executions, settings)
+        if end is None:
+            if _finished(record):
+                repo.leave_sweep(pk, sk)
+            else:
+                report.running += 1
+            continue
+        outcome = reconcile(repo, workflows, settings, end)
+        report.reconciled[outcome.action.value] = report.reconciled.get(outcome.action.value, 0) + 1
+        if outcome.action is Action.UNCHANGED and _finished(repo.get_by_key(pk, sk)):
+            repo.leave_sweep(pk, sk)
+    return report
+
+
+def _finished(record: ModelRecord | JobRecord | None) -> bool:
+    if record is None:
+        return True
+    if isinstance(record, ModelRecord):
+        return record.status is ModelStatus.READY
+    return record.status not in (JobStatusName.QUEUED, JobStatusName.RUNNING)
+
+
+def _expire_failed_model(
+    repo: AvatarRepository, storage: Storage, model: ModelRecord, pk: str, sk: str
+) -> int:
+    """A failed model's retry window has passed: its selfies are biometric data, so they go."""
+    deleted = 0
+    if model.selfies_deleted_at is None:
+        deleted = training.delete_training_selfies(
+            repo, storage, ModelRef(owner=model.owner, model_id=model.model_id)
+        )
+        logger.info(
+            "selfies of a failed model deleted after its retry window",
+            extra={"model_id": model.model_id, "objects": deleted},
+        )
+    repo.leave_sweep(pk, sk)
+    return deleted
+
+
+def _overdue_end(
+    record: ModelRecord | JobRecord, executions: ExecutionLookup, settings: Settings
+) -> ExecutionEnd | None:
+    """How the record's execution ended, as Step Functions tells it; None while it runs or
+    when the record is finished."""
+    if _finished(record):
+        return None
+    if isinstance(record, ModelRecord):
+        machine = settings.train_state_machine_arn
+        attempt = max(record.training_attempt, 1)
+        payload: dict[str, Any] = {
+            "owner": record.owner,
+            "model_id": record.model_id,
+            "attempt": attempt,
+        }
+        arn = record.training_execution_arn or execution_arn(
+            machine, training.training_execution_name(record.model_id, attempt)
+        )
+    else:
+        kind = next(k for k, t in _RECORD_OF_KIND.items() if isinstance(record, t))
+        machine = getattr(settings, f"{_MACHINE_OF_KIND[kind]}_state_machine_arn")
+        payload = {"kind": kind, "owner": record.owner, "job_id": record.job_id}
+        if record.execution_arn is None:
+            return None  # never started: launch_job removes such a job itself
+        arn = record.execution_arn
+    described = executions.describe(arn)
+    name = arn.rsplit(":", 1)[-1]
+    if described is None:
+        return ExecutionEnd(
+            execution_arn=arn,
+            state_machine_arn=machine,
+            name=name,
+            status=EndStatus.MISSING,
+            input=payload,
+        )
+    status = described.get("status")
+    if status == "RUNNING":
+        return None
+    if status not in {s.value for s in EndStatus}:
+        # it SUCCEEDED and yet the record is open: the recording step was lost
+        status, described = (
+            EndStatus.FAILED,
+            {
+                **described,
+                "error": "States.Unknown",
+                "cause": "the execution ended without recording an outcome",
+            },
+        )
+    return ExecutionEnd(
+        execution_arn=arn,
+        state_machine_arn=machine,
+        name=name,
+        status=status,
+        input=_json_object(described.get("input")) or payload,
+        error=described.get("error"),
+        cause=described.get("cause"),
+        start_ms=epoch_ms(described.get("startDate")),
+        stop_ms=epoch_ms(described.get("stopDate")),
+    )
 
 
 def _ids(end: ExecutionEnd) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from avatar_core.errors import Conflict, NotFound, WorkflowUnavailable
+from avatar_core.errors import Conflict, NotFound, PaidWorkPending, WorkflowUnavailable
 from avatar_core.ids import iso, now, now_iso
 from avatar_core.logic.models import expire_abandoned_uploads, get_model
 from avatar_core.logic.polling import next_poll
@@ -54,7 +54,12 @@ def start_training(
     if expire_abandoned_uploads(repo, model):
         model = get_model(repo, owner, model_id)
     _check_trainable(model, settings.min_selfies_for_training)
-    before = repo.begin_training(owner, model_id, settings.min_selfies_for_training)
+    before = repo.begin_training(
+        owner,
+        model_id,
+        settings.min_selfies_for_training,
+        settings.deadline(settings.training_deadline_seconds),
+    )
     attempt = before.training_attempt + 1
     try:
         arn = workflows.start(
@@ -186,8 +191,14 @@ def record_failed(repo: AvatarRepository, settings: Settings, failure: TrainingF
     ``failed_selfie_retention_hours`` so it can be trained again until ``retry_until``."""
     reason = failure.reason()
     model = repo.get_model(failure.owner, failure.model_id)
-    if model is not None and max(model.training_attempt, 1) == failure.attempt:
-        fail_training(repo, settings, failure.owner, failure.model_id, reason)
+    if model is None or max(model.training_attempt, 1) != failure.attempt:
+        return reason
+    if failure.poll is None and model.provider_model_id and model.status is ModelStatus.TRAINING:
+        raise PaidWorkPending(
+            f"the provider accepted training {model.provider_model_id} but the submit step "
+            f"failed ({reason}); the workflow ends so it is resumed, not failed"
+        )
+    fail_training(repo, settings, failure.owner, failure.model_id, reason)
     return reason
 
 

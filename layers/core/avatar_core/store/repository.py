@@ -19,6 +19,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import zlib
 from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any, TypeVar
@@ -52,6 +53,14 @@ Owned = TypeVar("Owned", FaceJobRecord, InstantJobRecord)
 _OPEN_JOB = (JobStatusName.QUEUED.value, JobStatusName.RUNNING.value)
 
 _CONDITION_FAILED = ("ConditionalCheckFailedException", "TransactionCanceledException")
+
+# The sparse "Active" index: a record that may need the sweep carries ``active_pk`` (one of
+# a few shards, so no partition runs hot) and ``active_until`` (when it is overdue).
+ACTIVE_SHARDS = 8
+
+
+def _active_pk(sk: str) -> str:
+    return f"ACTIVE#{zlib.crc32(sk.encode()) % ACTIVE_SHARDS}"
 
 
 def _owner_pk(owner: str) -> str:
@@ -195,7 +204,9 @@ class AvatarRepository:
             raise
         return ModelRecord.model_validate(from_item(item))
 
-    def begin_training(self, owner: str, model_id: str, minimum: int) -> ModelRecord:
+    def begin_training(
+        self, owner: str, model_id: str, minimum: int, deadline: str = "9999"
+    ) -> ModelRecord:
         """collecting (or failed, while its selfies are kept) → training, only with enough
         accepted selfies and none pending. Answers the model as it was before.
 
@@ -209,7 +220,8 @@ class AvatarRepository:
                 Key={"PK": _owner_pk(owner), "SK": f"MODEL#{model_id}"},
                 UpdateExpression=(
                     "SET #status = :training, updated_at = :now, training_progress = :zero,"
-                    " training_attempt = if_not_exists(training_attempt, :zero) + :one"
+                    " training_attempt = if_not_exists(training_attempt, :zero) + :one,"
+                    " active_pk = :active, active_until = :deadline"
                     " REMOVE provider_model_id, #error, retry_until, training_execution_arn,"
                     " training_started_at"
                 ),
@@ -227,6 +239,8 @@ class AvatarRepository:
                     ":one": 1,
                     ":minimum": minimum,
                     ":now": stamp,
+                    ":active": _active_pk(f"MODEL#{model_id}"),
+                    ":deadline": deadline,
                 },
                 ReturnValues="ALL_OLD",
             )["Attributes"]
@@ -245,6 +259,9 @@ class AvatarRepository:
             "error": before.error,
             "retry_until": before.retry_until,
             "training_progress": before.training_progress,
+            # a failed model stays in the sweep's index until its selfies go
+            "active_until": before.retry_until,
+            "active_pk": _active_pk(f"MODEL#{before.model_id}") if before.retry_until else None,
         }
         kept = {k: v for k, v in restore.items() if v is not None}
         gone = [k for k, v in restore.items() if v is None]
@@ -302,7 +319,7 @@ class AvatarRepository:
         return True
 
     def claim_training_resume(
-        self, model: ModelRecord, from_arn: str, to_arn: str, limit: int
+        self, model: ModelRecord, from_arn: str, to_arn: str, limit: int, deadline: str = "9999"
     ) -> bool:
         """Hand a training whose execution ``from_arn`` ended abnormally over to the new
         execution ``to_arn``, counting one resume. Of two deliveries of the same end only
@@ -315,9 +332,12 @@ class AvatarRepository:
             from_arn,
             to_arn,
             limit,
+            deadline,
         )
 
-    def claim_job_resume(self, record: JobRecord, from_arn: str, to_arn: str, limit: int) -> bool:
+    def claim_job_resume(
+        self, record: JobRecord, from_arn: str, to_arn: str, limit: int, deadline: str = "9999"
+    ) -> bool:
         """The same as :meth:`claim_training_resume`, for an avatar job."""
         return self._claim_resume(
             {"PK": _owner_pk(record.owner), "SK": _JOB_PREFIX[type(record)] + record.job_id},
@@ -327,6 +347,7 @@ class AvatarRepository:
             from_arn,
             to_arn,
             limit,
+            deadline,
         )
 
     def release_resume(self, record: ModelRecord | JobRecord, from_arn: str, to_arn: str) -> None:
@@ -359,6 +380,7 @@ class AvatarRepository:
         from_arn: str,
         to_arn: str,
         limit: int,
+        deadline: str,
     ) -> bool:
         if resumes_seen >= limit:
             return False
@@ -369,7 +391,9 @@ class AvatarRepository:
         try:
             self._table.update_item(
                 Key=key,
-                UpdateExpression="SET resumes = :next, #arn = :to, updated_at = :now",
+                UpdateExpression=(
+                    "SET resumes = :next, #arn = :to, updated_at = :now, active_until = :deadline"
+                ),
                 ConditionExpression=(
                     "(#arn = :from OR attribute_not_exists(#arn))"
                     f" AND #status IN ({', '.join(states)}) AND {seen}"
@@ -380,6 +404,7 @@ class AvatarRepository:
                     ":to": to_arn,
                     ":seen": resumes_seen,
                     ":next": resumes_seen + 1,
+                    ":deadline": deadline,
                     ":now": now_iso(),
                     **states,
                 },
@@ -410,10 +435,16 @@ class AvatarRepository:
             names["#arn"] = "training_execution_arn"
             values[":arn"] = only_execution
             condition += " AND (#arn = :arn OR attribute_not_exists(#arn))"
+        expression = "SET " + ", ".join(f"#{k} = :{k}" for k in changes)
+        if fields.get("retry_until"):
+            # the sweep deletes its selfies once the retry window has passed
+            expression += ", active_until = :retry_until"
+        else:
+            expression += " REMOVE active_pk, active_until"
         try:
             self._table.update_item(
                 Key={"PK": _owner_pk(owner), "SK": f"MODEL#{model_id}"},
-                UpdateExpression="SET " + ", ".join(f"#{k} = :{k}" for k in changes),
+                UpdateExpression=expression,
                 ConditionExpression=condition,
                 ExpressionAttributeNames=names,
                 ExpressionAttributeValues=values,
@@ -599,11 +630,14 @@ class AvatarRepository:
 
     # -- generations and face-avatar jobs ---------------------------------------------------
 
-    def create_job(self, record: JobRecord) -> None:
+    def create_job(self, record: JobRecord, deadline: str = "9999") -> None:
+        sk = _JOB_PREFIX[type(record)] + record.job_id
         item: dict[str, Any] = {
             "PK": _owner_pk(record.owner),
-            "SK": _JOB_PREFIX[type(record)] + record.job_id,
+            "SK": sk,
             "kind": type(record).__name__,
+            "active_pk": _active_pk(sk),
+            "active_until": deadline,
             **record.model_dump(mode="json"),
         }
         if isinstance(record, GenerationRecord):
@@ -791,6 +825,7 @@ class AvatarRepository:
         if only_execution is not None:
             condition += " AND (execution_arn = :arn OR attribute_not_exists(execution_arn))"
             values[":arn"] = only_execution
+        expression += " REMOVE active_pk, active_until"
         try:
             self._table.update_item(
                 Key={"PK": _owner_pk(owner), "SK": _JOB_PREFIX[kind] + job_id},
@@ -861,6 +896,43 @@ class AvatarRepository:
         return True
 
     # -- plumbing -------------------------------------------------------------------------
+
+    # -- the sweep ------------------------------------------------------------------------
+
+    def list_overdue(self, before: str, limit: int) -> list[tuple[str, str]]:
+        """Keys (PK, SK) of records in the sparse Active index whose ``active_until`` has
+        passed, at most ``limit`` per shard, oldest first."""
+        keys: list[tuple[str, str]] = []
+        for shard in range(ACTIVE_SHARDS):
+            page = self._table.query(
+                IndexName="Active",
+                KeyConditionExpression=Key("active_pk").eq(f"ACTIVE#{shard}")
+                & Key("active_until").lt(before),
+                Limit=limit,
+            )
+            keys += [(item["PK"], item["SK"]) for item in page.get("Items", [])]
+        return keys
+
+    def get_by_key(self, pk: str, sk: str) -> ModelRecord | JobRecord | None:
+        """A model or job record by its table key, as the sweep finds it."""
+        item = self._table.get_item(Key={"PK": pk, "SK": sk}, ConsistentRead=True).get("Item")
+        if item is None:
+            return None
+        if sk.startswith("MODEL#"):
+            return ModelRecord.model_validate(from_item(item))
+        for kind, prefix in _JOB_PREFIX.items():
+            if sk.startswith(prefix):
+                record: JobRecord = kind.model_validate(from_item(item))
+                return record
+        return None
+
+    def leave_sweep(self, pk: str, sk: str) -> None:
+        """Take a record out of the Active index (it needs the sweep no more)."""
+        self._table.update_item(
+            Key={"PK": pk, "SK": sk},
+            UpdateExpression="REMOVE active_pk, active_until",
+            ConditionExpression="attribute_exists(PK)",
+        )
 
     def _query_all(self, **query: Any) -> Iterator[dict[str, Any]]:
         while True:

@@ -70,6 +70,16 @@ class Workflows:
         arn: str = response["executionArn"]
         return arn
 
+    def describe(self, execution_arn: str) -> dict[str, Any] | None:
+        """DescribeExecution's answer, or None when Step Functions knows no such execution."""
+        try:
+            described: dict[str, Any] = self._sfn.describe_execution(executionArn=execution_arn)
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") == "ExecutionDoesNotExist":
+                return None
+            raise
+        return described
+
 
 def execution_arn(state_machine_arn: str, name: str) -> str:
     prefix, _, machine = state_machine_arn.rpartition(":stateMachine:")

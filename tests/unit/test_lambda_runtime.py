@@ -1,0 +1,130 @@
+"""The local Lambda runtime is as strict as Lambda where our promises depend on it:
+invocations run at the same time (so race tests prove conditional writes, not a lock),
+each sees only its own function's variables, and a handler that overruns its Timeout
+ends as ``Sandbox.Timedout``."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from local import lambda_runtime
+from local.lambda_runtime import FunctionCode, InProcessRuntime
+
+HANDLER = """
+import os
+import threading
+import time
+
+BARRIER = threading.Barrier(2, timeout=5)
+
+
+def meet(event, context):
+    # both invocations must be inside the handler at once to pass the barrier
+    BARRIER.wait()
+    return {"name": os.environ["WHO"]}
+
+
+def slow(event, context):
+    time.sleep(event["seconds"])
+    return {"slept": event["seconds"]}
+
+
+def who(event, context):
+    time.sleep(0.2)
+    return {"who": os.environ["WHO"], "seen": os.environ.get("ONLY_B")}
+"""
+
+
+@dataclass
+class FakeFunction:
+    """The attributes of moto's LambdaFunction that the runtime reads."""
+
+    function_name: str
+    environment_vars: dict[str, str] = field(default_factory=dict)
+    memory_size: int = 128
+    timeout: int = 3
+
+    @property
+    def function_arn(self) -> str:
+        return f"arn:aws:lambda:us-east-1:123456789012:function:{self.function_name}"
+
+
+@pytest.fixture()
+def runtime(tmp_path: Path) -> Iterator[InProcessRuntime]:
+    (tmp_path / "app.py").write_text(HANDLER)
+    runtime = InProcessRuntime()
+    for handler in ("meet", "slow", "who"):
+        runtime.register(handler, FunctionCode(handler, tmp_path, f"app.{handler}"))
+    real = os.environ
+    lambda_runtime._install_environ_view()
+    yield runtime
+    os.environ = getattr(os.environ, "real", real)  # type: ignore[assignment]  # noqa: B003
+
+
+def answer(result: tuple[str, bool, str]) -> dict[str, object]:
+    payload, _, _ = result
+    decoded: dict[str, object] = json.loads(payload)
+    return decoded
+
+
+def test_invocations_of_one_function_run_at_the_same_time(runtime: InProcessRuntime) -> None:
+    fn = FakeFunction("meet", {"WHO": "a"})
+    with ThreadPoolExecutor(2) as pool:
+        results = list(pool.map(lambda _: runtime.invoke(fn, {}), range(2)))
+
+    assert [errored for _, errored, _ in results] == [False, False], results
+
+
+def test_each_invocation_sees_only_its_own_functions_variables(runtime: InProcessRuntime) -> None:
+    a = FakeFunction("who", {"WHO": "a"})
+    b = FakeFunction("who", {"WHO": "b", "ONLY_B": "yes"})
+    with ThreadPoolExecutor(2) as pool:
+        first, second = pool.map(lambda fn: answer(runtime.invoke(fn, {})), [a, b])
+
+    assert first == {"who": "a", "seen": None}
+    assert second == {"who": "b", "seen": "yes"}
+    assert "WHO" not in os.environ, "a function's variables never leak into the process"
+
+
+def test_a_handler_that_overruns_its_timeout_ends_as_sandbox_timedout(
+    runtime: InProcessRuntime,
+) -> None:
+    started = time.monotonic()
+    payload, errored, _ = runtime.invoke(FakeFunction("slow", timeout=1), {"seconds": 3})
+
+    assert errored
+    assert json.loads(payload)["errorType"] == "Sandbox.Timedout"
+    assert "Task timed out after 1.00 seconds" in json.loads(payload)["errorMessage"]
+    assert time.monotonic() - started < 2.5, "the caller is answered at the timeout"
+
+
+def test_a_handler_inside_its_timeout_answers_normally(runtime: InProcessRuntime) -> None:
+    assert answer(runtime.invoke(FakeFunction("slow", timeout=2), {"seconds": 0.1})) == {
+        "slept": 0.1
+    }
+
+
+def test_a_function_runs_at_most_its_concurrency_at_once(tmp_path: Path) -> None:
+    (tmp_path / "app.py").write_text(HANDLER)
+    runtime = InProcessRuntime()
+    runtime.register("slow", FunctionCode("slow", tmp_path, "app.slow", concurrency=1))
+    fn = FakeFunction("slow", timeout=5)
+    started = time.monotonic()
+    threads = [
+        threading.Thread(target=runtime.invoke, args=(fn, {"seconds": 0.5})) for _ in range(2)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert time.monotonic() - started >= 1.0, "the second waited for the only slot"
