@@ -138,3 +138,23 @@ def test_finished_records_are_not_in_the_index_at_all(
     report, _ = run(repo, storage, FakeExecutions())
 
     assert report.examined == 0
+
+
+def test_a_queued_job_whose_start_was_never_recorded_is_looked_up_by_name_and_failed(
+    repo: AvatarRepository, storage: Storage
+) -> None:
+    stamp = ids.now_iso()
+    generation_id = ids.new_id(ids.GENERATION)
+    record = GenerationRecord(
+        owner="alice", generation_id=generation_id, model_id="m", created_at=stamp, updated_at=stamp
+    )
+    repo.create_job(record, deadline=PAST)  # the API died before it started the workflow
+    executions = FakeExecutions()
+
+    report, _ = run(repo, storage, executions)
+
+    assert executions.asked == [execution_arn(JOBS, f"generate-{generation_id}")]
+    assert report.reconciled == {"failed": 1}
+    job = repo.get_job(GenerationRecord, "alice", generation_id)
+    assert job is not None and job.status is JobStatusName.FAILED
+    assert "nothing was charged" in (job.error or "")

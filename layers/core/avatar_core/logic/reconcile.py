@@ -49,6 +49,8 @@ _RECORD_OF_KIND: dict[str, type[JobRecord]] = {
     "instant": InstantJobRecord,
 }
 _MACHINE_OF_KIND = {"generation": "generate", "face": "face", "instant": "instant"}
+# execution names: generations_execution_name, face_execution_name, instant_execution_name
+_NAME_PREFIX_OF_KIND = {"generation": "generate", "face": "face", "instant": "instant"}
 _RESUME_SUFFIX = re.compile(r"-r\d+$")
 
 
@@ -350,9 +352,11 @@ def _overdue_end(
         kind = next(k for k, t in _RECORD_OF_KIND.items() if isinstance(record, t))
         machine = getattr(settings, f"{_MACHINE_OF_KIND[kind]}_state_machine_arn")
         payload = {"kind": kind, "owner": record.owner, "job_id": record.job_id}
-        if record.execution_arn is None:
-            return None  # never started: launch_job removes such a job itself
-        arn = record.execution_arn
+        # an API call that died between storing the job and storing its execution's ARN
+        # leaves the ARN unknown; the execution's name is the job's, so ask by name
+        arn = record.execution_arn or execution_arn(
+            machine, f"{_NAME_PREFIX_OF_KIND[kind]}-{record.job_id}"
+        )
     described = executions.describe(arn)
     name = arn.rsplit(":", 1)[-1]
     if described is None:

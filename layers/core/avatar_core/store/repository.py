@@ -294,6 +294,9 @@ class AvatarRepository:
         """Keep the provider's model id of this training attempt; False if the model has
         moved on (deleted, or another attempt) so the id belongs to nobody."""
         stamp = now_iso()
+        same_attempt = "training_attempt = :attempt"
+        if attempt == 1:  # a training started before attempts were counted
+            same_attempt = f"({same_attempt} OR attribute_not_exists(training_attempt))"
         try:
             self._table.update_item(
                 Key={"PK": _owner_pk(owner), "SK": f"MODEL#{model_id}"},
@@ -301,7 +304,7 @@ class AvatarRepository:
                     "SET provider_model_id = :id, training_started_at = :now, updated_at = :now"
                 ),
                 ConditionExpression=(
-                    "#status = :training AND training_attempt = :attempt"
+                    f"#status = :training AND {same_attempt}"
                     " AND attribute_not_exists(provider_model_id)"
                 ),
                 ExpressionAttributeNames={"#status": "status"},
