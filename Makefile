@@ -90,6 +90,8 @@ bench: install  ## speed, memory and cost ratios measured in one run each
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/copy.py
 	$(BIN)/python bench/transitions.py
+	$(BIN)/python bench/chaos.py
+	$(BIN)/python bench/fuzz.py
 
 clean:
 	rm -rf $(VENV) $(SAM_VENV) $(CHECKOV_VENV) $(BANDIT_VENV) .tools .pytest_cache .mypy_cache .ruff_cache demo-output test-output .local
