@@ -328,7 +328,10 @@ function renderTraining(model) {
   const progress = $("#training-progress");
   const accepted = model.selfies.accepted;
   $("#step-training").dataset.state = model.status;
-  show(button, model.status === "collecting");
+  const retrainable =
+    model.status === "failed" && model.retry_until && Date.parse(model.retry_until) > Date.now();
+  show(button, model.status === "collecting" || retrainable);
+  button.textContent = retrainable ? "Train again" : "Start training";
   show(progress, model.status === "training" || model.status === "ready");
   if (model.status === "collecting") {
     const missing = Math.max(0, MIN_SELFIES - accepted);
@@ -350,7 +353,14 @@ function renderTraining(model) {
     setProgress(100);
     line.textContent = `Ready since ${when(model.updated_at)}.`;
   } else if (model.status === "failed") {
-    hint.textContent = "Training failed. Create a new model to try again.";
+    const cost = model.provider_accepted
+      ? "The provider had accepted the training, so it may have been billed."
+      : "The provider never started it: nothing was charged.";
+    hint.textContent = retrainable
+      ? `Training failed. ${cost} Your selfies are kept until ${when(model.retry_until)}: ` +
+        "train again with them until then."
+      : `Training failed. ${cost} Its selfies are no longer kept: create a new model to try again.`;
+    button.disabled = false;
     line.textContent = "";
   }
   if (model.status === "failed") setError($("#training-error"), model.error || "Training failed.");

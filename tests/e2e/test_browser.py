@@ -375,3 +375,24 @@ def test_with_client_checks_off_the_servers_422_is_shown_as_the_server_words_it(
     expect(page.locator("#face-batch-error")).to_have_text(message)
     assert api.call("GET", "/face-avatars").json()["items"] == []
     shots("09-server-422")
+
+
+def test_a_failed_training_offers_train_again_while_the_selfies_are_kept(
+    page: Any, app_url: str, user: str, web_stack: LocalStack
+) -> None:
+    api = api_for(web_stack, user)
+    emulator = journeys.Emulator(web_stack)
+    emulator.script(training_outcome={"status": "FAILED", "message": "faces too blurry"})
+    model_id = journeys.model_with_selfies(api, 5, seed=80)
+    assert api.start_training(model_id).status_code == 202
+    assert journeys.wait_for_model(api, model_id)["status"] == "failed"
+    emulator.reset()
+
+    sign_in(page, app_url, user)
+    page.locator(f"#model-list [data-model-id='{model_id}']").click()
+
+    expect(page.locator("#model-status")).to_have_text("Failed")
+    expect(page.locator("#training-hint")).to_contain_text("Your selfies are kept until")
+    expect(page.locator("#training-hint")).to_contain_text("may have been billed")
+    page.get_by_role("button", name="Train again").click()
+    expect(page.locator("#model-status")).to_have_text("Training", timeout=10_000)

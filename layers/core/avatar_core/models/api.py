@@ -65,6 +65,11 @@ class ModelOut(BaseModel):
         description="A failed model can be trained again (POST .../training) until then, "
         "while its selfies are kept",
     )
+    provider_accepted: bool = Field(
+        default=False,
+        description="Whether the provider accepted this training (so it may bill for it, "
+        "even if it failed later); false means nothing was sent or charged",
+    )
 
     @classmethod
     def of(cls, record: ModelRecord) -> ModelOut:
@@ -84,6 +89,7 @@ class ModelOut(BaseModel):
             retry_until=record.retry_until
             if record.status is ModelStatus.FAILED and record.selfies_deleted_at is None
             else None,
+            provider_accepted=record.provider_model_id is not None,
         )
 
 
