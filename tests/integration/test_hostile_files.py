@@ -1,9 +1,9 @@
 """Hostile uploads through the local stack, as a client would send them: every file from
-``local/hostile_files.py`` goes up through a presigned POST - every other one as a selfie, the
-rest as a face-avatar reference, so that each kind reaches both ingest paths - and ingest
-settles each one, accepted or rejected with a reason, without a Lambda failure and without
-leaving anything half-written in the bucket. (Every file meets both paths' logic in
-``tests/unit/test_hostile_files.py``.)"""
+``tests/support/hostile_files.py`` goes up through a presigned POST - every other one as a
+selfie, the rest as a face-avatar reference, so that each kind reaches both ingest paths -
+and ingest settles each one, accepted or rejected with a reason, without a Lambda failure
+and without leaving anything half-written in the bucket. (Every file meets both paths'
+logic in ``tests/unit/test_hostile_files.py``.)"""
 
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ import pytest
 
 from local import photos
 from local.client import ApiClient, wait_until
-from local.hostile_files import HostileFile, hostile_files
 from local.stack import LocalStack
+from tests.support.hostile_files import HostileFile, hostile_files
 from tests.support.journeys import upload_and_settle
 
 pytestmark = [

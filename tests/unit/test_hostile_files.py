@@ -1,4 +1,4 @@
-"""Hostile uploads (``local/hostile_files.py``) through both ingest paths, as pure logic.
+"""Hostile uploads (``tests/support/hostile_files.py``) through both ingest paths, as pure logic.
 
 Every file is accepted or refused with ``ImageRejected`` and a reason a person can act on;
 nothing else escapes, and no file costs more than a bounded amount of CPU time and memory.
@@ -40,8 +40,9 @@ from avatar_core.store.storage import (
     fitted_face_key,
     selfie_upload_key,
 )
-from local import hostile_files, photos
-from local.hostile_files import PAYLOAD_MARKERS, HostileFile
+from local import photos
+from tests.support import hostile_files
+from tests.support.hostile_files import PAYLOAD_MARKERS, HostileFile
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning:PIL")  # "Corrupt EXIF data" etc.
 
