@@ -37,7 +37,13 @@ from local import aws_calls, demo, photos
 from local.aws_calls import CallRecorder, Use
 from local.client import ApiClient, wait_until
 from local.stack import LocalStack
-from tests.support.journeys import Emulator, model_with_selfies, upload_and_settle, wait_for_model
+from tests.support.journeys import (
+    Emulator,
+    model_with_selfies,
+    stop_execution,
+    upload_and_settle,
+    wait_for_model,
+)
 
 # Granted but unused by the journey, on purpose: each is needed on a path it cannot reach.
 UNREACHED: dict[tuple[str, str], str] = {
@@ -152,11 +158,7 @@ def _operator_stops_a_generation(stack: LocalStack, client: ApiClient, model_id:
         lambda g: g["status"] == "running",
         timeout=20,
     )
-    machine = stack.stack.state_machine_arns["GenerateAvatarsStateMachine"]
-    prefix, _, name = machine.rpartition(":stateMachine:")
-    boto3.client("stepfunctions").stop_execution(
-        executionArn=f"{prefix}:execution:{name}:generate-{generation_id}"
-    )
+    stop_execution(stack, "GenerateAvatarsStateMachine", f"generate-{generation_id}")
     finished = wait_until(
         lambda: client.get_generation(generation_id),
         lambda g: g["status"] in ("succeeded", "failed"),

@@ -14,7 +14,13 @@ import pytest
 
 from local.client import ApiClient, wait_until
 from local.stack import LocalStack
-from tests.support.journeys import Emulator, model_item, model_with_selfies, trained_model
+from tests.support.journeys import (
+    Emulator,
+    model_item,
+    model_with_selfies,
+    stop_execution,
+    trained_model,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -24,16 +30,6 @@ def executions(stack: LocalStack, machine: str, prefix: str) -> dict[str, str]:
     sfn = boto3.client("stepfunctions")
     listed = sfn.list_executions(stateMachineArn=stack.stack.state_machine_arns[machine])
     return {e["name"]: e["status"] for e in listed["executions"] if e["name"].startswith(prefix)}
-
-
-def stop(stack: LocalStack, machine: str, name: str) -> None:
-    arn = stack.stack.state_machine_arns[machine]
-    prefix, _, machine_name = arn.rpartition(":stateMachine:")
-    boto3.client("stepfunctions").stop_execution(
-        executionArn=f"{prefix}:execution:{machine_name}:{name}",
-        error="Operator.Stop",
-        cause="stopped from the console",
-    )
 
 
 def hold_polls(emulator: Emulator, route: str, times: int) -> None:
@@ -59,7 +55,7 @@ def test_a_training_stopped_by_an_operator_after_submit_resumes_and_gets_ready_p
         timeout=20,
     )
 
-    stop(stack, "TrainModelStateMachine", f"train-{model_id}")
+    stop_execution(stack, "TrainModelStateMachine", f"train-{model_id}")
     model = wait_until(
         lambda: client.get_model(model_id),
         lambda m: m["status"] != "training",
@@ -91,7 +87,7 @@ def test_a_generation_stopped_by_an_operator_after_submit_resumes_and_copies_its
         timeout=20,
     )
 
-    stop(stack, "GenerateAvatarsStateMachine", f"generate-{generation_id}")
+    stop_execution(stack, "GenerateAvatarsStateMachine", f"generate-{generation_id}")
     generation = wait_until(
         lambda: client.get_generation(generation_id),
         lambda g: g["status"] in ("succeeded", "failed"),
@@ -130,7 +126,7 @@ def test_a_model_stopped_twice_past_its_resumes_is_failed_with_a_reason_and_can_
             lambda item: "provider_model_id" in item,
             timeout=20,
         )
-        stop(stack, "TrainModelStateMachine", name)
+        stop_execution(stack, "TrainModelStateMachine", name)
 
     model: dict[str, Any] = wait_until(
         lambda: client.get_model(model_id),

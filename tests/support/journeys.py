@@ -53,6 +53,18 @@ def trained_model(client: ApiClient, stack: LocalStack, seed: int = 0) -> str:
     return model_id
 
 
+def stop_execution(stack: LocalStack, machine: str, name: str) -> None:
+    """What an operator does in the Step Functions console: stop an execution by name."""
+    assert stack.stack is not None
+    arn = stack.stack.state_machine_arns[machine]
+    prefix, _, machine_name = arn.rpartition(":stateMachine:")
+    boto3.client("stepfunctions").stop_execution(
+        executionArn=f"{prefix}:execution:{machine_name}:{name}",
+        error="Operator.Stop",
+        cause="stopped from the console",
+    )
+
+
 def model_item(stack: LocalStack, owner: str, model_id: str) -> dict[str, Any]:
     table = boto3.resource("dynamodb").Table(stack.output("TableName"))
     item: dict[str, Any] = table.get_item(Key={"PK": f"OWNER#{owner}", "SK": f"MODEL#{model_id}"})[

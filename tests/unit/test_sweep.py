@@ -44,6 +44,17 @@ def overdue_training(repo: AvatarRepository) -> str:
     return model_id
 
 
+def overdue_generation(repo: AvatarRepository) -> str:
+    """A queued generation past its deadline (as if its end event never reached us)."""
+    stamp = ids.now_iso()
+    generation_id = ids.new_id(ids.GENERATION)
+    record = GenerationRecord(
+        owner="alice", generation_id=generation_id, model_id="m", created_at=stamp, updated_at=stamp
+    )
+    repo.create_job(record, deadline=PAST)
+    return generation_id
+
+
 def run(repo: AvatarRepository, storage: Storage, executions: FakeExecutions) -> Any:
     workflows = FakeWorkflows()
     report = sweep(repo, workflows, executions, storage, SWEEP_SETTINGS)
@@ -80,12 +91,7 @@ def test_a_training_whose_execution_still_runs_is_left_alone(
 def test_a_paid_generation_whose_stop_event_was_lost_is_resumed(
     repo: AvatarRepository, storage: Storage
 ) -> None:
-    stamp = ids.now_iso()
-    generation_id = ids.new_id(ids.GENERATION)
-    record = GenerationRecord(
-        owner="alice", generation_id=generation_id, model_id="m", created_at=stamp, updated_at=stamp
-    )
-    repo.create_job(record, deadline=PAST)
+    generation_id = overdue_generation(repo)
     arn = execution_arn(JOBS, f"generate-{generation_id}")
     repo.set_job_execution(GenerationRecord, "alice", generation_id, arn)
     repo.claim_provider_job(GenerationRecord, "alice", generation_id, "prov-job-1")
@@ -143,12 +149,7 @@ def test_finished_records_are_not_in_the_index_at_all(
 def test_a_queued_job_whose_start_was_never_recorded_is_looked_up_by_name_and_failed(
     repo: AvatarRepository, storage: Storage
 ) -> None:
-    stamp = ids.now_iso()
-    generation_id = ids.new_id(ids.GENERATION)
-    record = GenerationRecord(
-        owner="alice", generation_id=generation_id, model_id="m", created_at=stamp, updated_at=stamp
-    )
-    repo.create_job(record, deadline=PAST)  # the API died before it started the workflow
+    generation_id = overdue_generation(repo)  # the API died before it started the workflow
     executions = FakeExecutions()
 
     report, _ = run(repo, storage, executions)

@@ -146,6 +146,16 @@ class AvatarRepository:
         self._client = self._resource.meta.client
         self.table_name = table_name
 
+    def _update_if(self, **update: Any) -> bool:
+        """One conditional UpdateItem: True if it was applied, False if its condition failed."""
+        try:
+            self._table.update_item(**update)
+        except ClientError as error:
+            if _is_condition_failure(error):
+                return False
+            raise
+        return True
+
     # -- models ---------------------------------------------------------------------------
 
     def create_model(self, record: ModelRecord) -> None:
@@ -271,22 +281,16 @@ class AvatarRepository:
         expression = "SET " + ", ".join(f"#{k} = :{k}" for k in kept)
         if gone:
             expression += " REMOVE " + ", ".join(f"#{k}" for k in gone)
-        try:
-            self._table.update_item(
-                Key={"PK": _owner_pk(before.owner), "SK": f"MODEL#{before.model_id}"},
-                UpdateExpression=expression,
-                ConditionExpression=(
-                    "#status = :training AND training_attempt = :attempt"
-                    " AND attribute_not_exists(provider_model_id)"
-                ),
-                ExpressionAttributeNames=names,
-                ExpressionAttributeValues=values,
-            )
-        except ClientError as error:
-            if _is_condition_failure(error):
-                return False
-            raise
-        return True
+        return self._update_if(
+            Key={"PK": _owner_pk(before.owner), "SK": f"MODEL#{before.model_id}"},
+            UpdateExpression=expression,
+            ConditionExpression=(
+                "#status = :training AND training_attempt = :attempt"
+                " AND attribute_not_exists(provider_model_id)"
+            ),
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues=values,
+        )
 
     def store_provider_model_id(
         self, owner: str, model_id: str, attempt: int, provider_model_id: str
@@ -297,29 +301,23 @@ class AvatarRepository:
         same_attempt = "training_attempt = :attempt"
         if attempt == 1:  # a training started before attempts were counted
             same_attempt = f"({same_attempt} OR attribute_not_exists(training_attempt))"
-        try:
-            self._table.update_item(
-                Key={"PK": _owner_pk(owner), "SK": f"MODEL#{model_id}"},
-                UpdateExpression=(
-                    "SET provider_model_id = :id, training_started_at = :now, updated_at = :now"
-                ),
-                ConditionExpression=(
-                    f"#status = :training AND {same_attempt}"
-                    " AND attribute_not_exists(provider_model_id)"
-                ),
-                ExpressionAttributeNames={"#status": "status"},
-                ExpressionAttributeValues={
-                    ":id": provider_model_id,
-                    ":now": stamp,
-                    ":training": ModelStatus.TRAINING.value,
-                    ":attempt": attempt,
-                },
-            )
-        except ClientError as error:
-            if _is_condition_failure(error):
-                return False
-            raise
-        return True
+        return self._update_if(
+            Key={"PK": _owner_pk(owner), "SK": f"MODEL#{model_id}"},
+            UpdateExpression=(
+                "SET provider_model_id = :id, training_started_at = :now, updated_at = :now"
+            ),
+            ConditionExpression=(
+                f"#status = :training AND {same_attempt}"
+                " AND attribute_not_exists(provider_model_id)"
+            ),
+            ExpressionAttributeNames={"#status": "status"},
+            ExpressionAttributeValues={
+                ":id": provider_model_id,
+                ":now": stamp,
+                ":training": ModelStatus.TRAINING.value,
+                ":attempt": attempt,
+            },
+        )
 
     def claim_training_resume(
         self, model: ModelRecord, from_arn: str, to_arn: str, limit: int, deadline: str = "9999"
@@ -391,32 +389,26 @@ class AvatarRepository:
         seen = "resumes = :seen"
         if resumes_seen == 0:
             seen = f"(attribute_not_exists(resumes) OR {seen})"
-        try:
-            self._table.update_item(
-                Key=key,
-                UpdateExpression=(
-                    "SET resumes = :next, #arn = :to, updated_at = :now, active_until = :deadline"
-                ),
-                ConditionExpression=(
-                    "(#arn = :from OR attribute_not_exists(#arn))"
-                    f" AND #status IN ({', '.join(states)}) AND {seen}"
-                ),
-                ExpressionAttributeNames={"#arn": arn_field, "#status": "status"},
-                ExpressionAttributeValues={
-                    ":from": from_arn,
-                    ":to": to_arn,
-                    ":seen": resumes_seen,
-                    ":next": resumes_seen + 1,
-                    ":deadline": deadline,
-                    ":now": now_iso(),
-                    **states,
-                },
-            )
-        except ClientError as error:
-            if _is_condition_failure(error):
-                return False
-            raise
-        return True
+        return self._update_if(
+            Key=key,
+            UpdateExpression=(
+                "SET resumes = :next, #arn = :to, updated_at = :now, active_until = :deadline"
+            ),
+            ConditionExpression=(
+                "(#arn = :from OR attribute_not_exists(#arn))"
+                f" AND #status IN ({', '.join(states)}) AND {seen}"
+            ),
+            ExpressionAttributeNames={"#arn": arn_field, "#status": "status"},
+            ExpressionAttributeValues={
+                ":from": from_arn,
+                ":to": to_arn,
+                ":seen": resumes_seen,
+                ":next": resumes_seen + 1,
+                ":deadline": deadline,
+                ":now": now_iso(),
+                **states,
+            },
+        )
 
     def finish_training(
         self,
@@ -444,19 +436,13 @@ class AvatarRepository:
             expression += ", active_until = :retry_until"
         else:
             expression += " REMOVE active_pk, active_until"
-        try:
-            self._table.update_item(
-                Key={"PK": _owner_pk(owner), "SK": f"MODEL#{model_id}"},
-                UpdateExpression=expression,
-                ConditionExpression=condition,
-                ExpressionAttributeNames=names,
-                ExpressionAttributeValues=values,
-            )
-        except ClientError as error:
-            if _is_condition_failure(error):
-                return False
-            raise
-        return True
+        return self._update_if(
+            Key={"PK": _owner_pk(owner), "SK": f"MODEL#{model_id}"},
+            UpdateExpression=expression,
+            ConditionExpression=condition,
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues=values,
+        )
 
     def delete_model(self, owner: str, model_id: str) -> None:
         """Delete the model's records: selfies first, the model item last."""
@@ -737,21 +723,15 @@ class AvatarRepository:
     ) -> bool:
         """Remember a status word we do not know on the job, once: True the first time this
         job answers this word (so it is reported once), False after that or if it is gone."""
-        try:
-            self._table.update_item(
-                Key={"PK": _owner_pk(owner), "SK": _JOB_PREFIX[kind] + job_id},
-                UpdateExpression="SET unknown_provider_status = :word",
-                ConditionExpression=(
-                    "attribute_exists(PK) AND (attribute_not_exists(unknown_provider_status)"
-                    " OR unknown_provider_status <> :word)"
-                ),
-                ExpressionAttributeValues={":word": provider_status},
-            )
-        except ClientError as error:
-            if _is_condition_failure(error):
-                return False
-            raise
-        return True
+        return self._update_if(
+            Key={"PK": _owner_pk(owner), "SK": _JOB_PREFIX[kind] + job_id},
+            UpdateExpression="SET unknown_provider_status = :word",
+            ConditionExpression=(
+                "attribute_exists(PK) AND (attribute_not_exists(unknown_provider_status)"
+                " OR unknown_provider_status <> :word)"
+            ),
+            ExpressionAttributeValues={":word": provider_status},
+        )
 
     def set_job_execution(self, kind: type[JobRecord], owner: str, job_id: str, arn: str) -> None:
         self._table.update_item(
@@ -784,22 +764,16 @@ class AvatarRepository:
         self, kind: type[JobRecord], owner: str, job_id: str, avatar: AvatarRecord
     ) -> bool:
         """Record one copied avatar; idempotent, keyed by its id. False if the job is gone."""
-        try:
-            self._table.update_item(
-                Key={"PK": _owner_pk(owner), "SK": _JOB_PREFIX[kind] + job_id},
-                UpdateExpression="SET avatars.#avatar = :avatar, updated_at = :now",
-                ConditionExpression="attribute_exists(PK)",
-                ExpressionAttributeNames={"#avatar": avatar.avatar_id},
-                ExpressionAttributeValues={
-                    ":avatar": to_item(avatar.model_dump(mode="json")),
-                    ":now": now_iso(),
-                },
-            )
-        except ClientError as error:
-            if _is_condition_failure(error):
-                return False
-            raise
-        return True
+        return self._update_if(
+            Key={"PK": _owner_pk(owner), "SK": _JOB_PREFIX[kind] + job_id},
+            UpdateExpression="SET avatars.#avatar = :avatar, updated_at = :now",
+            ConditionExpression="attribute_exists(PK)",
+            ExpressionAttributeNames={"#avatar": avatar.avatar_id},
+            ExpressionAttributeValues={
+                ":avatar": to_item(avatar.model_dump(mode="json")),
+                ":now": now_iso(),
+            },
+        )
 
     def finish_job(
         self,
@@ -829,19 +803,13 @@ class AvatarRepository:
             condition += " AND (execution_arn = :arn OR attribute_not_exists(execution_arn))"
             values[":arn"] = only_execution
         expression += " REMOVE active_pk, active_until"
-        try:
-            self._table.update_item(
-                Key={"PK": _owner_pk(owner), "SK": _JOB_PREFIX[kind] + job_id},
-                UpdateExpression=expression,
-                ConditionExpression=condition,
-                ExpressionAttributeNames=names,
-                ExpressionAttributeValues=values,
-            )
-        except ClientError as error_:
-            if _is_condition_failure(error_):
-                return False
-            raise
-        return True
+        return self._update_if(
+            Key={"PK": _owner_pk(owner), "SK": _JOB_PREFIX[kind] + job_id},
+            UpdateExpression=expression,
+            ConditionExpression=condition,
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues=values,
+        )
 
     # -- face-avatar reference images ---------------------------------------------------------
 
@@ -881,22 +849,16 @@ class AvatarRepository:
                 "updated_at": now_iso(),
             }
         )
-        try:
-            self._table.update_item(
-                Key={"PK": _owner_pk(record.owner), "SK": f"FACEIMG#{record.image_id}"},
-                UpdateExpression="SET " + ", ".join(f"#{k} = :{k}" for k in changes),
-                ConditionExpression="#status = :pending",
-                ExpressionAttributeNames={f"#{k}": k for k in changes},
-                ExpressionAttributeValues={
-                    **{f":{k}": v for k, v in changes.items()},
-                    ":pending": SelfieStatus.PENDING.value,
-                },
-            )
-        except ClientError as error:
-            if _is_condition_failure(error):
-                return False
-            raise
-        return True
+        return self._update_if(
+            Key={"PK": _owner_pk(record.owner), "SK": f"FACEIMG#{record.image_id}"},
+            UpdateExpression="SET " + ", ".join(f"#{k} = :{k}" for k in changes),
+            ConditionExpression="#status = :pending",
+            ExpressionAttributeNames={f"#{k}": k for k in changes},
+            ExpressionAttributeValues={
+                **{f":{k}": v for k, v in changes.items()},
+                ":pending": SelfieStatus.PENDING.value,
+            },
+        )
 
     # -- plumbing -------------------------------------------------------------------------
 
