@@ -23,15 +23,15 @@ def run(port: int, time_factor: float, access_log: bool) -> int:
     stack = LocalStack(LocalConfig(api_port=port, time_factor=time_factor, access_log=access_log))
     stack.start()
     print(f"avatar-pipeline local stack ready in {time.monotonic() - started:.1f}s")
-    print(f"  try-it     {stack.page_url}")
-    print(f"  API        {stack.api_url}")
-    # Lines that start with their name, so a script can pick them out.
+    # Each line starts with its name, so a script can pick it out (docs/api.md).
+    print(f"try-it     {stack.page_url}")
+    print(f"API        {stack.api_url}")
     print(
         f"AWS        {stack.moto_url}  (S3, DynamoDB, Step Functions, EventBridge, SQS; "
         "any credentials: aws --endpoint-url)"
     )
     print(f"emulator   {stack.emulator.base_url}  (provider emulator: results are EMULATED)")
-    print("  token      make token USER=<name>")
+    print("token      make token USER=<name>")
     print("Ctrl-C to stop.", flush=True)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
