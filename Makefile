@@ -7,6 +7,7 @@ SAM_VENV := .venv-sam
 SAM_VERSION := 1.170.0
 SAM_STAMP := $(SAM_VENV)/.installed-$(SAM_VERSION)
 ASL_VALIDATOR := .tools/node_modules/.bin/asl-validator
+AXE := .tools/node_modules/axe-core/axe.min.js
 USER   ?= demo-user
 
 # The scanners pin their own dependencies: each gets a venv of its own, rebuilt when its pin moves.
@@ -17,7 +18,7 @@ BANDIT_VENV  := .venv-bandit
 CHECKOV_STAMP := $(CHECKOV_VENV)/.installed-$(CHECKOV_VERSION)
 BANDIT_STAMP  := $(BANDIT_VENV)/.installed-$(BANDIT_VERSION)
 
-.PHONY: install tools demo run token test test-fast lint asl scan bench clean
+.PHONY: install tools demo run token test test-fast lint asl scan bench clean screenshots
 
 $(STAMP): requirements-dev.txt layers/core/requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -44,7 +45,7 @@ test-fast: install  ## everything but the local-stack tests
 	$(BIN)/python -m pytest -m "not integration"
 
 # Everything lint and scan need, installed side by side: make -j4 tools
-tools: install $(SAM_STAMP) $(CHECKOV_STAMP) $(BANDIT_STAMP) $(ASL_VALIDATOR)
+tools: install $(SAM_STAMP) $(CHECKOV_STAMP) $(BANDIT_STAMP) $(ASL_VALIDATOR) $(AXE)
 
 # aws-sam-cli pins its own boto3: it gets a venv of its own.
 $(SAM_STAMP):
@@ -62,6 +63,18 @@ lint: install asl scan $(SAM_STAMP)  ## ruff, mypy, cfn-lint, sam validate, asl-
 
 $(ASL_VALIDATOR):
 	npm install --prefix .tools --no-audit --no-fund --silent asl-validator@4.0.0
+
+# axe-core, injected into the try-it page by the browser tests; after asl-validator, as two
+# npm installs into one prefix at once would race.
+$(AXE): $(ASL_VALIDATOR)
+	npm install --prefix .tools --no-audit --no-fund --silent axe-core@4.11.0
+
+# The README's pictures of the try-it page, taken by the browser tests on a fresh stack.
+screenshots: install $(AXE)  ## regenerate docs/try-it*.png from the browser tests
+	$(BIN)/python -m pytest tests/e2e/test_browser.py -q -p no:cacheprovider
+	cp test-output/screenshots/04-gallery-desktop.png docs/try-it.png
+	cp test-output/screenshots/06-face-avatars-desktop.png docs/try-it-faces.png
+	cp test-output/screenshots/03-model-ready-phone.png docs/try-it-phone.png
 
 asl: $(ASL_VALIDATOR)  ## validate every state machine definition (cfn-lint does not look inside)
 	@for f in statemachine/*.asl.json; do $(ASL_VALIDATOR) --json-path $$f || exit 1; done
