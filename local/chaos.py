@@ -20,7 +20,7 @@ import uuid
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -414,8 +414,9 @@ def run(
     CountingClient.server_errors = CountingClient.unavailable = 0
     started = time.monotonic()
     injected: Counter[str] = Counter()
+    workflow = workflow_chaos(stack, workflow_faults) if workflow_faults else nullcontext(injected)
     try:
-        with workflow_chaos(stack, workflow_faults or {}) as injected:
+        with workflow as injected:
             with ThreadPoolExecutor(max_workers=concurrency) as pool:
                 done = list(pool.map(lambda i: journey(stack, i, timeout), range(journeys)))
             if workflow_faults:

@@ -119,7 +119,8 @@ class InProcessRuntime:
         self, base_env: dict[str, str] | None = None, overrides: dict[str, str] | None = None
     ) -> None:
         self._functions: dict[str, FunctionCode] = {}
-        self._modules: dict[str, ModuleType] = {}
+        self._idle: dict[str, list[ModuleType]] = {}  # sandboxes free for an invocation
+        self._sandboxes: dict[str, int] = {}  # how many each function has had
         self._lock = threading.Lock()  # counters and the handler cache only
         self._import_lock = threading.RLock()
         self._pools: dict[str, threading.BoundedSemaphore] = {}
@@ -221,25 +222,40 @@ class InProcessRuntime:
         log.warning("%s failed: %s: %s", logical_id, error_type, message)
 
     def _handler(self, code: FunctionCode) -> Callable[[Any, Any], Any]:
-        module_name, _, attr = code.handler.rpartition(".")
-        with self._import_lock:
-            return self._load_handler(code, module_name, attr)
+        """The function's handler, run in a sandbox of its own for the invocation.
 
-    def _load_handler(
-        self, code: FunctionCode, module_name: str, attr: str
-    ) -> Callable[[Any, Any], Any]:
-        module = self._modules.get(code.logical_id)
-        if module is None:
-            path = code.code_dir / f"{module_name.replace('.', '/')}.py"
-            spec = importlib.util.spec_from_file_location(f"lambda_{code.logical_id}", path)
-            if spec is None or spec.loader is None:
-                raise ImportError(f"cannot load handler module {path}")
-            module = importlib.util.module_from_spec(spec)
-            with self._own_layer_copy():
-                spec.loader.exec_module(module)
-            self._modules[code.logical_id] = module
-        handler: Callable[[Any, Any], Any] = getattr(module, attr)
-        return handler
+        Like Lambda, one sandbox (here: one import of the function's module, with its own
+        copy of the layer) serves one invocation at a time, and a new one is made (a cold
+        start) when every existing one is busy. Module-level state (the resolver's current
+        event, the logger's keys) is therefore never shared by two invocations in flight.
+        """
+        module_name, _, attr = code.handler.rpartition(".")
+
+        def run(event: Any, context: Any) -> Any:
+            module = self._checkout(code, module_name)
+            try:
+                return getattr(module, attr)(event, context)
+            finally:
+                with self._lock:  # a timed-out invocation's sandbox returns once it is done
+                    self._idle.setdefault(code.logical_id, []).append(module)
+
+        return run
+
+    def _checkout(self, code: FunctionCode, module_name: str) -> ModuleType:
+        with self._lock:
+            idle = self._idle.setdefault(code.logical_id, [])
+            if idle:
+                return idle.pop()
+            self._sandboxes[code.logical_id] = self._sandboxes.get(code.logical_id, 0) + 1
+            number = self._sandboxes[code.logical_id]
+        path = code.code_dir / f"{module_name.replace('.', '/')}.py"
+        spec = importlib.util.spec_from_file_location(f"lambda_{code.logical_id}_{number}", path)
+        if spec is None or spec.loader is None:
+            raise ImportError(f"cannot load handler module {path}")
+        module = importlib.util.module_from_spec(spec)
+        with self._import_lock, self._own_layer_copy():
+            spec.loader.exec_module(module)
+        return module
 
     @contextmanager
     def _own_layer_copy(self) -> Iterator[None]:

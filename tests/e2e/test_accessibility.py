@@ -19,7 +19,7 @@ AXE = Path(__file__).resolve().parents[2] / ".tools" / "node_modules" / "axe-cor
 __all__ = ["pytestmark"]
 
 if not AXE.exists():
-    pytestmark = [  # noqa: F811 (the browser tests' marks, plus this one's own need)
+    pytestmark = [
         *pytestmark,
         pytest.mark.skip(reason=f"axe-core is missing: {AXE} (make tools installs it)"),
     ]

@@ -21,10 +21,12 @@ from local.lambda_runtime import FunctionCode, InProcessRuntime
 
 HANDLER = """
 import os
+import sys
 import threading
 import time
 
-BARRIER = threading.Barrier(2, timeout=5)
+# shared by every sandbox (each imports this module anew): kept on a module they all share
+BARRIER = sys.__dict__.setdefault("_runtime_test_barrier", threading.Barrier(2, timeout=5))
 
 
 def meet(event, context):
@@ -36,6 +38,17 @@ def meet(event, context):
 def slow(event, context):
     time.sleep(event["seconds"])
     return {"slept": event["seconds"]}
+
+
+CURRENT = None
+
+
+def remember(event, context):
+    # module-level state, like a resolver's current event: one sandbox, one request
+    global CURRENT
+    CURRENT = event["me"]
+    time.sleep(0.3)
+    return {"me": CURRENT}
 
 
 def who(event, context):
@@ -62,7 +75,7 @@ class FakeFunction:
 def runtime(tmp_path: Path) -> Iterator[InProcessRuntime]:
     (tmp_path / "app.py").write_text(HANDLER)
     runtime = InProcessRuntime()
-    for handler in ("meet", "slow", "who"):
+    for handler in ("meet", "slow", "who", "remember"):
         runtime.register(handler, FunctionCode(handler, tmp_path, f"app.{handler}"))
     real = os.environ
     lambda_runtime._install_environ_view()
@@ -128,3 +141,11 @@ def test_a_function_runs_at_most_its_concurrency_at_once(tmp_path: Path) -> None
         thread.join()
 
     assert time.monotonic() - started >= 1.0, "the second waited for the only slot"
+
+
+def test_concurrent_invocations_never_share_module_state(runtime: InProcessRuntime) -> None:
+    fn = FakeFunction("remember")
+    with ThreadPoolExecutor(2) as pool:
+        answers = list(pool.map(lambda me: answer(runtime.invoke(fn, {"me": me})), ["a", "b"]))
+
+    assert answers == [{"me": "a"}, {"me": "b"}], "each invocation has a sandbox of its own"
