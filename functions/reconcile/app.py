@@ -35,7 +35,7 @@ def execution_ended(event: dict[str, Any], context: LambdaContext) -> dict[str, 
         name = (
             "WorkflowsResumed"
             if outcome.action is reconcile.Action.RESUMED
-            else "JobsReconciledFailed"
+            else "RecordsReconciledFailed"
         )
         metrics.add_metric(name=name, unit=MetricUnit.Count, value=1)
     return outcome.model_dump(mode="json")
