@@ -13,6 +13,8 @@ from datetime import timedelta
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from avatar_core.ids import iso, now
+
 
 def _csv(value: object) -> object:
     if isinstance(value, str):
@@ -57,8 +59,6 @@ class Settings(BaseModel):
 
     def deadline(self, seconds: int) -> str:
         """The ISO time ``seconds`` from now, for ``active_until``."""
-        from avatar_core.ids import iso, now
-
         return iso(now() + timedelta(seconds=seconds))
 
     # providers: URLs and the names of the parameters that hold their secrets

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Protocol
@@ -28,14 +29,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from avatar_core.errors import WorkflowUnavailable
 from avatar_core.ids import now_iso
 from avatar_core.logic import training
-from avatar_core.models.records import (
-    FaceJobRecord,
-    GenerationRecord,
-    InstantJobRecord,
-    JobStatusName,
-    ModelRecord,
-    ModelStatus,
-)
+from avatar_core.logic.avatar_jobs import JOB_KINDS
+from avatar_core.logic.face_avatars import face_execution_name
+from avatar_core.logic.generations import generation_execution_name
+from avatar_core.logic.instant_avatars import instant_execution_name
+from avatar_core.models.records import JobStatusName, ModelRecord, ModelStatus
 from avatar_core.models.workflow import JobRef, ModelRef, StepFailure
 from avatar_core.observability import logger
 from avatar_core.settings import Settings
@@ -43,14 +41,13 @@ from avatar_core.store.repository import AvatarRepository, JobRecord
 from avatar_core.store.storage import Storage
 from avatar_core.store.workflows import WorkflowStarter, execution_arn
 
-_RECORD_OF_KIND: dict[str, type[JobRecord]] = {
-    "generation": GenerationRecord,
-    "face": FaceJobRecord,
-    "instant": InstantJobRecord,
+_RECORD_OF_KIND: dict[str, type[JobRecord]] = {kind: record for record, kind in JOB_KINDS.items()}
+# each job kind's state machine (the Settings field) and execution name, as the API starts it
+_WORKFLOW_OF_KIND: dict[str, tuple[str, Callable[[str], str]]] = {
+    "generation": ("generate_state_machine_arn", generation_execution_name),
+    "face": ("face_state_machine_arn", face_execution_name),
+    "instant": ("instant_state_machine_arn", instant_execution_name),
 }
-_MACHINE_OF_KIND = {"generation": "generate", "face": "face", "instant": "instant"}
-# execution names: generations_execution_name, face_execution_name, instant_execution_name
-_NAME_PREFIX_OF_KIND = {"generation": "generate", "face": "face", "instant": "instant"}
 _RESUME_SUFFIX = re.compile(r"-r\d+$")
 
 
@@ -349,14 +346,13 @@ def _overdue_end(
             machine, training.training_execution_name(record.model_id, attempt)
         )
     else:
-        kind = next(k for k, t in _RECORD_OF_KIND.items() if isinstance(record, t))
-        machine = getattr(settings, f"{_MACHINE_OF_KIND[kind]}_state_machine_arn")
+        kind = JOB_KINDS[type(record)]
+        machine_field, execution_name = _WORKFLOW_OF_KIND[kind]
+        machine = getattr(settings, machine_field)
         payload = {"kind": kind, "owner": record.owner, "job_id": record.job_id}
         # an API call that died between storing the job and storing its execution's ARN
         # leaves the ARN unknown; the execution's name is the job's, so ask by name
-        arn = record.execution_arn or execution_arn(
-            machine, f"{_NAME_PREFIX_OF_KIND[kind]}-{record.job_id}"
-        )
+        arn = record.execution_arn or execution_arn(machine, execution_name(record.job_id))
     described = executions.describe(arn)
     name = arn.rsplit(":", 1)[-1]
     if described is None:
