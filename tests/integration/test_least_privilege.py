@@ -38,9 +38,8 @@ from local.aws_calls import CallRecorder, Use
 from local.client import ApiClient, wait_until
 from local.stack import LocalStack
 from tests.support.journeys import (
-    Emulator,
+    generation_stopped_by_an_operator,
     model_with_selfies,
-    stop_execution,
     upload_and_settle,
     wait_for_model,
 )
@@ -147,23 +146,7 @@ def _refused_job(client: ApiClient, path: str, body: dict[str, Any]) -> None:
 
 def _operator_stops_a_generation(stack: LocalStack, client: ApiClient, model_id: str) -> None:
     """Stopped in the console once submitted: the reconcile function resumes it."""
-    emulator = Emulator(stack)
-    # its first status answer takes 2 s: it is still running when the operator stops it
-    emulator.script(fail_next=[{"route": "infer_status", "slow_seconds": 2}])
-    response = client.create_generation(model_id, [{"style": "realistic", "count": 1}])
-    assert response.status_code == 202, response.text
-    generation_id = response.json()["generation_id"]
-    wait_until(
-        lambda: client.get_generation(generation_id),
-        lambda g: g["status"] == "running",
-        timeout=20,
-    )
-    stop_execution(stack, "GenerateAvatarsStateMachine", f"generate-{generation_id}")
-    finished = wait_until(
-        lambda: client.get_generation(generation_id),
-        lambda g: g["status"] in ("succeeded", "failed"),
-        timeout=60,
-    )
+    finished = generation_stopped_by_an_operator(stack, client, model_id, count=1)
     assert finished["status"] == "succeeded", finished
 
 

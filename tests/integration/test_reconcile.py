@@ -16,6 +16,7 @@ from local.client import ApiClient, wait_until
 from local.stack import LocalStack
 from tests.support.journeys import (
     Emulator,
+    generation_stopped_by_an_operator,
     model_item,
     model_with_selfies,
     stop_execution,
@@ -77,22 +78,9 @@ def test_a_generation_stopped_by_an_operator_after_submit_resumes_and_copies_its
 ) -> None:
     model_id = trained_model(client, stack, seed=71)
     before = submitted(emulator, "inferences_submitted")
-    hold_polls(emulator, "infer_status", 1)
-    response = client.create_generation(model_id, [{"style": "realistic", "count": 2}])
-    assert response.status_code == 202, response.text
-    generation_id = response.json()["generation_id"]
-    wait_until(
-        lambda: client.get_generation(generation_id),
-        lambda g: g["status"] == "running",
-        timeout=20,
-    )
 
-    stop_execution(stack, "GenerateAvatarsStateMachine", f"generate-{generation_id}")
-    generation = wait_until(
-        lambda: client.get_generation(generation_id),
-        lambda g: g["status"] in ("succeeded", "failed"),
-        timeout=60,
-    )
+    generation = generation_stopped_by_an_operator(stack, client, model_id, count=2)
+    generation_id = generation["generation_id"]
 
     assert generation["status"] == "succeeded", generation
     assert len(generation["avatars"]) == 2

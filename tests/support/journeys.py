@@ -96,3 +96,26 @@ class Emulator:
     def trainings_for(self, model_id: str) -> int:
         by_source = self.stats()["trainings_by_source"]
         return sum(count for source, count in by_source.items() if model_id in source)
+
+
+def generation_stopped_by_an_operator(
+    stack: LocalStack, client: ApiClient, model_id: str, count: int
+) -> dict[str, Any]:
+    """A generation an operator stops in the console once the provider has it (its first
+    status answer takes 2 s, so it is still running then); answers it once it has ended."""
+    Emulator(stack).script(fail_next=[{"route": "infer_status", "slow_seconds": 2, "times": 1}])
+    response = client.create_generation(model_id, [{"style": "realistic", "count": count}])
+    assert response.status_code == 202, response.text
+    generation_id = response.json()["generation_id"]
+    wait_until(
+        lambda: client.get_generation(generation_id),
+        lambda g: g["status"] == "running",
+        timeout=20,
+    )
+    stop_execution(stack, "GenerateAvatarsStateMachine", f"generate-{generation_id}")
+    finished: dict[str, Any] = wait_until(
+        lambda: client.get_generation(generation_id),
+        lambda g: g["status"] in ("succeeded", "failed"),
+        timeout=60,
+    )
+    return finished
