@@ -109,9 +109,12 @@ bench: install  ## speed, memory and cost ratios measured in one run each
 clean:
 	rm -rf $(VENV) $(SAM_VENV) $(CHECKOV_VENV) $(BANDIT_VENV) .tools .pytest_cache .mypy_cache .ruff_cache demo-output test-output .local
 
-.PHONY: openapi fuzz
+.PHONY: openapi schemas fuzz
 openapi: install  ## regenerate openapi.json from the API functions' resolvers (a unit test compares)
 	$(BIN)/python -m local.openapi > openapi.json.tmp && mv openapi.json.tmp openapi.json
+
+schemas: install  ## regenerate docs/events/*.json, one JSON Schema per event type (a unit test compares)
+	$(BIN)/python -m local.event_schemas
 
 fuzz: install  ## schemathesis against a fresh local stack: 1000+ requests, no 5xx, no schema breach
 	$(BIN)/python bench/fuzz.py

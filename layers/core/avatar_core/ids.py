@@ -14,7 +14,7 @@ import secrets
 import time
 from datetime import UTC, datetime
 
-_CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+ULID_ALPHABET = _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 _SAFE_SUB = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,127}")
 
 MODEL = "mdl"

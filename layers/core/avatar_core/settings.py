@@ -109,6 +109,13 @@ class Settings(BaseModel):
     result_read_timeout_seconds: float = Field(default=30.0, gt=0)
     result_total_timeout_seconds: float = Field(default=60.0, gt=0)
 
+    # events: the stack's bus, its source name, the webhook deliveries' FIFO queue (empty:
+    # no webhook), and how long GET /v1/events holds back the newest entries (see list_events)
+    event_bus_name: str = ""
+    event_source: str = "avatar-pipeline"
+    webhook_queue_url: str = ""
+    events_settle_seconds: float = Field(default=5.0, ge=0, le=60)
+
     # workflows
     train_state_machine_arn: str = ""
     generate_state_machine_arn: str = ""

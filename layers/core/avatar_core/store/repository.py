@@ -9,6 +9,7 @@ Item layout (PK / SK):
 - face job     ``OWNER#<owner>`` / ``FACE#<job_id>``
 - instant job  ``OWNER#<owner>`` / ``INSTANT#<job_id>``
 - idempotency  ``OWNER#<owner>`` / ``IDEM#<scope>#<key digest>``
+- event        ``OWNER#<owner>`` / ``EVENT#<log position>`` (kept 7 days, by TTL)
 
 Conditional writes turn races into domain errors: two requests that reserve the last
 selfie slots, or a duplicate S3 event, cannot both win.
@@ -21,6 +22,7 @@ import binascii
 import json
 import zlib
 from collections.abc import Iterator
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, TypeVar
 
@@ -29,7 +31,8 @@ from boto3.dynamodb.conditions import Key
 from botocore.exceptions import ClientError
 
 from avatar_core.errors import Conflict, InvalidRequest
-from avatar_core.ids import now_iso
+from avatar_core.ids import ULID_ALPHABET, now, now_iso
+from avatar_core.models.events import Event
 from avatar_core.models.records import (
     AvatarRecord,
     FaceImageRecord,
@@ -53,6 +56,19 @@ Owned = TypeVar("Owned", FaceJobRecord, InstantJobRecord)
 _OPEN_JOB = (JobStatusName.QUEUED.value, JobStatusName.RUNNING.value)
 
 _CONDITION_FAILED = ("ConditionalCheckFailedException", "TransactionCanceledException")
+
+# GET /v1/events answers a week back; the table's TTL removes older entries (within days).
+EVENT_LOG_RETENTION = timedelta(days=7)
+
+
+def log_position(moment: datetime, event_id: str) -> str:
+    """Where an event sits in its owner's log: when it was written (ULID time, 10
+    characters), then the event id's own random part, so positions sort by write time and
+    two events written in one millisecond keep distinct keys."""
+    millis = int(moment.timestamp() * 1000)
+    stamp = "".join(ULID_ALPHABET[(millis >> (5 * i)) & 31] for i in reversed(range(10)))
+    return stamp + event_id[-16:]
+
 
 # The sparse "Active" index: a record that may need the sweep carries ``active_pk`` (one of
 # a few shards, so no partition runs hot) and ``active_until`` (when it is overdue).
@@ -859,6 +875,51 @@ class AvatarRepository:
                 ":pending": SelfieStatus.PENDING.value,
             },
         )
+
+    # -- the event log ----------------------------------------------------------------------
+
+    def put_events(self, events: list[Event], at: datetime | None = None) -> None:
+        """Append events to their owners' logs at the log position of ``at`` (now)."""
+        moment = at or now()
+        expires = int((moment + EVENT_LOG_RETENTION).timestamp())
+        with self._table.batch_writer() as batch:
+            for event in events:
+                batch.put_item(
+                    Item={
+                        "PK": _owner_pk(event.owner),
+                        "SK": "EVENT#" + log_position(moment, event.event_id),
+                        "kind": "event",
+                        "event_id": event.event_id,
+                        "document": json.dumps(event.document(), separators=(",", ":")),
+                        "expires_at_epoch": expires,
+                    }
+                )
+
+    def list_events(
+        self, owner: str, since: str | None, limit: int, settle_seconds: float
+    ) -> tuple[list[Event], str, bool]:
+        """The owner's events after log position ``since`` (from 7 days back when None),
+        oldest first, up to ``settle_seconds`` ago: a write still in flight from a concurrent
+        publisher lands at a position before that, never behind a cursor already handed out.
+        Answers the events, the position to continue from, and whether more are waiting."""
+        moment = now()
+        oldest = log_position(moment - EVENT_LOG_RETENTION, "0" * 16)
+        newest = log_position(moment - timedelta(seconds=settle_seconds), "0" * 16)
+        start = max(since or "", oldest)
+        if start >= newest:
+            return [], since or oldest, False
+        page = self._table.query(
+            KeyConditionExpression=Key("PK").eq(_owner_pk(owner))
+            & Key("SK").between(f"EVENT#{start}", f"EVENT#{newest}"),
+            ConsistentRead=True,
+            Limit=limit + 1,
+        )
+        items = [item for item in page.get("Items", []) if item["SK"] != f"EVENT#{start}"]
+        more = len(items) > limit or "LastEvaluatedKey" in page
+        items = items[:limit]
+        events = [Event.model_validate_json(item["document"]) for item in items]
+        cursor = items[-1]["SK"].removeprefix("EVENT#") if items else start
+        return events, cursor, more
 
     # -- plumbing -------------------------------------------------------------------------
 
