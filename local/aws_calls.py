@@ -216,7 +216,30 @@ def iam_uses(service: str, operation: str, params: dict[str, Any], region: str) 
         return {Use(f"states:{operation}", arn)}
     if service == "secretsmanager":
         return {Use(f"secretsmanager:{operation}", str(params.get("SecretId", "*")))}
+    if service == "events" and operation == "PutEvents":
+        return {
+            Use("events:PutEvents", _event_bus_arn(entry.get("EventBusName", "default"), region))
+            for entry in params.get("Entries", [])
+        }
+    if service == "sqs" and "QueueUrl" in params:
+        # the batch calls are authorised as their single forms
+        action = _SQS_BATCH_ACTIONS.get(operation, operation)
+        name = urlparse(params["QueueUrl"]).path.rstrip("/").rsplit("/", 1)[-1]
+        return {Use(f"sqs:{action}", f"arn:aws:sqs:{region}:{ACCOUNT_ID}:{name}")}
     return {Use(f"{service}:{operation}", "*")}
+
+
+_SQS_BATCH_ACTIONS = {
+    "SendMessageBatch": "SendMessage",
+    "DeleteMessageBatch": "DeleteMessage",
+    "ChangeMessageVisibilityBatch": "ChangeMessageVisibility",
+}
+
+
+def _event_bus_arn(name_or_arn: str, region: str) -> str:
+    if name_or_arn.startswith("arn:"):
+        return name_or_arn
+    return f"arn:aws:events:{region}:{ACCOUNT_ID}:event-bus/{name_or_arn}"
 
 
 def _table_arn(region: str, table: str, index: str | None = None) -> str:

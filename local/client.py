@@ -112,6 +112,49 @@ class ApiClient:
     def get_generation(self, generation_id: str) -> dict[str, Any]:
         return self._ok(self.call("GET", f"/generations/{generation_id}"))  # type: ignore[no-any-return]
 
+    # -- events -----------------------------------------------------------------------------
+
+    def events_page(self, since: str | None = None, limit: int = 100) -> dict[str, Any]:
+        params: dict[str, Any] = {"limit": limit}
+        if since:
+            params["since"] = since
+        return self._ok(self.call("GET", "/events", params=params))  # type: ignore[no-any-return]
+
+
+class EventFeed:
+    """The owner's events as an app keeps up with them: the cursor remembered between reads."""
+
+    def __init__(self, client: ApiClient) -> None:
+        self.client = client
+        self.cursor: str | None = None
+        self.seen: list[dict[str, Any]] = []
+
+    def read(self) -> list[dict[str, Any]]:
+        """Every event since the last read, oldest first."""
+        new: list[dict[str, Any]] = []
+        while True:
+            page = self.client.events_page(self.cursor)
+            new += page["items"]
+            self.cursor = page["next_cursor"]
+            if not page["has_more"]:
+                break
+        self.seen += new
+        return new
+
+    def wait_for(self, event_type: str, timeout: float = 30.0, **fields: Any) -> dict[str, Any]:
+        """Read until an event of this type (with these field values) has arrived."""
+
+        def found() -> dict[str, Any] | None:
+            self.read()
+            for event in self.seen:
+                if event["type"] == event_type and all(
+                    event.get(k) == v for k, v in fields.items()
+                ):
+                    return event
+            return None
+
+        return wait_until(found, lambda event: event is not None, timeout=timeout)  # type: ignore[return-value]
+
 
 def wait_until(
     probe: Callable[[], T],

@@ -7,7 +7,9 @@ CloudFormation, then the gaps listed in ``docs/local-stack.md`` are bridged:
   template's ``DefinitionSubstitutions`` resolved against the created stack;
 - bucket ``NotificationConfiguration`` (S3 events to Lambda) is applied by API;
 - HttpApi resources are left out (moto has no execute-api data plane: ``local.front``
-  routes by the template's HttpApi events instead).
+  routes by the template's HttpApi events instead);
+- event source mappings are left out (moto would invoke the function inside each write)
+  and polled by ``local.event_sources`` instead, from their definitions here.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from typing import Any
 import boto3
 from samtranslator.translator.transform import transform
 
+from local.event_sources import MappingSpec
 from local.lambda_runtime import FunctionCode, InProcessRuntime
 from local.template import ACCOUNT_ID, load_template
 
@@ -38,6 +41,7 @@ _SKIPPED_TYPES = (
     "AWS::S3::BucketPolicy",
     "AWS::CloudWatch::",
     "AWS::SNS::",
+    "AWS::Lambda::EventSourceMapping",
 )
 _SUB_PATTERN = re.compile(r"\$\{([^}!]+)\}")
 
@@ -52,6 +56,7 @@ class DeployedStack:
     state_machine_arns: dict[str, str] = field(default_factory=dict)
     template: dict[str, Any] = field(default_factory=dict)
     resource_types: dict[str, str] = field(default_factory=dict)
+    event_sources: list[MappingSpec] = field(default_factory=list)
 
     def function_name(self, logical_id: str) -> str:
         return self.function_names[logical_id]
@@ -87,6 +92,11 @@ class TemplateDeployer:
         definitions = self._inline_state_machines(sam)
         cfn = transform(copy.deepcopy(sam), parameters, _ManagedPolicies())
         skipped = [k for k, v in cfn["Resources"].items() if _skipped(v["Type"])]
+        mappings = {
+            k: v["Properties"]
+            for k, v in cfn["Resources"].items()
+            if v["Type"] == "AWS::Lambda::EventSourceMapping"
+        }
         for logical_id in skipped:
             del cfn["Resources"][logical_id]
         outputs = cfn.get("Outputs", {})
@@ -124,6 +134,21 @@ class TemplateDeployer:
             self.runtime.register(name, code)
         self._create_state_machines(deployed, cfn, definitions, resolver)
         self._apply_bucket_notifications(cfn, resolver)
+        deployed.event_sources = [
+            MappingSpec(
+                logical_id=logical_id,
+                source_arn=resolver.resolve(props["EventSourceArn"]),
+                function_name=resolver.resolve(props["FunctionName"]),
+                batch_size=int(props.get("BatchSize", 10)),
+                filters=tuple(
+                    f["Pattern"] for f in props.get("FilterCriteria", {}).get("Filters", [])
+                ),
+                report_batch_item_failures="ReportBatchItemFailures"
+                in props.get("FunctionResponseTypes", []),
+            )
+            for logical_id, props in mappings.items()
+            if _condition_holds(cfn, props, parameters)
+        ]
         return deployed
 
     # -- packaging ----------------------------------------------------------------------
@@ -224,6 +249,30 @@ def _skipped(resource_type: str) -> bool:
     return resource_type.startswith(_SKIPPED_TYPES)
 
 
+def _condition_holds(
+    cfn: dict[str, Any], props: dict[str, Any], parameters: dict[str, str]
+) -> bool:
+    """Whether a mapping's source exists: a conditional queue absent makes its mapping moot."""
+    source = props["EventSourceArn"]
+    att = source.get("Fn::GetAtt") if isinstance(source, dict) else None
+    if att is None:
+        return True
+    logical = att[0] if isinstance(att, list) else str(att).split(".", 1)[0]
+    return logical in cfn["Resources"] and not _conditional_off(cfn, logical, parameters)
+
+
+def _conditional_off(cfn: dict[str, Any], logical: str, parameters: dict[str, str]) -> bool:
+    condition = cfn["Resources"][logical].get("Condition")
+    if condition is None:
+        return False
+    # the only conditions on resources with mappings compare a parameter with ""
+    spec = cfn.get("Conditions", {})[condition]
+    negated = "Fn::Not" in spec
+    equals = (spec["Fn::Not"][0] if negated else spec)["Fn::Equals"]
+    holds = parameters.get(equals[0]["Ref"], "") == equals[1]
+    return holds == negated
+
+
 def _refers_to(node: Any, logical_ids: set[str]) -> bool:
     """Whether a template fragment names one of these resources (Ref, GetAtt or Sub)."""
     if isinstance(node, list):
@@ -304,6 +353,11 @@ class _Resolver:
 
     def _get_att(self, logical: str, attribute: str) -> str:
         physical = self.deployed.physical_ids[logical]
+        if attribute == "StreamArn":
+            stream: str = boto3.client("dynamodb", region_name=self.deployed.region).describe_table(
+                TableName=physical
+            )["Table"]["LatestStreamArn"]
+            return stream
         if attribute != "Arn":
             raise ValueError(f"local stack cannot resolve {logical}.{attribute}")
         if physical.startswith("arn:"):
@@ -320,6 +374,8 @@ class _Resolver:
             return f"arn:aws:s3:::{physical}"
         if resource_type == "AWS::DynamoDB::Table":
             return f"arn:aws:dynamodb:{self.deployed.region}:{ACCOUNT_ID}:table/{physical}"
+        if resource_type == "AWS::SQS::Queue":
+            return f"arn:aws:sqs:{self.deployed.region}:{ACCOUNT_ID}:{physical.rsplit('/', 1)[-1]}"
         raise ValueError(f"local stack cannot resolve {logical}.Arn ({resource_type})")
 
     def _sub(self, arg: Any) -> str:

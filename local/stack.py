@@ -22,6 +22,7 @@ import requests
 
 from local import dynamodb_atomic, s3_atomic, s3_post_policy, sfn_events
 from local.deploy import DeployedStack, TemplateDeployer
+from local.event_sources import EventSources
 from local.lambda_runtime import InProcessRuntime
 from local.template import ACCOUNT_ID
 
@@ -59,6 +60,8 @@ class LocalConfig:
     # S3 delivers events at least once: deliver every upload event twice, the second time
     # from another thread, to prove duplicates change nothing.
     duplicate_s3_events: bool = False
+    # where every event is posted, signed (loopback http allowed locally); empty: no webhooks
+    webhook_url: str = ""
 
 
 def _configure_process_env(moto_port: int) -> dict[str, str | None]:
@@ -131,6 +134,7 @@ class LocalStack:
         self._saved_env: dict[str, str | None] = {}
         self._undelivered: Any = None
         self._lambda: Any = None
+        self.event_sources: EventSources | None = None
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -167,6 +171,7 @@ class LocalStack:
         )
         self.runtime.install()
         self._put_provider_secrets()
+        self._put_webhook_secret()
         deployer = TemplateDeployer(ROOT, self.runtime, REGION)
         self.stack = deployer.deploy(
             STACK_NAME,
@@ -174,16 +179,22 @@ class LocalStack:
                 "JwtIssuer": LOCAL_ISSUER,
                 "JwtAudience": LOCAL_AUDIENCE,
                 "AvatarStyles": ",".join(LOCAL_STYLES),
+                "WebhookUrl": self.config.webhook_url,
             },
         )
         # Execution status changes reach the template's EventBridge rules, as on AWS.
         self._lambda = boto3.client("lambda", region_name=REGION)
         sfn_events.install(self._invoke_event_target)
+        self.event_sources = EventSources(
+            self.stack.event_sources, self._invoke_mapped, REGION
+        ).start()
         self._start_front()
         log.info("local stack up in %.1fs", time.monotonic() - started)
         return self
 
     def stop(self) -> None:
+        if self.event_sources is not None:
+            self.event_sources.stop()
         sfn_events.enable(False)
         sfn_events.wait_for_deliveries()
         if self._front is not None:
@@ -208,6 +219,21 @@ class LocalStack:
         response = self._lambda.invoke(FunctionName=function_arn, Payload=json.dumps(event))
         response["Payload"].read()
         return "FunctionError" not in response
+
+    def _invoke_mapped(self, function_name: str, event: dict[str, Any]) -> dict[str, Any] | None:
+        """An event source mapping invoking its function: its answer, or None if it failed."""
+        response = self._lambda.invoke(FunctionName=function_name, Payload=json.dumps(event))
+        payload = json.loads(response["Payload"].read() or b"null")
+        if "FunctionError" in response:
+            log.warning("%s failed on a mapped batch: %s", function_name, payload)
+            return None
+        return payload if isinstance(payload, dict) else {}
+
+    def wait_for_events(self, timeout: float = 30.0) -> None:
+        """Until every change so far has been published (and every webhook attempted)."""
+        assert self.event_sources is not None
+        if not self.event_sources.wait_idle(timeout):
+            raise TimeoutError(f"events still in flight after {timeout}s")
 
     def __enter__(self) -> LocalStack:
         return self.start()
@@ -257,6 +283,10 @@ class LocalStack:
             "RESULT_ALLOWED_HOSTS": "127.0.0.1",
             "RESULT_ALLOW_LOOPBACK": "true",
             "RESULT_ALLOW_HTTP": "true",
+            "WEBHOOK_ALLOW_LOOPBACK": "true",
+            "WEBHOOK_ALLOW_HTTP": "true",
+            # one process, no clock skew: GET /v1/events need not hold back 5 s (unit-tested)
+            "EVENTS_SETTLE_SECONDS": "1",
         }
         overrides.update(self.config.function_env)
         return overrides
@@ -269,6 +299,19 @@ class LocalStack:
         }
         for name, value in secrets.items():
             ssm.put_parameter(Name=name, Value=value, Type="SecureString", Overwrite=True)
+
+    def _put_webhook_secret(self) -> None:
+        """The signing secret ``make webhook-secret`` prints, where the template reads it."""
+        if not self.config.webhook_url:
+            return
+        from local.webhook_receiver import local_secret
+
+        boto3.client("ssm", region_name=REGION).put_parameter(
+            Name="/avatar-pipeline/webhook-secret",
+            Value=local_secret(self.config.state_dir),
+            Type="SecureString",
+            Overwrite=True,
+        )
 
     def _start_front(self) -> None:
         from local.auth import LocalSigner

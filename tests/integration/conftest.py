@@ -7,6 +7,7 @@ from collections.abc import Iterator
 import pytest
 
 from local.stack import LocalStack
+from tests.support.events import BusTap, schema_violations
 from tests.support.journeys import Emulator
 
 
@@ -17,3 +18,19 @@ def emulator(stack: LocalStack) -> Iterator[Emulator]:
     emulator.reset()
     yield emulator
     emulator.reset()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def bus(stack: LocalStack) -> Iterator[BusTap]:
+    """Every event the integration tests make, from the bus as an app's rule gets it; at the
+    end each one is checked against its type's JSON Schema."""
+    tap = BusTap(stack)
+    yield tap
+    stack.wait_for_events()
+    tap.drain()
+    broken = {
+        envelope["detail"].get("event_id"): schema_violations(envelope["detail"])
+        for envelope in tap.received
+        if schema_violations(envelope["detail"])
+    }
+    assert not broken, f"events that break their schema: {broken}"

@@ -37,6 +37,9 @@ EXPECTED: dict[str, tuple[str, Any]] = {
         "ReconcileFunction",
         {"action": "unchanged", "detail": "the model was deleted", "execution_arn": None},
     ),
+    # a model's training finished: its event goes to the bus and the log, nothing fails
+    "event_publisher_model_ready.json": ("EventPublisherFunction", {"batchItemFailures": []}),
+    "events_api_list_events.json": ("EventsApiFunction", {"statusCode": 200}),
     # the sweep answers what it looked at; on a fresh stack nothing is overdue
     "sweep_scheduled.json": ("SweepFunction", {"keys": {"examined", "running", "reconciled"}}),
 }

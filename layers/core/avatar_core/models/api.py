@@ -6,6 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
+from avatar_core.models.events import Event
 from avatar_core.models.records import (
     FaceImageRecord,
     JobStatusName,
@@ -310,3 +311,13 @@ class InstantJobOut(BaseModel):
 class InstantJobPage(BaseModel):
     items: list[InstantJobOut]
     next_cursor: str | None
+
+
+class EventPage(BaseModel):
+    """The owner's recent events, oldest first: the same documents the bus and webhooks get."""
+
+    items: list[Event]
+    next_cursor: str = Field(
+        description="Pass as `since` to continue; given even when `items` is empty"
+    )
+    has_more: bool = Field(description="More events are waiting: ask again at once")
