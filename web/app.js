@@ -3,6 +3,7 @@
 
 import { Api, devToken } from "./api.js";
 import { $, announce, h, setError, show, toast } from "./dom.js";
+import { startEvents, stopEvents } from "./events.js";
 import { initFaces, resetFaces, showFaces } from "./faces.js";
 import { initInstant, resetInstant, showInstant } from "./instant.js";
 import { initLightbox } from "./gallery.js";
@@ -28,12 +29,14 @@ function startSession(user, token) {
   resetInstant();
   selectTab($("#tab-models"));
   loadModels(true);
+  startEvents();
   announce(`Signed in as ${user}.`);
 }
 
 function endSession(message = "") {
   sessionStorage.removeItem(KEYS.token);
   session.api = null;
+  stopEvents();
   resetModels();
   resetFaces();
   resetInstant();

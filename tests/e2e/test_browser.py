@@ -396,3 +396,24 @@ def test_a_failed_training_offers_train_again_while_the_selfies_are_kept(
     expect(page.locator("#training-hint")).to_contain_text("may have been billed")
     page.get_by_role("button", name="Train again").click()
     expect(page.locator("#model-status")).to_have_text("Training", timeout=10_000)
+
+
+def test_the_event_log_shows_what_the_app_was_told_live(
+    page: Any, app_url: str, user: str, shots: Shots
+) -> None:
+    sign_in(page, app_url, user)
+    page.get_by_role("button", name="Create model").click()
+    expect(page.locator("#model-status")).to_have_text("Collecting")
+
+    page.get_by_role("tab", name="Events").click()
+    log = page.locator("#event-list")
+    expect(log.locator(".event-item").first).to_contain_text("model.created", timeout=20_000)
+    expect(page.locator("#events-count")).to_have_text("1")
+
+    page.get_by_role("tab", name="Custom model").click()
+    page.get_by_role("button", name="Delete", exact=True).click()
+    page.locator("#confirm-dialog").get_by_role("button", name="Delete").click()
+    expect(page.locator("#models-empty")).to_be_visible()
+    page.get_by_role("tab", name="Events").click()
+    expect(log.locator(".event-item").first).to_contain_text("model.deleted", timeout=20_000)
+    shots("08-events")
