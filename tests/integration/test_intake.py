@@ -100,7 +100,7 @@ def test_good_selfies_are_accepted_and_normalised_to_512_jpeg(
 @pytest.mark.parametrize(
     ("declared", "data", "reason_part"),
     [
-        ("image/jpeg", photos.text_file_named_jpg(), "not a JPEG or PNG"),
+        ("image/jpeg", photos.text_file_named_jpg(), "not a JPEG, PNG, HEIC or WebP"),
         ("image/jpeg", photos.truncated_jpeg(), "damaged"),
         ("image/png", photos.decompression_bomb_png(), "too large"),
         ("image/jpeg", photos.tiny_jpeg((200, 180)), "too small: 200×180"),

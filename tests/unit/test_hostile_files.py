@@ -64,8 +64,8 @@ ACTIONABLE_REASONS = [
     re.compile(pattern)
     for pattern in (
         r"the file is empty",
-        r"not a JPEG or PNG image( \((HEIC|HEIF|AVIF|WebP|GIF|PDF|TIFF) is not supported\): "
-        r"save it as JPEG or PNG)?",
+        r"not a JPEG, PNG, HEIC or WebP image( \((AVIF|GIF|PDF|TIFF) is not supported\): "
+        r"save it as JPEG)?",
         r"file too large: [\d.]+ MB, at most [\d.]+ MB",
         r"image too large: \d+×\d+ pixels, at most [\d.]+ megapixels",
         r"image too small: \d+×\d+ pixels, need at least \d+ px on the short side",
@@ -78,6 +78,7 @@ ACTIONABLE_REASONS = [
         r"save it again as a JPEG or PNG",
         r"the image data is split into too many pieces \(more than \d+\): "
         r"save it again as a JPEG or PNG",
+        r"the image file holds too many pixels in its parts: save it again as a JPEG",
         r"the image file has too much padding \(more than \d+ bytes\): "
         r"save it again as a JPEG or PNG",
     )

@@ -71,8 +71,8 @@ def marked_upright_photo() -> Image.Image:
 # --- what is refused, and what the user is told ---------------------------------------------
 
 
-def test_given_a_text_file_named_jpg_when_ingested_then_it_is_not_a_jpeg_or_png() -> None:
-    assert rejection(photos.text_file_named_jpg()) == "not a JPEG or PNG image"
+def test_given_a_text_file_named_jpg_when_ingested_then_it_is_not_a_supported_image() -> None:
+    assert rejection(photos.text_file_named_jpg()) == "not a JPEG, PNG, HEIC or WebP image"
 
 
 def test_given_an_empty_upload_when_ingested_then_the_user_is_told_it_is_empty() -> None:
@@ -82,8 +82,8 @@ def test_given_an_empty_upload_when_ingested_then_the_user_is_told_it_is_empty()
 @pytest.mark.parametrize(
     ("head", "named"),
     [
-        (b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00", "HEIC"),
-        (b"RIFF\x10\x00\x00\x00WEBPVP8 ", "WebP"),
+        (b"\x00\x00\x00\x18ftypavif\x00\x00\x00\x00", "AVIF"),
+        (b"\x00\x00\x00\x18ftypmif1\x00\x00\x00\x00mif1avif", "AVIF"),
         (b"GIF89a\x01\x00\x01\x00\x00\x00", "GIF"),
     ],
 )
@@ -91,7 +91,10 @@ def test_given_a_common_other_format_when_ingested_then_the_message_names_it(
     head: bytes, named: str
 ) -> None:
     message = rejection(head + bytes(1000))
-    assert message == f"not a JPEG or PNG image ({named} is not supported): save it as JPEG or PNG"
+    assert (
+        message
+        == f"not a JPEG, PNG, HEIC or WebP image ({named} is not supported): save it as JPEG"
+    )
 
 
 def test_given_a_file_over_the_size_cap_when_ingested_then_rejected_before_parsing() -> None:
@@ -198,7 +201,7 @@ def test_given_a_png_with_corrupt_image_data_when_ingested_then_damaged() -> Non
 
 def test_given_rejections_when_fitting_a_reference_then_the_same_reasons_apply() -> None:
     for data, reason in [
-        (photos.text_file_named_jpg(), "not a JPEG or PNG image"),
+        (photos.text_file_named_jpg(), "not a JPEG, PNG, HEIC or WebP image"),
         (photos.tiny_jpeg(), f"image too small: {by(200, 180)} pixels"),
         (photos.decompression_bomb_png(), f"image too large: {by(30000, 30000)} pixels"),
         (photos.truncated_jpeg(), "the image file is damaged or incomplete"),
