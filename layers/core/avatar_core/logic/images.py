@@ -202,8 +202,8 @@ def fit_reference(
 ) -> ProcessedImage:
     """An upright image that fits inside ``max_side`` x ``max_side``, keeping its aspect ratio.
 
-    Never upscaled. JPEG output, except that a PNG with real transparency stays an RGBA PNG
-    (a face-avatar reference may be a cut-out).
+    Never upscaled. JPEG output, except that a PNG, WebP or HEIF with real transparency
+    becomes an RGBA PNG (a face-avatar reference may be a cut-out).
     """
     if max_side < 1:
         raise ValueError("max_side must be positive")
@@ -212,7 +212,7 @@ def fit_reference(
         image = _decode(source, target)
         with _processing_errors():
             image = _resampleable(image)
-            keep_alpha = source.format == PNG and _has_transparency(image)
+            keep_alpha = source.format != JPEG and _has_transparency(image)
             if image.size != target:
                 image = image.resize(target, Image.Resampling.LANCZOS)
             upright = _orient(_to_srgb(image, source.icc_profile, keep_alpha=keep_alpha), source)
