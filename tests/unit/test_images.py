@@ -540,7 +540,7 @@ def test_given_a_large_transparent_png_reference_when_fitted_then_fitted_and_sti
 
 
 def test_given_a_heic_selfie_when_normalised_then_a_512_jpeg_of_the_photo() -> None:
-    upright = photos.selfie_image(31, (900, 1200))
+    upright = photos.selfie_image(31, (600, 800))
     data = photos.heic(upright, quality=90)
     assert sniff_format(data[:64]) == "HEIF"
 
@@ -550,11 +550,11 @@ def test_given_a_heic_selfie_when_normalised_then_a_512_jpeg_of_the_photo() -> N
     assert (result.width, result.height, result.source_width, result.source_height) == (
         512,
         512,
-        900,
-        1200,
+        600,
+        800,
     )
     assert result.frames_in_file == 1
-    centre = upright.crop((0, 150, 900, 1050)).resize((512, 512), Image.Resampling.LANCZOS)
+    centre = upright.crop((0, 100, 600, 700)).resize((512, 512), Image.Resampling.LANCZOS)
     assert mean_difference(decoded(result), centre) < 4
 
 
@@ -570,9 +570,9 @@ def test_given_a_webp_selfie_when_normalised_then_a_512_jpeg_without_its_metadat
 
 
 def test_given_a_heic_or_webp_reference_when_fitted_then_a_jpeg_inside_the_box() -> None:
-    for data in (photos.selfie_heic(33, (1800, 2400)), photos.selfie_webp(33, (1800, 2400))):
-        result = fit_reference(data, limits=LIMITS)
-        assert (result.content_type, result.width, result.height) == ("image/jpeg", 1152, 1536)
+    for data in (photos.selfie_heic(33, (600, 800)), photos.selfie_webp(33, (600, 800))):
+        result = fit_reference(data, limits=LIMITS, max_side=400)
+        assert (result.content_type, result.width, result.height) == ("image/jpeg", 300, 400)
 
 
 def test_given_a_transparent_webp_reference_when_fitted_then_a_png_cut_out() -> None:
@@ -604,6 +604,31 @@ def test_given_a_heic_collection_when_normalised_then_its_primary_image_and_the_
     assert result.frames_in_file == 2
     first = images[0].crop((0, 100, 600, 700)).resize((512, 512))
     assert mean_difference(decoded(result), first) < 8
+
+
+def test_given_an_iphone_like_heic_grid_turned_by_irot_then_upright_at_its_full_size() -> None:
+    # iPhones store 512x512 tiles of a grid item, turned by the container's irot.
+    upright = photos.selfie_image(44, (768, 1024))
+    stored = photos.stored_for_orientation(upright, 6)
+    data = photos.heic(stored, tile_size=512, exif=photos.orientation_exif(6).tobytes())
+    assert b"grid" in data and b"irot" in data
+
+    result = normalise_selfie(data, limits=LIMITS)
+
+    assert (result.source_width, result.source_height) == (768, 1024)
+    centre = upright.crop((0, 128, 768, 896)).resize((512, 512), Image.Resampling.LANCZOS)
+    assert mean_difference(decoded(result), centre) < 4
+
+
+def test_given_an_mpo_or_an_animated_png_then_the_first_image_and_the_count() -> None:
+    images = [photos.selfie_image(seed, (600, 800)) for seed in (45, 46, 47)]
+    mpo = encoded(images[0], "MPO", save_all=True, append_images=images[1:2])
+    apng = encoded(images[0], "PNG", save_all=True, append_images=images[1:])
+
+    assert normalise_selfie(mpo, limits=LIMITS).frames_in_file == 2
+    assert normalise_selfie(apng, limits=LIMITS).frames_in_file == 3
+    first = images[0].crop((0, 100, 600, 700)).resize((512, 512))
+    assert mean_difference(decoded(normalise_selfie(apng, limits=LIMITS)), first) < 4
 
 
 def test_given_an_ordinary_file_then_it_holds_one_frame() -> None:

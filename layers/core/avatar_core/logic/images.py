@@ -71,8 +71,9 @@ _JPEG_FILL = re.compile(rb"\xff+")
 _MAX_PARTS = 10_000  # JPEG marker segments; PNG chunks other than image data
 _MAX_PNG_DATA_CHUNKS = 50_000  # IDAT/fdAT: encoders split the image data, a few thousand at most
 _MAX_JPEG_FILL_BYTES = 65_536  # 0xFF padding and stray bytes between the header's segments
-# HEIF: the pixels of every coded image item (grid tiles, thumbnails, depth and gain maps),
-# against the primary image's own limit. A phone photo's parts add up to about 1.3 times it.
+# HEIF: the pixels of every image item (the primary grid and its tiles, thumbnails, depth and
+# gain maps), against the primary image's own limit. A grid and its tiles count twice, so a
+# phone photo's items add up to about 2-2.5 times the primary's pixels.
 _HEIF_ITEM_PIXELS_PER_IMAGE_PIXEL = 3
 # A progressive JPEG's decoder visits every 8x8 block of the components in each scan. Real
 # progressive photos need about 8-14 such passes over a full-size image; this many passes over
