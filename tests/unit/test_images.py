@@ -792,3 +792,18 @@ def test_given_more_stray_bytes_than_the_padding_budget_then_refused_with_a_reas
         "the image file has too much padding (more than 65536 bytes): "
         "save it again as a JPEG or PNG"
     )
+
+
+def test_given_a_heic_whose_items_point_past_its_end_then_damaged_even_when_pillow_pads(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Every box fits in the file, but the image data it locates was cut off.
+    whole = photos.heic(photos.selfie_image(48, (600, 800)), quality=60)
+    mdat = whole.index(b"mdat") - 4
+    cut = len(whole) - (len(whole) - mdat) // 2
+    data = bytearray(whole[:cut])
+    data[mdat : mdat + 4] = (cut - mdat).to_bytes(4, "big")
+    monkeypatch.setattr(ImageFile, "LOAD_TRUNCATED_IMAGES", True)
+
+    assert rejection(bytes(data)) == "the image file is damaged or incomplete"
+    assert ImageFile.LOAD_TRUNCATED_IMAGES is True

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from functools import cache
 from io import BytesIO
 
-from PIL import ExifTags, Image, ImageCms
+from PIL import ExifTags, Image, ImageCms, ImageFile
 
 from avatar_core.errors import ImageRejected
 
@@ -332,7 +332,11 @@ def _decode(source: _Source, needed: tuple[int, int]) -> Image.Image:
         with _decoding_errors(source.raw_width, source.raw_height, source.limits):
             if source.format == JPEG:
                 image.draft("RGB", needed)
-            image.load()
+            if source.format == HEIF:
+                with _truncated_images_refused():
+                    image.load()
+            else:
+                image.load()
     source.orientation = _orientation(image, source.format)
     width, height = source.upright_size
     if min(width, height) < source.limits.min_side:
@@ -341,6 +345,20 @@ def _decode(source: _Source, needed: tuple[int, int]) -> Image.Image:
             f"{source.limits.min_side} px on the short side"
         )
     return image
+
+
+@contextmanager
+def _truncated_images_refused() -> Iterator[None]:
+    """pillow_heif hands back a blank image for data libheif cannot decode when Pillow's global
+    LOAD_TRUNCATED_IMAGES is on, and our header walk does not follow the item locations
+    (iloc) into the file, so for HEIF the global is held off while it decodes. A Lambda
+    sandbox runs one event at a time, so nothing else sees the change."""
+    saved = ImageFile.LOAD_TRUNCATED_IMAGES
+    ImageFile.LOAD_TRUNCATED_IMAGES = False
+    try:
+        yield
+    finally:
+        ImageFile.LOAD_TRUNCATED_IMAGES = saved
 
 
 @contextmanager
