@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import struct
 import zlib
 from io import BytesIO
 
@@ -807,3 +808,18 @@ def test_given_a_heic_whose_items_point_past_its_end_then_damaged_even_when_pill
 
     assert rejection(bytes(data)) == "the image file is damaged or incomplete"
     assert ImageFile.LOAD_TRUNCATED_IMAGES is True
+
+
+def test_given_a_heic_grid_whose_tiles_add_up_to_far_more_than_the_image_then_refused() -> None:
+    # Each tile is decoded in full before the grid is cropped: 4 tiles claiming 1000x700
+    # behind a 768x1024 image would be 3.6 megapixels of work for 0.8 of image.
+    data = photos.heic(photos.selfie_image(49, (768, 1024)), tile_size=512)
+    tile_size = struct.pack(">II", 512, 512)
+    assert data.count(tile_size) == 1
+    claimed = data.replace(tile_size, struct.pack(">II", 1000, 700))
+    limits = ImageLimits(max_pixels=800_000)
+    assert normalise_selfie(data, limits=limits).width == 512
+
+    assert rejection(claimed, limits) == (
+        "the image file holds too many pixels in its parts: save it again as a JPEG"
+    )
