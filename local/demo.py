@@ -45,8 +45,11 @@ def intake(stack: LocalStack, user: str, subject: str, seed: int, bad_file: bool
             photos.selfie_jpeg(seed + i, exif_orientation=6 if i == 0 else None),
             f"selfie-{i + 1}.jpg",
         )
-        for i in range(SELFIES_PER_USER)
+        for i in range(SELFIES_PER_USER - 2)
     ]
+    # what phones make: an iPhone's HEIC and an Android or browser WebP among the JPEGs
+    files.append(("image/heic", photos.selfie_heic(seed + SELFIES_PER_USER - 2), "IMG_0001.HEIC"))
+    files.append(("image/webp", photos.selfie_webp(seed + SELFIES_PER_USER - 1), "selfie.webp"))
     if bad_file:
         files.append(("image/jpeg", photos.text_file_named_jpg(), "notes.jpg"))
     upload_selfies(client, model["model_id"], files)

@@ -130,6 +130,58 @@ def selfie_png16(seed: int, size: tuple[int, int] = (600, 600), alpha: bool = Fa
     return _png_file(header, zlib.compress(rows.tobytes(), 6))
 
 
+def stored_for_orientation(upright: Image.Image, orientation: int) -> Image.Image:
+    """The pixels a camera stores for ``upright`` when it tags them with ``orientation``."""
+    if not 1 <= orientation <= 8:
+        raise ValueError(f"EXIF orientation must be 1-8, not {orientation}")
+    transpose = _STORE_FOR_ORIENTATION.get(orientation)
+    return upright if transpose is None else upright.transpose(transpose)
+
+
+def orientation_exif(orientation: int) -> Image.Exif:
+    """A phone's EXIF (camera, time, GPS) tagged with ``orientation``."""
+    exif = _camera_exif()
+    exif[ExifTags.Base.Orientation] = orientation
+    return exif
+
+
+def heic(image: Image.Image, **options: object) -> bytes:
+    """``image`` encoded as HEIC, as an iPhone saves it (pillow_heif's x265 encoder).
+
+    An EXIF orientation in ``options`` becomes the file's own irot/imir transform: pillow_heif
+    stores the pixels as given and tags the turn, keeping the EXIF tag as well.
+    """
+    from pillow_heif import register_heif_opener
+
+    register_heif_opener()
+    buffer = BytesIO()
+    image.save(buffer, "HEIF", **{"quality": 85, **options})
+    return buffer.getvalue()
+
+
+def selfie_heic(seed: int, size: tuple[int, int] = (1200, 1600), quality: int = 85) -> bytes:
+    """A selfie HEIC of ``size`` with a phone's EXIF, like an iPhone's camera roll."""
+    exif = _camera_exif()
+    return heic(selfie_image(seed, size), quality=quality, exif=exif.tobytes())
+
+
+def selfie_webp(seed: int, size: tuple[int, int] = (1200, 1600), quality: int = 85) -> bytes:
+    """A lossy selfie WebP with a phone's EXIF, as Android cameras and browsers save it."""
+    buffer = BytesIO()
+    selfie_image(seed, size).save(buffer, "WEBP", quality=quality, exif=_camera_exif())
+    return buffer.getvalue()
+
+
+def animated_webp(seeds: tuple[int, ...] = (1, 2, 3), size: tuple[int, int] = (600, 800)) -> bytes:
+    """An animated WebP, one selfie per frame (a "motion photo" shared from a phone)."""
+    frames = [selfie_image(seed, size) for seed in seeds]
+    buffer = BytesIO()
+    frames[0].save(
+        buffer, "WEBP", save_all=True, append_images=frames[1:], duration=200, quality=80
+    )
+    return buffer.getvalue()
+
+
 @lru_cache(maxsize=4)
 def large_jpeg(megapixels: float = 12, seed: int = 0) -> bytes:
     """A landscape 4:3 phone-sized photo: 4000x3000 for 12 megapixels."""

@@ -240,3 +240,16 @@ function s3Message(xhr) {
   if (message) return code ? `${message} (${code})` : message;
   return `${xhr.status} ${xhr.statusText || "error"}`;
 }
+
+const UPLOAD_TYPES = ["image/jpeg", "image/png", "image/heic", "image/heif", "image/webp"];
+const UPLOAD_TYPE_BY_EXTENSION = {
+  jpg: "image/jpeg", jpeg: "image/jpeg", png: "image/png",
+  heic: "image/heic", heif: "image/heif", webp: "image/webp",
+};
+
+// What a presigned upload may declare, from the browser's type or else the file name.
+export function contentTypeOf(file) {
+  if (UPLOAD_TYPES.includes(file.type)) return file.type;
+  const extension = /\.([a-z]+)$/i.exec(file.name)?.[1].toLowerCase();
+  return UPLOAD_TYPE_BY_EXTENSION[extension] ?? null;
+}

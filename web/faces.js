@@ -1,7 +1,7 @@
 // Face avatars: one reference photo (uploaded through a presigned POST and checked by the
 // backend), the seed's parameters as form controls, and the job's batch as a grid.
 
-import { uploadToPresignedPost } from "./api.js";
+import { contentTypeOf, uploadToPresignedPost } from "./api.js";
 import { $, announce, badge, h, megabytes, plural, setError, show, toast, when } from "./dom.js";
 import { renderAvatars } from "./gallery.js";
 import { poll } from "./poll.js";
@@ -112,9 +112,8 @@ export function showFaces() {
 // -- the reference photo ----------------------------------------------------------------------
 
 async function chooseReference(file) {
-  const type = file.type === "image/png" || /\.png$/i.test(file.name) ? "image/png" : "image/jpeg";
-  const known =
-    ["image/jpeg", "image/png"].includes(file.type) || /\.(jpe?g|png)$/i.test(file.name);
+  const known = contentTypeOf(file);
+  const type = known ?? "image/jpeg";
   view.watchImage?.stop();
   if (view.image?.thumb) URL.revokeObjectURL(view.image.thumb);
   view.image = {
@@ -128,7 +127,7 @@ async function chooseReference(file) {
     image.status = "error";
     image.reason = known
       ? `${file.name} is ${megabytes(file.size)}; the limit is 15 MB.`
-      : `${file.name}: only a JPEG or PNG photo can be used.`;
+      : `${file.name}: only a JPEG, PNG, HEIC or WebP photo can be used.`;
     renderReference();
     return;
   }
@@ -190,7 +189,7 @@ function renderReference() {
   $("#reference-bar").style.width = `${Math.round((image?.progress ?? 0) * 100)}%`;
   $("#pick-reference").textContent = image ? "Choose another photo" : "Choose photo";
   if (!image) {
-    status.textContent = "JPEG or PNG, one clear face.";
+    status.textContent = "JPEG, PNG, HEIC or WebP, one clear face.";
     return;
   }
   const size = image.width && image.height ? ` · ${image.width}×${image.height}` : "";

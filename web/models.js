@@ -1,7 +1,7 @@
 // Custom models: the list, one model's page, its selfies (uploaded straight to S3 through
 // presigned POSTs) and its training, watched live.
 
-import { uploadToPresignedPost } from "./api.js";
+import { contentTypeOf, uploadToPresignedPost } from "./api.js";
 import { $, announce, badge, h, megabytes, plural, setError, show, toast, when } from "./dom.js";
 import { initGenerations, resetGenerations, showGenerations } from "./generations.js";
 import { poll } from "./poll.js";
@@ -437,12 +437,6 @@ function localFor(modelId) {
   return view.local.get(modelId);
 }
 
-function contentTypeOf(file) {
-  if (file.type === "image/jpeg" || file.type === "image/png") return file.type;
-  if (/\.jpe?g$/i.test(file.name)) return "image/jpeg";
-  if (/\.png$/i.test(file.name)) return "image/png";
-  return null;
-}
 
 async function addSelfies(files) {
   const model = current();
@@ -457,7 +451,7 @@ async function addSelfies(files) {
   for (const file of files) {
     const type = contentTypeOf(file);
     let problem = "";
-    if (check && !type) problem = `${file.name}: only JPEG or PNG photos can be used.`;
+    if (check && !type) problem = `${file.name}: only JPEG, PNG, HEIC or WebP photos can be used.`;
     else if (check && file.size > MAX_UPLOAD_BYTES) {
       problem = `${file.name} is ${megabytes(file.size)}; the limit is 15 MB.`;
     } else if (check && room <= 0) {

@@ -73,7 +73,7 @@ def test_a_small_reference_is_kept_as_it_is(owner: ApiClient) -> None:
 def test_a_bad_reference_is_rejected_with_its_reason(owner: ApiClient) -> None:
     image = upload_reference(owner, photos.text_file_named_jpg())
     assert image["status"] == "rejected"
-    assert "not a JPEG or PNG" in image["reason"]
+    assert "not a JPEG, PNG, HEIC or WebP" in image["reason"]
     response = owner.call("POST", "/face-avatars", json={"image_id": image["image_id"]})
     assert response.status_code == 409
     assert "rejected" in response.json()["message"]

@@ -161,7 +161,10 @@ def test_a_file_posted_again_to_a_refused_slot_is_not_kept(
     assert ApiClient.upload(slot, photos.selfie_jpeg(45, size=(600, 800))).status_code in (200, 204)
 
     (selfie,) = client.list_selfies(model_id)
-    assert (selfie["status"], selfie["reason"]) == ("rejected", "not a JPEG or PNG image")
+    assert (selfie["status"], selfie["reason"]) == (
+        "rejected",
+        "not a JPEG, PNG, HEIC or WebP image",
+    )
     assert client.get_model(model_id)["selfies"] == {"pending": 0, "accepted": 0, "rejected": 1}
     assert keys_under(stack, f"selfies/{user}/{model_id}/") == set()
     assert keys_under(stack, f"normalised/{user}/{model_id}/") == set()

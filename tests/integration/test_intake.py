@@ -97,10 +97,46 @@ def test_good_selfies_are_accepted_and_normalised_to_512_jpeg(
         assert (image.format, image.size) == ("JPEG", (512, 512))
 
 
+def test_phone_formats_are_accepted_through_the_presigned_post_and_normalised_to_512_jpeg(
+    stack: LocalStack, client: ApiClient, user: str
+) -> None:
+    model = client.create_model("woman")
+    files = [
+        ("image/heic", photos.selfie_heic(4, size=(900, 1200))),
+        ("image/webp", photos.selfie_webp(5, size=(900, 1200))),
+        ("image/webp", photos.animated_webp((6, 7, 8), size=(600, 800))),
+    ]
+    (slot,) = client.request_uploads(model["model_id"], ["image/heic"])
+    assert {"Content-Type": "image/heic"} in decoded_policy(slot)["conditions"]
+    ApiClient.upload(slot, files[0][1], "selfie.heic").raise_for_status()
+
+    settled = upload_and_settle(client, model["model_id"], files)
+
+    assert [s["status"] for s in settled] == ["accepted"] * 3
+    assert [s["frames_in_file"] for s in settled] == [1, 1, 3]
+    s3 = boto3.client("s3")
+    bucket = stack.output("UploadsBucketName")
+    for selfie in settled:
+        key = f"normalised/{user}/{model['model_id']}/{selfie['selfie_id']}.jpg"
+        image = Image.open(io.BytesIO(s3.get_object(Bucket=bucket, Key=key)["Body"].read()))
+        assert (image.format, image.size) == ("JPEG", (512, 512))
+
+
+def test_a_heic_upload_must_declare_the_type_its_policy_signed(client: ApiClient) -> None:
+    model = client.create_model("man")
+    (slot,) = client.request_uploads(model["model_id"], ["image/heic"])
+    slot["fields"]["Content-Type"] = "image/webp"
+
+    response = ApiClient.upload(slot, photos.selfie_heic(9, size=(600, 800)), "selfie.heic")
+
+    assert response.status_code == 403
+    assert "Policy Condition failed" in response.text
+
+
 @pytest.mark.parametrize(
     ("declared", "data", "reason_part"),
     [
-        ("image/jpeg", photos.text_file_named_jpg(), "not a JPEG or PNG"),
+        ("image/jpeg", photos.text_file_named_jpg(), "not a JPEG, PNG, HEIC or WebP"),
         ("image/jpeg", photos.truncated_jpeg(), "damaged"),
         ("image/png", photos.decompression_bomb_png(), "too large"),
         ("image/jpeg", photos.tiny_jpeg((200, 180)), "too small: 200×180"),

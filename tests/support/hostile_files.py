@@ -29,6 +29,8 @@ Expectation = Literal["accept", "reject", "either"]
 
 JPEG_TYPE = "image/jpeg"
 PNG_TYPE = "image/png"
+WEBP_TYPE = "image/webp"
+HEIC_TYPE = "image/heic"
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _SOI = b"\xff\xd8"
@@ -897,6 +899,83 @@ def _floods() -> Iterator[HostileFile]:
     yield HostileFile("flood/png-200-ztxt-of-1mb", _png_insert(png, many_texts), PNG_TYPE, "either")
 
 
+@lru_cache(maxsize=1)
+def base_webp() -> bytes:
+    return encode(_plain_rgb(), "WEBP", quality=80)
+
+
+@lru_cache(maxsize=1)
+def base_lossless_webp() -> bytes:
+    return encode(_plain_rgb(), "WEBP", lossless=True)
+
+
+@lru_cache(maxsize=1)
+def base_animated_webp() -> bytes:
+    frames = [_plain_rgb(), _plain_rgb().transpose(Image.Transpose.FLIP_LEFT_RIGHT)]
+    return encode(frames[0], "WEBP", save_all=True, append_images=frames[1:], duration=50)
+
+
+@lru_cache(maxsize=1)
+def base_heic() -> bytes:
+    return photos.heic(_plain_rgb(), quality=60)
+
+
+def _webp_chunk_at(data: bytes, kind: bytes) -> int:
+    """Where the body of the first ``kind`` chunk starts (top level, or inside an ANMF)."""
+    return data.index(kind, 12) + 8
+
+
+def _webp_patched(data: bytes, offset: int, value: bytes) -> bytes:
+    return data[:offset] + value + data[offset + len(value) :]
+
+
+def _heic_claiming(width: int, height: int) -> bytes:
+    """The base HEIC with its (only) ispe property saying ``width`` x ``height``."""
+    heic = base_heic()
+    body = heic.index(b"ispe") + 4 + 4  # past the type and the full box's version and flags
+    return heic[:body] + struct.pack(">II", width, height) + heic[body + 8 :]
+
+
+def _phone_formats() -> Iterator[HostileFile]:
+    """WebP and HEIC sized from their headers, before anything decodes them."""
+    webp, lossless, animated, heic = (
+        base_webp(),
+        base_lossless_webp(),
+        base_animated_webp(),
+        base_heic(),
+    )
+    yield HostileFile("format/webp", webp, WEBP_TYPE, "accept")
+    yield HostileFile("format/webp-lossless", lossless, WEBP_TYPE, "accept")
+    yield HostileFile("format/heic", heic, HEIC_TYPE, "accept")
+    yield HostileFile("animated/webp-2-frames", animated, WEBP_TYPE, "accept")
+    vp8 = _webp_chunk_at(webp, b"VP8 ") + 6
+    huge_vp8 = _webp_patched(webp, vp8, struct.pack("<HH", 16383, 16383))
+    yield HostileFile("huge/webp-vp8-16383x16383", huge_vp8, WEBP_TYPE, "reject")
+    vp8l = _webp_chunk_at(lossless, b"VP8L") + 1
+    bits = (16383 & 0x3FFF) | ((16383 & 0x3FFF) << 14)
+    huge_vp8l = _webp_patched(lossless, vp8l, struct.pack("<I", bits))
+    yield HostileFile("huge/webp-vp8l-16384x16384", huge_vp8l, WEBP_TYPE, "reject")
+    canvas = _webp_chunk_at(animated, b"VP8X") + 4
+    huge_canvas = _webp_patched(animated, canvas, (16383).to_bytes(3, "little") * 2)
+    yield HostileFile("huge/webp-vp8x-canvas-16384x16384", huge_canvas, WEBP_TYPE, "reject")
+    frame = _webp_chunk_at(animated, b"ANMF") + 6
+    huge_frame = _webp_patched(animated, frame, (16383).to_bytes(3, "little") * 2)
+    yield HostileFile("huge/webp-anmf-frame-16384x16384", huge_frame, WEBP_TYPE, "reject")
+    for width, height in ((30000, 30000), (2**32 - 1, 2**32 - 1), (100_000, 1)):
+        claim = _heic_claiming(width, height)
+        yield HostileFile(f"huge/heic-ispe-{width}x{height}", claim, HEIC_TYPE, "reject")
+    yield HostileFile("zero/heic-ispe-0x0", _heic_claiming(0, 0), HEIC_TYPE, "reject")
+    for label, data, content_type in (
+        ("webp", webp, WEBP_TYPE),
+        ("animated-webp", animated, WEBP_TYPE),
+        ("heic", heic, HEIC_TYPE),
+    ):
+        for percent in (10, 50, 90):
+            cut = data[: len(data) * percent // 100]
+            yield HostileFile(f"truncated/{label}-at-{percent}pct", cut, content_type, "reject")
+        yield HostileFile(f"truncated/{label}-minus-1", data[:-1], content_type, "reject")
+
+
 _KINDS: tuple[Callable[[], Iterator[HostileFile]], ...] = (
     _empty_and_tiny,
     _truncated,
@@ -910,4 +989,5 @@ _KINDS: tuple[Callable[[], Iterator[HostileFile]], ...] = (
     _other_formats,
     _scan_bombs,
     _floods,
+    _phone_formats,
 )

@@ -64,8 +64,8 @@ ACTIONABLE_REASONS = [
     re.compile(pattern)
     for pattern in (
         r"the file is empty",
-        r"not a JPEG or PNG image( \((HEIC|HEIF|AVIF|WebP|GIF|PDF|TIFF) is not supported\): "
-        r"save it as JPEG or PNG)?",
+        r"not a JPEG, PNG, HEIC or WebP image( \((AVIF|GIF|PDF|TIFF) is not supported\): "
+        r"save it as JPEG)?",
         r"file too large: [\d.]+ MB, at most [\d.]+ MB",
         r"image too large: \d+×\d+ pixels, at most [\d.]+ megapixels",
         r"image too small: \d+×\d+ pixels, need at least \d+ px on the short side",
@@ -78,6 +78,7 @@ ACTIONABLE_REASONS = [
         r"save it again as a JPEG or PNG",
         r"the image data is split into too many pieces \(more than \d+\): "
         r"save it again as a JPEG or PNG",
+        r"the image file holds too many pixels in its parts: save it again as a JPEG",
         r"the image file has too much padding \(more than \d+ bytes\): "
         r"save it again as a JPEG or PNG",
     )
@@ -217,7 +218,12 @@ def test_the_corpus_covers_every_kind_the_issue_names() -> None:
         "flood",
     }
     assert {case.expectation for case in CASES} == {"accept", "reject", "either"}
-    assert all(case.content_type in ("image/jpeg", "image/png") for case in CASES)
+    assert {case.content_type for case in CASES} == {
+        "image/jpeg",
+        "image/png",
+        "image/webp",
+        "image/heic",
+    }
 
 
 def test_the_random_damage_is_the_same_every_time() -> None:
@@ -302,6 +308,33 @@ def test_given_a_file_that_is_slow_by_its_structure_then_rejected_before_pillow_
     data = case(name)
     monkeypatch.setattr(Image, "open", must_not_open)
     assert rejection(data) == reason
+
+
+@pytest.mark.parametrize(
+    ("name", "size"),
+    [
+        ("huge/webp-vp8-16383x16383", "16383×16383"),
+        ("huge/webp-vp8l-16384x16384", "16384×16384"),
+        ("huge/webp-vp8x-canvas-16384x16384", "16384×16384"),
+        ("huge/heic-ispe-30000x30000", "30000×30000"),
+        ("huge/heic-ispe-4294967295x4294967295", "4294967295×4294967295"),
+    ],
+)
+def test_given_a_webp_or_heic_declaring_huge_dimensions_then_refused_before_decoding(
+    monkeypatch: pytest.MonkeyPatch, name: str, size: str
+) -> None:
+    data = case(name)
+    monkeypatch.setattr(Image, "open", must_not_open)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", None)  # the limit is ours, not Pillow's
+    assert rejection(data) == f"image too large: {size} pixels, at most 40 megapixels"
+
+
+def test_given_an_animated_webp_with_one_huge_frame_then_refused_before_decoding(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    data = case("huge/webp-anmf-frame-16384x16384")
+    monkeypatch.setattr(Image, "open", must_not_open)
+    assert rejection(data).startswith("image too large: 16384×16384 pixels")
 
 
 def test_given_a_standard_progressive_photo_at_the_pixel_limit_then_its_scans_fit() -> None:

@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
+import struct
 import zlib
 from io import BytesIO
 
 import pytest
-from PIL import ExifTags, Image, ImageChops, ImageCms, ImageFile, ImageStat, JpegImagePlugin
+from PIL import (
+    ExifTags,
+    Image,
+    ImageChops,
+    ImageCms,
+    ImageFile,
+    ImageOps,
+    ImageStat,
+    JpegImagePlugin,
+    PngImagePlugin,
+)
+from pillow_heif import register_heif_opener
 
 from avatar_core.errors import ImageRejected
 from avatar_core.logic.images import (
@@ -18,6 +30,7 @@ from avatar_core.logic.images import (
 )
 from local import photos
 
+register_heif_opener()  # for Pillow to open the HEIC samples the way exif_transpose sees them
 LIMITS = ImageLimits()
 RED, BLUE, GREY, WHITE = (220, 20, 20), (20, 20, 220), (128, 128, 128), (255, 255, 255)
 
@@ -71,8 +84,8 @@ def marked_upright_photo() -> Image.Image:
 # --- what is refused, and what the user is told ---------------------------------------------
 
 
-def test_given_a_text_file_named_jpg_when_ingested_then_it_is_not_a_jpeg_or_png() -> None:
-    assert rejection(photos.text_file_named_jpg()) == "not a JPEG or PNG image"
+def test_given_a_text_file_named_jpg_when_ingested_then_it_is_not_a_supported_image() -> None:
+    assert rejection(photos.text_file_named_jpg()) == "not a JPEG, PNG, HEIC or WebP image"
 
 
 def test_given_an_empty_upload_when_ingested_then_the_user_is_told_it_is_empty() -> None:
@@ -82,8 +95,8 @@ def test_given_an_empty_upload_when_ingested_then_the_user_is_told_it_is_empty()
 @pytest.mark.parametrize(
     ("head", "named"),
     [
-        (b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00", "HEIC"),
-        (b"RIFF\x10\x00\x00\x00WEBPVP8 ", "WebP"),
+        (b"\x00\x00\x00\x18ftypavif\x00\x00\x00\x00", "AVIF"),
+        (b"\x00\x00\x00\x18ftypmif1\x00\x00\x00\x00mif1avif", "AVIF"),
         (b"GIF89a\x01\x00\x01\x00\x00\x00", "GIF"),
     ],
 )
@@ -91,7 +104,10 @@ def test_given_a_common_other_format_when_ingested_then_the_message_names_it(
     head: bytes, named: str
 ) -> None:
     message = rejection(head + bytes(1000))
-    assert message == f"not a JPEG or PNG image ({named} is not supported): save it as JPEG or PNG"
+    assert (
+        message
+        == f"not a JPEG, PNG, HEIC or WebP image ({named} is not supported): save it as JPEG"
+    )
 
 
 def test_given_a_file_over_the_size_cap_when_ingested_then_rejected_before_parsing() -> None:
@@ -198,7 +214,7 @@ def test_given_a_png_with_corrupt_image_data_when_ingested_then_damaged() -> Non
 
 def test_given_rejections_when_fitting_a_reference_then_the_same_reasons_apply() -> None:
     for data, reason in [
-        (photos.text_file_named_jpg(), "not a JPEG or PNG image"),
+        (photos.text_file_named_jpg(), "not a JPEG, PNG, HEIC or WebP image"),
         (photos.tiny_jpeg(), f"image too small: {by(200, 180)} pixels"),
         (photos.decompression_bomb_png(), f"image too large: {by(30000, 30000)} pixels"),
         (photos.truncated_jpeg(), "the image file is damaged or incomplete"),
@@ -519,3 +535,291 @@ def test_given_a_large_transparent_png_reference_when_fitted_then_fitted_and_sti
     result = fit_reference(cut_out, limits=LIMITS)
     image = decoded(result)
     assert (image.format, image.mode, image.size) == ("PNG", "RGBA", (1536, 768))
+
+
+# --- phone formats: HEIC/HEIF and WebP ----------------------------------------------------------
+
+
+def test_given_a_heic_selfie_when_normalised_then_a_512_jpeg_of_the_photo() -> None:
+    upright = photos.selfie_image(31, (600, 800))
+    data = photos.heic(upright, quality=90)
+    assert sniff_format(data[:64]) == "HEIF"
+
+    result = normalise_selfie(data, limits=LIMITS)
+
+    assert (result.content_type, result.source_format) == ("image/jpeg", "HEIF")
+    assert (result.width, result.height, result.source_width, result.source_height) == (
+        512,
+        512,
+        600,
+        800,
+    )
+    assert result.frames_in_file == 1
+    centre = upright.crop((0, 100, 600, 700)).resize((512, 512), Image.Resampling.LANCZOS)
+    assert mean_difference(decoded(result), centre) < 4
+
+
+def test_given_a_webp_selfie_when_normalised_then_a_512_jpeg_without_its_metadata() -> None:
+    data = photos.selfie_webp(32, (900, 1200))
+    assert sniff_format(data[:64]) == "WEBP"
+
+    result = normalise_selfie(data, limits=LIMITS)
+
+    assert (result.content_type, result.source_format, result.width) == ("image/jpeg", "WEBP", 512)
+    assert (result.source_width, result.source_height) == (900, 1200)
+    assert b"Exif" not in result.data
+
+
+def test_given_a_heic_or_webp_reference_when_fitted_then_a_jpeg_inside_the_box() -> None:
+    for data in (photos.selfie_heic(33, (600, 800)), photos.selfie_webp(33, (600, 800))):
+        result = fit_reference(data, limits=LIMITS, max_side=400)
+        assert (result.content_type, result.width, result.height) == ("image/jpeg", 300, 400)
+
+
+def test_given_a_transparent_webp_reference_when_fitted_then_a_png_cut_out() -> None:
+    cut_out = Image.new("RGBA", (600, 800), (0, 0, 0, 0))
+    cut_out.paste((200, 120, 90, 255), (100, 100, 500, 700))
+
+    result = fit_reference(encoded(cut_out, "WEBP", lossless=True), limits=LIMITS)
+
+    assert result.content_type == "image/png"
+    assert decoded(result).getpixel((10, 10)) == (0, 0, 0, 0)
+
+
+def test_given_an_animated_webp_when_normalised_then_its_first_frame_and_the_frame_count() -> None:
+    data = photos.animated_webp((34, 35, 36), (600, 800))
+
+    result = normalise_selfie(data, limits=LIMITS)
+
+    first = photos.selfie_image(34, (600, 800)).crop((0, 100, 600, 700)).resize((512, 512))
+    assert result.frames_in_file == 3
+    assert mean_difference(decoded(result), first) < 8
+
+
+def test_given_a_heic_collection_when_normalised_then_its_primary_image_and_the_count() -> None:
+    images = [photos.selfie_image(seed, (600, 800)) for seed in (37, 38)]
+    data = photos.heic(images[0], save_all=True, append_images=images[1:])
+
+    result = normalise_selfie(data, limits=LIMITS)
+
+    assert result.frames_in_file == 2
+    first = images[0].crop((0, 100, 600, 700)).resize((512, 512))
+    assert mean_difference(decoded(result), first) < 8
+
+
+def test_given_an_iphone_like_heic_grid_turned_by_irot_then_upright_at_its_full_size() -> None:
+    # iPhones store 512x512 tiles of a grid item, turned by the container's irot.
+    upright = photos.selfie_image(44, (768, 1024))
+    stored = photos.stored_for_orientation(upright, 6)
+    data = photos.heic(stored, tile_size=512, exif=photos.orientation_exif(6).tobytes())
+    assert b"grid" in data and b"irot" in data
+
+    result = normalise_selfie(data, limits=LIMITS)
+
+    assert (result.source_width, result.source_height) == (768, 1024)
+    centre = upright.crop((0, 128, 768, 896)).resize((512, 512), Image.Resampling.LANCZOS)
+    assert mean_difference(decoded(result), centre) < 4
+
+
+def test_given_an_mpo_or_an_animated_png_then_the_first_image_and_the_count() -> None:
+    images = [photos.selfie_image(seed, (600, 800)) for seed in (45, 46, 47)]
+    mpo = encoded(images[0], "MPO", save_all=True, append_images=images[1:2])
+    apng = encoded(images[0], "PNG", save_all=True, append_images=images[1:])
+
+    assert normalise_selfie(mpo, limits=LIMITS).frames_in_file == 2
+    assert normalise_selfie(apng, limits=LIMITS).frames_in_file == 3
+    first = images[0].crop((0, 100, 600, 700)).resize((512, 512))
+    assert mean_difference(decoded(normalise_selfie(apng, limits=LIMITS)), first) < 4
+
+
+def test_given_an_ordinary_file_then_it_holds_one_frame() -> None:
+    assert normalise_selfie(photos.selfie_jpeg(39, (600, 800)), limits=LIMITS).frames_in_file == 1
+
+
+def test_given_an_avif_when_ingested_then_refused_by_name() -> None:
+    avif = b"\x00\x00\x00\x1cftypavif\x00\x00\x00\x00avifmif1miaf" + bytes(1000)
+    assert "(AVIF is not supported)" in rejection(avif)
+
+
+def test_importing_the_image_logic_does_not_load_libheif() -> None:
+    import subprocess
+    import sys
+
+    code = "import sys, avatar_core.logic.images; assert 'pillow_heif' not in sys.modules"
+    subprocess.run(  # noqa: S603 - fixed argv of our own module
+        [sys.executable, "-c", code], check=True, env={"PYTHONPATH": "layers/core"}
+    )
+
+
+# --- orientation wherever the file keeps it, as ImageOps.exif_transpose reads it -------------
+
+_XMP_ATTRIBUTE = (
+    '<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF '
+    'xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#"><rdf:Description rdf:about="" '
+    'xmlns:tiff="http://ns.adobe.com/tiff/1.0/" tiff:Orientation="{}"/></rdf:RDF></x:xmpmeta>'
+)
+_XMP_ELEMENT = (
+    '<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF '
+    'xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#"><rdf:Description rdf:about="" '
+    'xmlns:tiff="http://ns.adobe.com/tiff/1.0/"><tiff:Orientation>{}</tiff:Orientation>'
+    "</rdf:Description></rdf:RDF></x:xmpmeta>"
+)
+
+
+def _png_with_text(stored: Image.Image, key: str, value: str, *, itxt: bool) -> bytes:
+    info = PngImagePlugin.PngInfo()
+    if itxt:
+        info.add_itxt(key, value)
+    else:
+        info.add_text(key, value, zip=True)  # zTXt, as ImageMagick writes it
+    return encoded(stored, "PNG", pnginfo=info)
+
+
+def _imagemagick_raw_exif(orientation: int) -> str:
+    payload = b"Exif\x00\x00" + photos.orientation_exif(orientation).tobytes()
+    hexed = payload.hex()
+    lines = "\n".join(hexed[i : i + 72] for i in range(0, len(hexed), 72))
+    return f"\nexif\n{len(payload):8d}\n{lines}\n"
+
+
+def _oriented(container: str, orientation: int) -> bytes:
+    stored = photos.stored_for_orientation(marked_upright_photo(), orientation)
+    exif = photos.orientation_exif(orientation)
+    if container == "jpeg-exif":
+        return encoded(stored, "JPEG", quality=95, exif=exif)
+    if container == "jpeg-xmp":
+        return encoded(stored, "JPEG", quality=95, xmp=_XMP_ELEMENT.format(orientation).encode())
+    if container == "png-exif":
+        return encoded(stored, "PNG", exif=exif)
+    if container in ("png-xmp-attribute", "png-xmp-element"):
+        xmp = _XMP_ATTRIBUTE if container == "png-xmp-attribute" else _XMP_ELEMENT
+        return _png_with_text(stored, "XML:com.adobe.xmp", xmp.format(orientation), itxt=True)
+    if container == "png-imagemagick-raw-exif":
+        raw = _imagemagick_raw_exif(orientation)
+        return _png_with_text(stored, "Raw profile type exif", raw, itxt=False)
+    if container == "webp-exif":
+        return encoded(stored, "WEBP", quality=95, exif=exif)
+    if container == "webp-xmp":
+        return encoded(stored, "WEBP", quality=95, xmp=_XMP_ATTRIBUTE.format(orientation).encode())
+    if container == "heic-exif":
+        return photos.heic(stored, quality=95, exif=exif.tobytes())
+    raise AssertionError(container)
+
+
+CONTAINERS = [
+    "jpeg-exif",
+    "jpeg-xmp",
+    "png-exif",
+    "png-xmp-attribute",
+    "png-xmp-element",
+    "png-imagemagick-raw-exif",
+    "webp-exif",
+    "webp-xmp",
+    "heic-exif",
+]
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+@pytest.mark.parametrize("container", CONTAINERS)
+def test_given_an_orientation_in_any_container_then_upright_as_exif_transpose_has_it(
+    container: str, orientation: int
+) -> None:
+    data = _oriented(container, orientation)
+
+    image = decoded(normalise_selfie(data, limits=LIMITS))
+
+    assert close_to(pixel(image, (60, 60)), RED)
+    assert close_to(pixel(image, (450, 450)), BLUE)
+    assert close_to(pixel(image, (450, 60)), GREY)
+    assert close_to(pixel(image, (60, 450)), GREY)
+    reference = ImageOps.exif_transpose(Image.open(BytesIO(data))).convert("RGB")
+    assert reference.size == (600, 800)
+    centre = reference.crop((0, 100, 600, 700)).resize((512, 512), Image.Resampling.LANCZOS)
+    assert mean_difference(image, centre) < 3
+
+
+def test_given_a_heic_whose_exif_says_turned_then_libheif_turns_it_once_only() -> None:
+    # pillow_heif writes the EXIF orientation as the file's irot/imir and keeps the EXIF tag:
+    # the file holds both, and only the container's transform may be applied.
+    data = _oriented("heic-exif", 6)
+    assert b"irot" in data
+    with Image.open(BytesIO(data)) as opened:
+        assert opened.info["original_orientation"] == 6
+
+    result = normalise_selfie(data, limits=LIMITS)
+
+    assert (result.source_width, result.source_height) == (600, 800)
+    assert close_to(pixel(decoded(result), (60, 60)), RED)
+
+
+def test_given_a_small_png_with_its_orientation_in_xmp_then_the_size_is_reported_upright() -> None:
+    stored = photos.stored_for_orientation(photos.selfie_image(40, (250, 300)), 6)
+    data = _png_with_text(stored, "XML:com.adobe.xmp", _XMP_ATTRIBUTE.format(6), itxt=True)
+    assert rejection(data) == (
+        f"image too small: {by(250, 300)} pixels, need at least 256 px on the short side"
+    )
+
+
+# --- as tolerant as libjpeg ------------------------------------------------------------------
+
+
+def _with_stray_bytes_after_first_segment(jpeg: bytes, stray: bytes) -> bytes:
+    length = int.from_bytes(jpeg[4:6], "big")
+    return jpeg[: 4 + length] + stray + jpeg[4 + length :]
+
+
+@pytest.mark.parametrize(
+    "stray", [b"junk", b"\x00", b"\xff\x00\x17", b"\x00" * 1000], ids=["text", "nul", "ff00", "1k"]
+)
+def test_given_stray_bytes_between_jpeg_segments_then_accepted_as_libjpeg_does(
+    stray: bytes,
+) -> None:
+    data = _with_stray_bytes_after_first_segment(photos.selfie_jpeg(41, (600, 800)), stray)
+    with Image.open(BytesIO(data)) as image:
+        image.load()  # Pillow and libjpeg decode it, with a warning at most
+
+    assert normalise_selfie(data, limits=LIMITS).width == 512
+
+
+def test_given_stray_bytes_and_a_truncated_jpeg_then_still_damaged() -> None:
+    data = _with_stray_bytes_after_first_segment(photos.selfie_jpeg(42, (600, 800)), b"junk")
+    for cut in (len(data) // 2, len(data) - 1, 30):
+        assert rejection(data[:cut]) == "the image file is damaged or incomplete"
+
+
+def test_given_more_stray_bytes_than_the_padding_budget_then_refused_with_a_reason() -> None:
+    data = _with_stray_bytes_after_first_segment(photos.selfie_jpeg(43, (600, 800)), bytes(70_000))
+    assert rejection(data) == (
+        "the image file has too much padding (more than 65536 bytes): "
+        "save it again as a JPEG or PNG"
+    )
+
+
+def test_given_a_heic_whose_items_point_past_its_end_then_damaged_even_when_pillow_pads(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Every box fits in the file, but the image data it locates was cut off.
+    whole = photos.heic(photos.selfie_image(48, (600, 800)), quality=60)
+    mdat = whole.index(b"mdat") - 4
+    cut = len(whole) - (len(whole) - mdat) // 2
+    data = bytearray(whole[:cut])
+    data[mdat : mdat + 4] = (cut - mdat).to_bytes(4, "big")
+    monkeypatch.setattr(ImageFile, "LOAD_TRUNCATED_IMAGES", True)
+
+    assert rejection(bytes(data)) == "the image file is damaged or incomplete"
+    assert ImageFile.LOAD_TRUNCATED_IMAGES is True
+
+
+def test_given_a_heic_grid_whose_tiles_add_up_to_far_more_than_the_image_then_refused() -> None:
+    # Each tile is decoded in full before the grid is cropped: 4 tiles claiming 1000x700
+    # behind a 768x1024 image would be 3.6 megapixels of work for 0.8 of image.
+    data = photos.heic(photos.selfie_image(49, (768, 1024)), tile_size=512)
+    tile_size = struct.pack(">II", 512, 512)
+    assert data.count(tile_size) == 1
+    claimed = data.replace(tile_size, struct.pack(">II", 1000, 700))
+    limits = ImageLimits(max_pixels=800_000)
+    assert normalise_selfie(data, limits=limits).width == 512
+
+    assert rejection(claimed, limits) == (
+        "the image file holds too many pixels in its parts: save it again as a JPEG"
+    )

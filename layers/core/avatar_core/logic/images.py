@@ -1,9 +1,12 @@
 """Checking and normalising uploaded images: selfies for training, references for face avatars.
 
+JPEG, PNG, WebP and HEIC/HEIF come in; JPEG (or a PNG cut-out reference) goes out.
+
 Pure logic: bytes in, ``ProcessedImage`` out, ``ImageRejected`` with a message the end user can
 act on for anything we cannot use. The order of checks is what keeps a hostile upload cheap:
-magic bytes, file size, the dimensions declared in the header (read by our own small parser,
-so the decompression-bomb limit never depends on Pillow's process-global
+magic bytes, file size, the dimensions declared in the header (read by our own small parsers
+of JPEG segments, PNG chunks, WebP's RIFF chunks and HEIF's ISOBMFF boxes, so the
+decompression-bomb limit never depends on Pillow's process-global
 ``Image.MAX_IMAGE_PIXELS``), the file's structure being sane (not millions of tiny segments or
 chunks, nor a progressive JPEG whose scans make the decoder walk its blocks thousands of
 times) and complete, and only then decoding.
@@ -22,27 +25,31 @@ import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import cache
 from io import BytesIO
 
-from PIL import ExifTags, Image, ImageCms
+from PIL import ExifTags, Image, ImageCms, ImageFile
 
 from avatar_core.errors import ImageRejected
 
 JPEG = "JPEG"
 PNG = "PNG"
+WEBP = "WEBP"
+HEIF = "HEIF"  # HEIC (HEVC-coded HEIF) included; Pillow's format name via pillow_heif
 
 _JPEG_MAGIC = b"\xff\xd8\xff"
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-_SNIFF_BYTES = 16
+_SNIFF_BYTES = 64  # enough for an ftyp box's major and first compatible brands
+# HEVC-coded HEIF brands (still images, collections and sequences), and the structural brands
+# that HEIF and AVIF share, which need the compatible brands to tell them apart.
+_HEIF_BRANDS = frozenset({b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"hevm", b"hevs"})
+_SHARED_BRANDS = frozenset({b"mif1", b"msf1", b"mif2", b"miaf"})
+_AVIF_BRANDS = frozenset({b"avif", b"avis"})
 
 # Formats people do upload instead, named so the message tells them what to change.
 _OTHER_FORMATS: tuple[tuple[int, bytes, str], ...] = (
-    (4, b"ftypheic", "HEIC"),
-    (4, b"ftypheix", "HEIC"),
-    (4, b"ftyphevc", "HEIC"),
-    (4, b"ftypmif1", "HEIF"),
     (4, b"ftypavif", "AVIF"),
-    (8, b"WEBP", "WebP"),
+    (4, b"ftypavis", "AVIF"),
     (0, b"GIF8", "GIF"),
     (0, b"%PDF", "PDF"),
     (0, b"II*\x00", "TIFF"),
@@ -63,7 +70,11 @@ _JPEG_FILL = re.compile(rb"\xff+")
 # JPEG header and PNG chunks in Python) or decoding slow, capped far above real photos'.
 _MAX_PARTS = 10_000  # JPEG marker segments; PNG chunks other than image data
 _MAX_PNG_DATA_CHUNKS = 50_000  # IDAT/fdAT: encoders split the image data, a few thousand at most
-_MAX_JPEG_FILL_BYTES = 65_536  # 0xFF padding between the header's segments
+_MAX_JPEG_FILL_BYTES = 65_536  # 0xFF padding and stray bytes between the header's segments
+# HEIF: the pixels of every image item (the primary grid and its tiles, thumbnails, depth and
+# gain maps), against the primary image's own limit. A grid and its tiles count twice, so a
+# phone photo's items add up to about 2-2.5 times the primary's pixels.
+_HEIF_ITEM_PIXELS_PER_IMAGE_PIXEL = 3
 # A progressive JPEG's decoder visits every 8x8 block of the components in each scan. Real
 # progressive photos need about 8-14 such passes over a full-size image; this many passes over
 # a maximum-size image is what a decode may cost, however many scans the file has.
@@ -123,22 +134,40 @@ class ProcessedImage:
     content_type: str  # "image/jpeg" or "image/png"
     width: int
     height: int
-    source_format: str  # "JPEG" or "PNG", from the magic bytes
+    source_format: str  # "JPEG", "PNG", "WEBP" or "HEIF", from the magic bytes
     source_width: int  # after EXIF orientation
     source_height: int
+    frames_in_file: int = 1  # images or frames in the upload; only the primary one is used
 
 
 def sniff_format(head: bytes) -> str | None:
-    """``"JPEG"`` or ``"PNG"`` from the magic bytes alone, else None.
+    """``"JPEG"``, ``"PNG"``, ``"WEBP"`` or ``"HEIF"`` from the magic bytes alone, else None.
 
     File names and declared content types are never consulted: they are whatever the client
-    says they are.
+    says they are. AVIF shares HEIF's container but not its codec, and stays refused.
     """
     if head.startswith(_JPEG_MAGIC):
         return JPEG
     if head.startswith(_PNG_MAGIC):
         return PNG
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return WEBP
+    brands = _ftyp_brands(head)
+    if brands and (
+        brands[0] in _HEIF_BRANDS
+        or (brands[0] in _SHARED_BRANDS and not _AVIF_BRANDS.intersection(brands))
+    ):
+        return HEIF
     return None
+
+
+def _ftyp_brands(head: bytes) -> list[bytes]:
+    """Major then compatible brands of a leading ftyp box, as far as ``head`` holds them."""
+    if head[4:8] != b"ftyp" or len(head) < 12:
+        return []
+    (size,) = struct.unpack_from(">I", head)
+    box = head[8 : max(size, 16)]
+    return [box[0:4]] + [box[i : i + 4] for i in range(8, len(box) - 3, 4)]
 
 
 def normalise_selfie(
@@ -174,8 +203,8 @@ def fit_reference(
 ) -> ProcessedImage:
     """An upright image that fits inside ``max_side`` x ``max_side``, keeping its aspect ratio.
 
-    Never upscaled. JPEG output, except that a PNG with real transparency stays an RGBA PNG
-    (a face-avatar reference may be a cut-out).
+    Never upscaled. JPEG output, except that a PNG, WebP or HEIF with real transparency
+    becomes an RGBA PNG (a face-avatar reference may be a cut-out).
     """
     if max_side < 1:
         raise ValueError("max_side must be positive")
@@ -184,7 +213,7 @@ def fit_reference(
         image = _decode(source, target)
         with _processing_errors():
             image = _resampleable(image)
-            keep_alpha = source.format == PNG and _has_transparency(image)
+            keep_alpha = source.format != JPEG and _has_transparency(image)
             if image.size != target:
                 image = image.resize(target, Image.Resampling.LANCZOS)
             upright = _orient(_to_srgb(image, source.icc_profile, keep_alpha=keep_alpha), source)
@@ -201,6 +230,13 @@ class _Header:
     complete: bool  # the file's structure runs to its end marker
     scans: int = 0  # JPEG scans
     scan_blocks: int = 0  # JPEG: 8x8 blocks the decoder visits, summed over the scans
+    part_sizes: tuple[tuple[int, int], ...] = ()  # WebP frames, HEIF image items: each decoded
+    part_pixels: int = 0  # HEIF: summed over its image items
+    quarter_turned: bool = False  # HEIF: an irot of 90 or 270 degrees on the primary image
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return self.width, self.height
 
 
 @dataclass
@@ -211,6 +247,7 @@ class _Source:
     raw_height: int
     limits: ImageLimits
     icc_profile: bytes | None
+    frames: int = 1
     orientation: int = 1
 
     @property
@@ -226,15 +263,21 @@ def _opened(data: bytes, limits: ImageLimits) -> Iterator[_Source]:
         raise ImageRejected("the file is empty")
     image_format = sniff_format(data[:_SNIFF_BYTES])
     if image_format is None:
-        raise ImageRejected(_not_jpeg_or_png(data[:_SNIFF_BYTES]))
+        raise ImageRejected(_not_supported(data[:_SNIFF_BYTES]))
     if len(data) > limits.max_bytes:
         raise ImageRejected(
             f"file too large: {_megabytes(len(data))} MB, at most {_megabytes(limits.max_bytes)} MB"
         )
-    header = _read_jpeg_header(data) if image_format == JPEG else _read_png_header(data)
+    header = _HEADER_READERS[image_format](data)
     if header is None or header.width < 1 or header.height < 1:
         raise ImageRejected(_DAMAGED)
     _check_pixel_count(header.width, header.height, limits)
+    for width, height in header.part_sizes:
+        _check_pixel_count(width, height, limits)
+    if header.part_pixels > limits.max_pixels * _HEIF_ITEM_PIXELS_PER_IMAGE_PIXEL:
+        raise ImageRejected(
+            "the image file holds too many pixels in its parts: save it again as a JPEG"
+        )
     if header.scan_blocks > limits.max_pixels // 64 * _SCAN_PASSES_AT_MAX_PIXELS:
         raise ImageRejected(
             f"the image has too many progressive scans for its size ({header.scans}): "
@@ -243,18 +286,39 @@ def _opened(data: bytes, limits: ImageLimits) -> Iterator[_Source]:
     if not header.complete:
         raise ImageRejected(_DAMAGED)
     with _decoding_errors(header.width, header.height, limits):
+        if image_format == HEIF:
+            _register_heif()
         image = Image.open(BytesIO(data), formats=[image_format])
     with image:
-        if image.size != (header.width, header.height):
+        if not _header_matches(image, header, image_format):
             raise ImageRejected(_DAMAGED)
+        with _decoding_errors(header.width, header.height, limits):
+            frames = max(1, int(getattr(image, "n_frames", 1)))
         yield _Source(
             image=image,
             format=image_format,
-            raw_width=header.width,
-            raw_height=header.height,
+            raw_width=image.width,
+            raw_height=image.height,
             limits=limits,
             icc_profile=image.info.get("icc_profile") or None,
+            frames=frames,
         )
+
+
+def _header_matches(image: Image.Image, header: _Header, image_format: str) -> bool:
+    """libheif reports the size after the file's own rotation and clean-aperture crop."""
+    if image_format != HEIF:
+        return image.size == (header.width, header.height)
+    width, height = (header.height, header.width) if header.quarter_turned else header.size
+    return 1 <= image.width <= width and 1 <= image.height <= height
+
+
+@cache
+def _register_heif() -> None:
+    """Imported here, not at module level: loading libheif costs every cold start otherwise."""
+    from pillow_heif import register_heif_opener
+
+    register_heif_opener()
 
 
 def _decode(source: _Source, needed: tuple[int, int]) -> Image.Image:
@@ -268,8 +332,12 @@ def _decode(source: _Source, needed: tuple[int, int]) -> Image.Image:
         with _decoding_errors(source.raw_width, source.raw_height, source.limits):
             if source.format == JPEG:
                 image.draft("RGB", needed)
-            image.load()
-    source.orientation = _orientation(image)
+            if source.format == HEIF:
+                with _truncated_images_refused():
+                    image.load()
+            else:
+                image.load()
+    source.orientation = _orientation(image, source.format)
     width, height = source.upright_size
     if min(width, height) < source.limits.min_side:
         raise ImageRejected(
@@ -277,6 +345,20 @@ def _decode(source: _Source, needed: tuple[int, int]) -> Image.Image:
             f"{source.limits.min_side} px on the short side"
         )
     return image
+
+
+@contextmanager
+def _truncated_images_refused() -> Iterator[None]:
+    """pillow_heif hands back a blank image for data libheif cannot decode when Pillow's global
+    LOAD_TRUNCATED_IMAGES is on, and our header walk does not follow the item locations
+    (iloc) into the file, so for HEIF the global is held off while it decodes. A Lambda
+    sandbox runs one event at a time, so nothing else sees the change."""
+    saved = ImageFile.LOAD_TRUNCATED_IMAGES
+    ImageFile.LOAD_TRUNCATED_IMAGES = False
+    try:
+        yield
+    finally:
+        ImageFile.LOAD_TRUNCATED_IMAGES = saved
 
 
 @contextmanager
@@ -315,11 +397,17 @@ def _too_many_pixels(width: int, height: int, limits: ImageLimits) -> str:
     )
 
 
-def _not_jpeg_or_png(head: bytes) -> str:
-    for offset, magic, name in _OTHER_FORMATS:
-        if head[offset : offset + len(magic)] == magic:
-            return f"not a JPEG or PNG image ({name} is not supported): save it as JPEG or PNG"
-    return "not a JPEG or PNG image"
+_NOT_SUPPORTED = "not a JPEG, PNG, HEIC or WebP image"
+
+
+def _not_supported(head: bytes) -> str:
+    named = next(
+        (name for offset, magic, name in _OTHER_FORMATS if head[offset:].startswith(magic)),
+        "AVIF" if _AVIF_BRANDS.intersection(_ftyp_brands(head)) else None,
+    )
+    if named is None:
+        return _NOT_SUPPORTED
+    return f"{_NOT_SUPPORTED} ({named} is not supported): save it as JPEG"
 
 
 def _megabytes(size: int) -> str:
@@ -336,7 +424,7 @@ def _read_jpeg_header(data: bytes) -> _Header | None:
     """
     size: tuple[int, int] | None = None
     component_blocks: dict[int, int] = {}
-    scans = scan_blocks = parts = fill_bytes = 0
+    scans = scan_blocks = parts = skipped_bytes = 0
     position, end = 2, len(data)
     while position < end:
         if scans:
@@ -344,28 +432,18 @@ def _read_jpeg_header(data: bytes) -> _Header | None:
             if found is None:
                 break
             position = found.start()
-        fill = _JPEG_FILL.match(data, position)
-        if fill is None:
-            return None
-        fill_bytes += fill.end() - position - 1
-        if fill_bytes > _MAX_JPEG_FILL_BYTES:
-            raise ImageRejected(
-                f"the image file has too much padding (more than {_MAX_JPEG_FILL_BYTES} "
-                "bytes): save it again as a JPEG or PNG"
-            )
-        position = fill.end()
-        if position >= end:
+        marker_at = _jpeg_next_marker(data, position, _MAX_JPEG_FILL_BYTES - skipped_bytes)
+        if marker_at is None:
             break
-        marker = data[position]
-        position += 1
+        skipped_bytes += marker_at - 1 - position
+        marker = data[marker_at]
+        position = marker_at + 1
         if marker == _JPEG_EOI:
             if size is None or not scans:
                 return None
             return _Header(size[0], size[1], complete=True, scans=scans, scan_blocks=scan_blocks)
         if marker in _JPEG_STANDALONE_MARKERS:
             continue
-        if marker == 0x00:
-            return None
         parts += 1
         if parts > _MAX_PARTS:
             raise ImageRejected(_too_many_blocks(_MAX_PARTS))
@@ -393,6 +471,31 @@ def _read_jpeg_header(data: bytes) -> _Header | None:
     if size is None:
         return None
     return _Header(size[0], size[1], complete=False, scans=scans, scan_blocks=scan_blocks)
+
+
+def _jpeg_next_marker(data: bytes, position: int, budget: int) -> int | None:
+    """Where the next marker's code byte is, skipping what libjpeg's next_marker() skips.
+
+    Anything up to an FF is stray ("Corrupt JPEG data: N extraneous bytes before marker"),
+    then comes FF fill, and an FF 00 there is stray too. At most ``budget`` bytes are skipped:
+    None when the file ends first (it is incomplete); refused when there are more.
+    """
+    end = len(data)
+    limit = min(end, position + max(budget, 0) + 2)
+    search_from = position
+    while True:
+        first_ff = data.find(b"\xff", search_from, limit)
+        fill = None if first_ff < 0 else _JPEG_FILL.match(data, first_ff, limit)
+        if fill is None or fill.end() >= limit:
+            if limit == end:
+                return None
+            raise ImageRejected(
+                f"the image file has too much padding (more than {_MAX_JPEG_FILL_BYTES} "
+                "bytes): save it again as a JPEG or PNG"
+            )
+        if data[fill.end()] != 0x00:
+            return fill.end()
+        search_from = fill.end() + 1
 
 
 def _jpeg_frame(segment: bytes) -> tuple[tuple[int, int], dict[int, int]] | None:
@@ -454,6 +557,222 @@ def _read_png_header(data: bytes) -> _Header | None:
     return _Header(width, height, complete=False)
 
 
+def _read_webp_header(data: bytes) -> _Header | None:
+    """Canvas size from VP8X (or the one frame's VP8/VP8L bitstream header), every animation
+    frame's size from its ANMF chunk; complete when the chunks run to the RIFF's end."""
+    if len(data) < 12:
+        return None
+    (riff_end,) = struct.unpack_from("<I", data, 4)
+    riff_end += 8
+    end = min(riff_end, len(data))
+    size: tuple[int, int] | None = None
+    frames: list[tuple[int, int]] = []
+    position = 12
+    parts = 0
+    while position + 8 <= end:
+        kind, length = struct.unpack_from("<4sI", data, position)
+        body = data[position + 8 : min(position + 8 + length, position + 8 + 30)]
+        parts += 1
+        if parts > _MAX_PARTS:
+            raise ImageRejected(_too_many_blocks(_MAX_PARTS))
+        if kind == b"VP8X" and position == 12 and len(body) >= 10:
+            size = (1 + _u24(body, 4), 1 + _u24(body, 7))
+        elif kind == b"ANMF" and len(body) >= 12:
+            frames.append((1 + _u24(body, 6), 1 + _u24(body, 9)))
+        elif kind in (b"VP8 ", b"VP8L"):
+            bitstream = _vp8_size(body) if kind == b"VP8 " else _vp8l_size(body)
+            if bitstream is None:
+                return None
+            frames.append(bitstream)
+            size = size or bitstream
+        position += 8 + length + (length & 1)
+    if size is None or not frames:
+        return None
+    complete = riff_end <= len(data) and position == riff_end
+    return _Header(size[0], size[1], complete=complete, part_sizes=tuple(frames))
+
+
+def _u24(body: bytes, offset: int) -> int:
+    return int.from_bytes(body[offset : offset + 3], "little")
+
+
+def _vp8_size(body: bytes) -> tuple[int, int] | None:
+    """A lossy key frame: 3 bytes of frame tag, the start code, 14-bit width and height."""
+    if len(body) < 10 or body[3:6] != b"\x9d\x01\x2a":
+        return None
+    width, height = struct.unpack_from("<HH", body, 6)
+    return width & 0x3FFF, height & 0x3FFF
+
+
+def _vp8l_size(body: bytes) -> tuple[int, int] | None:
+    """Lossless: the signature byte, then width - 1 and height - 1 in 14 bits each."""
+    if len(body) < 5 or body[0] != 0x2F:
+        return None
+    (bits,) = struct.unpack_from("<I", body, 1)
+    return (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1
+
+
+def _read_heif_header(data: bytes) -> _Header | None:
+    """The primary item's ``ispe`` (and whether an ``irot`` turns it a quarter), from a bounded
+    walk of meta → pitm, iinf, iprp → ipco, ipma; complete when the top-level boxes run to the
+    file's end. Every image item's size counts against the limits: a grid's tiles, thumbnails
+    and auxiliary images are decoded too, or could be."""
+    walk = _BoxWalk(data)
+    top = walk.children(0, len(data))
+    complete = top is not None and not walk.truncated
+    meta = _first(top or [], b"meta")
+    if meta is None:
+        return None
+    children = walk.children(meta[0] + 4, meta[1])  # a full box: version and flags first
+    if not children:
+        return None
+    pitm, iinf, iprp = (_first(children, kind) for kind in (b"pitm", b"iinf", b"iprp"))
+    if pitm is None or iprp is None:
+        return None
+    primary = _heif_item_id(data, pitm[0])
+    if primary is None:
+        return None
+    if iinf is not None and iinf[1] - iinf[0] >= 6:
+        version = data[iinf[0]]
+        (items,) = struct.unpack_from(">H" if version == 0 else ">I", data, iinf[0] + 4)
+        if items > _MAX_PARTS:
+            raise ImageRejected(_too_many_blocks(_MAX_PARTS))
+    iprp_children = walk.children(*iprp) or []
+    ipco = _first(iprp_children, b"ipco")
+    if ipco is None:
+        return None
+    properties = walk.children(*ipco) or []
+    associations = [
+        entry
+        for ipma in iprp_children
+        if ipma[2] == b"ipma"
+        for entry in _heif_associations(data, ipma[0], ipma[1])
+    ]
+    if walk.too_many or len(associations) > _MAX_PARTS:
+        raise ImageRejected(_too_many_blocks(_MAX_PARTS))
+    sizes: dict[int, tuple[int, int]] = {}
+    for index, (start, stop, kind) in enumerate(properties, start=1):
+        if kind == b"ispe" and stop - start >= 12:
+            width, height = struct.unpack_from(">II", data, start + 4)
+            sizes[index] = (width, height)
+    item_sizes = [
+        (item, sizes[index])
+        for item, indices in associations
+        for index in indices
+        if index in sizes
+    ]
+    primary_sizes = [size for item, size in item_sizes if item == primary]
+    if not primary_sizes:
+        return None
+    primary_properties = {
+        index for item, indices in associations if item == primary for index in indices
+    }
+    quarter_turned = any(
+        properties[index - 1][2] == b"irot" and data[properties[index - 1][0]] & 1
+        for index in primary_properties
+        if 0 < index <= len(properties) and properties[index - 1][1] > properties[index - 1][0]
+    )
+    width, height = primary_sizes[0]
+    return _Header(
+        width,
+        height,
+        complete=complete,
+        part_sizes=tuple(size for _, size in item_sizes),
+        part_pixels=sum(w * h for _, (w, h) in item_sizes),
+        quarter_turned=quarter_turned,
+    )
+
+
+class _BoxWalk:
+    """ISOBMFF boxes as (body start, body end, type), counting every box it reads."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.boxes = 0
+        self.truncated = False
+        self.too_many = False
+
+    def children(self, start: int, end: int) -> list[tuple[int, int, bytes]] | None:
+        found: list[tuple[int, int, bytes]] = []
+        position = start
+        while position + 8 <= end:
+            self.boxes += 1
+            if self.boxes > _MAX_PARTS:
+                self.too_many = True
+                return found
+            size, kind = struct.unpack_from(">I4s", self.data, position)
+            header = 8
+            if size == 1:
+                if position + 16 > end:
+                    self.truncated = True
+                    return found
+                (size,) = struct.unpack_from(">Q", self.data, position + 8)
+                header = 16
+            elif size == 0:
+                size = end - position
+            if size < header:
+                return None
+            if position + size > end:
+                self.truncated = True
+                found.append((position + header, end, kind))
+                return found
+            found.append((position + header, position + size, kind))
+            position += size
+        if position != end:
+            self.truncated = True
+        return found
+
+
+def _first(boxes: list[tuple[int, int, bytes]], kind: bytes) -> tuple[int, int] | None:
+    return next(((start, stop) for start, stop, found in boxes if found == kind), None)
+
+
+def _heif_item_id(data: bytes, start: int) -> int | None:
+    """``pitm``: version 0 has a 16-bit item id, later versions a 32-bit one."""
+    if start + 6 > len(data):
+        return None
+    if data[start] == 0:
+        return int(struct.unpack_from(">H", data, start + 4)[0])
+    if start + 8 > len(data):
+        return None
+    return int(struct.unpack_from(">I", data, start + 4)[0])
+
+
+def _heif_associations(data: bytes, start: int, end: int) -> Iterator[tuple[int, list[int]]]:
+    """``ipma``: each item's 1-based indices into ``ipco`` (essential flag dropped)."""
+    if start + 8 > end:
+        return
+    version, flags = data[start], int.from_bytes(data[start + 1 : start + 4], "big")
+    (count,) = struct.unpack_from(">I", data, start + 4)
+    position = start + 8
+    id_size = 2 if version < 1 else 4
+    index_size = 2 if flags & 1 else 1
+    for _ in range(min(count, _MAX_PARTS + 1)):
+        if position + id_size + 1 > end:
+            return
+        item = int.from_bytes(data[position : position + id_size], "big")
+        associated = data[position + id_size]
+        position += id_size + 1
+        if position + associated * index_size > end:
+            return
+        mask = 0x7FFF if index_size == 2 else 0x7F
+        indices = [
+            int.from_bytes(data[position + i * index_size : position + (i + 1) * index_size], "big")
+            & mask
+            for i in range(associated)
+        ]
+        position += associated * index_size
+        yield item, indices
+
+
+_HEADER_READERS = {
+    JPEG: _read_jpeg_header,
+    PNG: _read_png_header,
+    WEBP: _read_webp_header,
+    HEIF: _read_heif_header,
+}
+
+
 def _too_many_blocks(limit: int) -> str:
     return (
         f"the image file has too many metadata blocks (more than {limit}): "
@@ -461,17 +780,24 @@ def _too_many_blocks(limit: int) -> str:
     )
 
 
-def _orientation(image: Image.Image) -> int:
-    """EXIF orientation 1-8; a missing, odd or unreadable tag counts as upright.
+def _orientation(image: Image.Image, image_format: str) -> int:
+    """Orientation 1-8 from EXIF, else XMP's tiff:Orientation (attribute or element), where
+    a PNG also keeps it in eXIf, an iTXt XML:com.adobe.xmp or ImageMagick's "Raw profile
+    type exif" text; a missing, odd or unreadable tag counts as upright. The same sources, in
+    the same order, as ``ImageOps.exif_transpose``.
 
-    Pillow finds a PNG's eXIf chunk after the image data only by decoding the image, so for
-    an image refused as too small without decoding, only an eXIf before the data is seen
-    (which changes nothing but the order of the sides in the message).
+    HEIF turns its pixels with its own irot/imir boxes, and libheif applies them on decoding
+    (pillow_heif then resets the EXIF and XMP tags to 1): its EXIF tag is never applied again.
+
+    Pillow finds PNG chunks after the image data only by decoding the image, so for an image
+    refused as too small without decoding, only those before the data are seen (which changes
+    nothing but the order of the sides in the message). The base class's ``getexif`` reads
+    ``info`` as it stands, where the PNG plugin's would decode to look further.
     """
-    if image.format == PNG and "exif" not in image.info:
+    if image_format == HEIF:
         return 1
     try:
-        value = image.getexif().get(ExifTags.Base.Orientation, 1)
+        value = Image.Image.getexif(image).get(ExifTags.Base.Orientation, 1)
     except _DECODE_ERRORS:
         return 1
     return value if isinstance(value, int) and value in _UPRIGHT_TRANSPOSE else 1
@@ -582,4 +908,5 @@ def _encode(image: Image.Image, source: _Source, *, quality: int) -> ProcessedIm
         source_format=source.format,
         source_width=width,
         source_height=height,
+        frames_in_file=source.frames,
     )

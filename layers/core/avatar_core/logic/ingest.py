@@ -89,6 +89,7 @@ def ingest_selfie(
         normalised_key=target,
         width=image.source_width,
         height=image.source_height,
+        frames_in_file=image.frames_in_file,
     )
     if not settled:
         current = repo.get_selfie(ref.owner, ref.model_id, ref.selfie_id)

@@ -17,7 +17,7 @@ from avatar_core.models.records import (
     Subject,
 )
 
-ImageContentType = Literal["image/jpeg", "image/png"]
+ImageContentType = Literal["image/jpeg", "image/png", "image/heic", "image/heif", "image/webp"]
 
 
 class _Request(BaseModel):
@@ -114,6 +114,11 @@ class SelfieOut(BaseModel):
     selfie_id: str
     status: SelfieStatus
     reason: str | None = None
+    frames_in_file: int = Field(
+        default=1,
+        description="Images or frames in the uploaded file (a HEIC collection, an animated "
+        "PNG or WebP, an MPO); only the primary one is used. 1 for ordinary files",
+    )
     created_at: str
     updated_at: str
 
@@ -123,6 +128,7 @@ class SelfieOut(BaseModel):
             selfie_id=record.selfie_id,
             status=record.status,
             reason=record.reason,
+            frames_in_file=record.frames_in_file,
             created_at=record.created_at,
             updated_at=record.updated_at,
         )

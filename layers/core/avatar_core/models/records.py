@@ -72,6 +72,9 @@ class SelfieRecord(_Record):
     normalised_key: str | None = None
     width: int | None = None
     height: int | None = None
+    # images or frames in the upload (HEIC collections, MPO, animated PNG/WebP): the primary
+    # one became the selfie; 1 for ordinary files and for selfies not yet uploaded
+    frames_in_file: int = 1
     upload_expires_at: str
     created_at: str
     updated_at: str

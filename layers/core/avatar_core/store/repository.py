@@ -555,6 +555,7 @@ class AvatarRepository:
         normalised_key: str | None = None,
         width: int | None = None,
         height: int | None = None,
+        frames_in_file: int | None = None,
     ) -> bool:
         """Move a pending selfie to accepted or rejected, with the model's counters.
 
@@ -573,6 +574,7 @@ class AvatarRepository:
                 ":key": normalised_key,
                 ":width": width,
                 ":height": height,
+                ":frames": frames_in_file,
             }
         )
         sets = ["#status = :status", "updated_at = :now"]
@@ -583,6 +585,7 @@ class AvatarRepository:
                 ("normalised_key", "key"),
                 ("width", "width"),
                 ("height", "height"),
+                ("frames_in_file", "frames"),
             )
             if f":{alias}" in selfie_values
         ]
