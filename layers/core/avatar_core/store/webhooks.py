@@ -52,7 +52,7 @@ def check_webhook_url(
     *,
     allow_http: bool = False,
     allow_loopback: bool = False,
-    resolve: Callable[[str, int], list[str]] = resolve_host,
+    resolve: Callable[[str, int], list[str]] | None = None,
 ) -> tuple[str, str, int, tuple[str, ...]]:
     """``(scheme, host, port, addresses)`` of a URL we may post to, or ``WebhookRefused``.
 
@@ -73,7 +73,7 @@ def check_webhook_url(
     if parsed.auth:
         raise WebhookRefused("webhook URL must not carry credentials: the signature is ours")
     port = parsed.port or DEFAULT_PORTS[scheme]
-    addresses = [host] if is_ip_literal(host) else resolve(host, port)
+    addresses = [host] if is_ip_literal(host) else (resolve or resolve_host)(host, port)
     if not addresses:
         raise OSError(f"{host} resolves to no address")
     for address in addresses:
@@ -142,7 +142,7 @@ class WebhookSender:
         timeout_seconds: float = 10.0,
         allow_http: bool = False,
         allow_loopback: bool = False,
-        resolve: Callable[[str, int], list[str]] = resolve_host,
+        resolve: Callable[[str, int], list[str]] | None = None,
     ) -> None:
         self._url = url
         self._secret = secret
@@ -169,6 +169,7 @@ class WebhookSender:
     def send(self, webhook_id: str, body: str) -> DeliveryAttempt:
         if not self._url:
             raise WebhookRefused("no webhook URL is configured")
+        headers = self._headers(webhook_id, body)  # reads the secret: not the receiver's time
         started = time.monotonic()
         try:
             scheme, host, port, addresses = check_webhook_url(
@@ -181,7 +182,7 @@ class WebhookSender:
             return self._attempt(started, error=f"cannot resolve the webhook host: {error}")
         self._transport.pin(scheme, host, port, addresses)
         request = requests.Request(
-            "POST", self._url, data=body.encode("utf-8"), headers=self._headers(webhook_id, body)
+            "POST", self._url, data=body.encode("utf-8"), headers=headers
         ).prepare()
         remaining = max(self._timeout - (time.monotonic() - started), 0.001)
         self._deadline.start(remaining)
