@@ -33,9 +33,11 @@ from avatar_core.logic.webhooks import (
     BASE_DELAY_SECONDS,
     MAX_DELAY_SECONDS,
     backoff_seconds,
+    deliver_batch,
     retry_after_seconds,
     retry_delay,
 )
+from avatar_core.models.webhooks import DeliveryAttempt, DeliveryOutcome, QueuedWebhook
 from avatar_core.store import webhooks as webhook_store
 from avatar_core.store.webhooks import check_webhook_url
 from local.webhook_receiver import WebhookReceiver, local_secret
@@ -337,6 +339,20 @@ def test_a_receiver_trickling_its_answer_is_cut_off_at_the_limit(deliver_to: Any
     assert len(delivery.visibility_changes) == 1
 
 
+def test_a_secret_that_cannot_be_read_backs_off_instead_of_dead_lettering(
+    deliver_to: Any,
+) -> None:
+    delivery = deliver_to(webhook_secret_parameter="/avatar/test/no-such-secret")
+    delivery.publish("model.ready", "mdl_12", model_id="mdl_12")
+    (record,) = delivery.receive()
+
+    assert delivery.invoke([record]) == [record["messageId"]]
+
+    assert delivery.receiver.deliveries == [] and delivery.dead_letters() == []
+    (delay,) = delivery.visibility_changes
+    assert delay > 0
+
+
 def test_after_24_hours_of_failures_the_event_is_dead_lettered_not_retried(
     deliver_to: Any,
 ) -> None:
@@ -408,6 +424,83 @@ def test_records_left_when_the_invocation_runs_short_wait_unattempted(deliver_to
 
     assert delivery.receiver.deliveries == []
     assert delivery.visibility_changes == []
+
+
+class _FlakyQueue:
+    """SQS refusing the visibility change of one message."""
+
+    def __init__(self, broken_message_id: str) -> None:
+        self.broken = broken_message_id
+        self.retried: list[tuple[str, int]] = []
+        self.dead: list[str] = []
+
+    def retry_later(self, message: QueuedWebhook, delay_seconds: int) -> None:
+        if message.message_id == self.broken:
+            raise ConnectionError("SQS is unreachable")
+        self.retried.append((message.message_id, delay_seconds))
+
+    def dead_letter(self, message: QueuedWebhook, outcome: DeliveryOutcome) -> None:
+        self.dead.append(message.message_id)
+
+
+class _SenderAnswering:
+    def __init__(self, status: int) -> None:
+        self.status = status
+        self.sent: list[str] = []
+
+    def send(self, webhook_id: str, body: str) -> DeliveryAttempt:
+        self.sent.append(webhook_id)
+        return DeliveryAttempt(status=self.status, elapsed_ms=1)
+
+
+def _queued(group: str, receive_count: int = 1) -> QueuedWebhook:
+    event_id = f"evt_{uuid.uuid4().hex}"
+    body = {
+        "type": "model.ready",
+        "timestamp": "2026-12-03T07:01:02Z",
+        "data": {"event_id": event_id},
+    }
+    return QueuedWebhook(
+        message_id=str(uuid.uuid4()),
+        receipt_handle="handle",
+        body=json.dumps(body),
+        group_id=group,
+        deduplication_id=event_id,
+        queue_arn="arn:aws:sqs:us-east-1:123456789012:deliveries.fifo",
+        receive_count=receive_count,
+        first_sent_at=datetime.now(UTC),
+    )
+
+
+def test_when_sqs_fails_a_retry_the_message_is_kept_and_its_subject_waits() -> None:
+    broken, same_subject, other_subject = _queued("A"), _queued("A"), _queued("B")
+    queue = _FlakyQueue(broken.message_id)
+    sender = _SenderAnswering(503)
+
+    report = deliver_batch(
+        [broken, same_subject, other_subject], sender, queue, retry_window=timedelta(days=1)
+    )
+
+    assert report.failed_message_ids == [
+        broken.message_id,
+        same_subject.message_id,
+        other_subject.message_id,
+    ]
+    assert sender.sent == [broken.deduplication_id, other_subject.deduplication_id]
+    assert [message_id for message_id, _ in queue.retried] == [other_subject.message_id]
+
+
+def test_a_body_that_is_not_a_webhook_payload_is_dead_lettered_unsent() -> None:
+    message = _queued("A").model_copy(update={"body": '{"type": "model.ready"}'})
+    queue = _FlakyQueue("none")
+    sender = _SenderAnswering(200)
+
+    report = deliver_batch([message], sender, queue, retry_window=timedelta(days=1))
+
+    assert report.failed_message_ids == []
+    assert sender.sent == [] and queue.dead == [message.message_id]
+    assert report.outcomes[0].reason is not None
+    assert report.outcomes[0].reason.startswith("not a webhook payload")
 
 
 # --- where we post -----------------------------------------------------------------------

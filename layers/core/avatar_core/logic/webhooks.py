@@ -139,6 +139,11 @@ def deliver(
         outcome = DeliveryOutcome(**base, verdict=Verdict.GIVE_UP, reason=error.message)
         queue.dead_letter(message, outcome)
         return outcome
+    except Exception as error:
+        # The signing secret could not be read (SSM throttled, the parameter missing): like
+        # a connection error, it may pass, so it backs off and counts against the window.
+        logger.exception("webhook %s could not be sent", message.message_id)
+        attempt = DeliveryAttempt(error=f"not sent: {type(error).__name__}: {error}", elapsed_ms=0)
 
     verdict = verdict_for(attempt)
     answered = {"status": attempt.status, "elapsed_ms": attempt.elapsed_ms}
