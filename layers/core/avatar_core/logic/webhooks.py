@@ -147,7 +147,7 @@ def deliver(
 
     verdict = verdict_for(attempt)
     answered = {"status": attempt.status, "elapsed_ms": attempt.elapsed_ms}
-    reason = attempt.error or (f"answered {attempt.status}" if attempt.status else None)
+    reason = _reason(attempt)
     if verdict is Verdict.DELIVERED:
         return DeliveryOutcome(**base, **answered, verdict=verdict)
     if verdict is Verdict.RETRY:
@@ -166,6 +166,14 @@ def deliver(
     outcome = DeliveryOutcome(**base, **answered, verdict=Verdict.GIVE_UP, reason=reason)
     queue.dead_letter(message, outcome)
     return outcome
+
+
+def _reason(attempt: DeliveryAttempt) -> str | None:
+    """``answered 410: {"error": "gone"}``, or the error when there was no answer."""
+    if attempt.status is None:
+        return attempt.error
+    answer = " ".join((attempt.error or "").split())
+    return f"answered {attempt.status}" + (f": {answer}" if answer else "")
 
 
 def deliver_batch(

@@ -121,11 +121,14 @@ class _Deadline:
                 return
             self.expired = True
             for descriptor in self._descriptors:
-                borrowed = socket.socket(fileno=descriptor)
+                try:
+                    borrowed = socket.socket(fileno=descriptor)
+                except OSError:
+                    continue  # already closed: nothing left to cut
                 try:
                     borrowed.shutdown(socket.SHUT_RDWR)
                 except OSError:
-                    pass  # already closed by the peer: nothing left to cut
+                    pass  # the peer hung up first
                 finally:
                     borrowed.detach()
 
