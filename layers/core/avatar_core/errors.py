@@ -137,6 +137,11 @@ class UnsafeSource(AvatarError):
     """A result URL points somewhere we never download from (scheme, host or address)."""
 
 
+class WebhookRefused(AvatarError):
+    """The configured webhook URL is not one we post to (not https, or a private address):
+    the delivery is given up at once, since no retry can change the answer."""
+
+
 class ResultExpired(AvatarError):
     """The provider no longer serves the result (404/410): it expired before we copied it."""
 

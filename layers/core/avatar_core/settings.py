@@ -116,6 +116,16 @@ class Settings(BaseModel):
     webhook_queue_url: str = ""
     events_settle_seconds: float = Field(default=5.0, ge=0, le=60)
 
+    # webhooks to the app's backend (empty URL: none); the URL is checked on every attempt
+    # by avatar_core.store.webhooks: https on a public address, http/loopback only locally
+    webhook_url: str = ""
+    webhook_secret_parameter: str = ""
+    webhook_dead_letter_queue_url: str = ""
+    webhook_timeout_seconds: float = Field(default=10, gt=0, le=60)
+    webhook_retry_seconds: int = Field(default=86400, ge=0)
+    webhook_allow_http: bool = False
+    webhook_allow_loopback: bool = False
+
     # workflows
     train_state_machine_arn: str = ""
     generate_state_machine_arn: str = ""

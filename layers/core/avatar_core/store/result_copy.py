@@ -84,7 +84,7 @@ _FORMAT_BY_MEDIA_TYPE = {"image/jpeg": "JPEG", "image/png": "PNG", "image/webp":
 _MAGIC_LENGTH = 12
 _REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 _RETRYABLE_CLIENT_STATUSES = frozenset({408, 429})
-_DEFAULT_PORTS = {"http": 80, "https": 443}
+DEFAULT_PORTS = {"http": 80, "https": 443}
 _REQUEST_HEADERS = {
     "Accept": ", ".join(_FORMAT_BY_MEDIA_TYPE),
     "Accept-Encoding": "identity",
@@ -113,14 +113,14 @@ class CopyPolicy:
     max_redirects: int = 3
 
     def __post_init__(self) -> None:
-        hosts = tuple(_normalise_host(host) for host in self.allowed_hosts)
+        hosts = tuple(normalise_host(host) for host in self.allowed_hosts)
         for host in hosts:
             if not host or "*" in host:
                 raise ValueError(
                     f"allowed host {host!r}: exact host names only; a '*.example.com' "
                     "pattern belongs in the separate, explicit pattern list"
                 )
-        patterns = tuple(_normalise_host(pattern) for pattern in self.allowed_patterns)
+        patterns = tuple(normalise_host(pattern) for pattern in self.allowed_patterns)
         for pattern in patterns:
             suffix = pattern[2:] if pattern.startswith("*.") else ""
             if not suffix or "*" in suffix or "." not in suffix:
@@ -149,7 +149,7 @@ class CopyPolicy:
         )
 
     def allows_host(self, host: str) -> bool:
-        host = _normalise_host(host)
+        host = normalise_host(host)
         return host in self.allowed_hosts or any(
             host.endswith(pattern[1:]) for pattern in self.allowed_patterns
         )
@@ -222,7 +222,7 @@ class ResultCopier:
         self._resolve = resolve or resolve_host
         session = session or requests.Session()
         self._verify: bool | str = session.verify if isinstance(session.verify, str) else True
-        self._transport = _PinningAdapter()
+        self._transport = PinningAdapter()
         session.mount("https://", self._transport)
         session.mount("http://", self._transport)
 
@@ -268,15 +268,15 @@ class ResultCopier:
             raise UnsafeSource(f"{_where(url)}: results are downloaded over https only")
         if parsed.auth:
             raise UnsafeSource(f"{_where(url)}: the URL carries credentials")
-        host = _normalise_host(parsed.host or "")
+        host = normalise_host(parsed.host or "")
         if not host or not self._policy.allows_host(host):
             raise UnsafeSource(f"{host or 'no host'} is not on the result host allow-list")
-        port = parsed.port or _DEFAULT_PORTS[scheme]
+        port = parsed.port or DEFAULT_PORTS[scheme]
         self._transport.pin(scheme, host, port, self._safe_addresses(host, port))
         return request
 
     def _safe_addresses(self, host: str, port: int) -> tuple[str, ...]:
-        addresses = [host] if _is_ip_literal(host) else self._resolved(host, port)
+        addresses = [host] if is_ip_literal(host) else self._resolved(host, port)
         for address in addresses:
             reason = unsafe_address_reason(address, allow_loopback=self._policy.allow_loopback)
             if reason:
@@ -499,7 +499,7 @@ def _webp_dimensions(data: bytes) -> tuple[int, int] | None:
     raise ResultRefused("the WebP file does not start with a VP8, VP8L or VP8X chunk")
 
 
-def _is_ip_literal(host: str) -> bool:
+def is_ip_literal(host: str) -> bool:
     try:
         ipaddress.ip_address(host)
     except ValueError:
@@ -507,7 +507,7 @@ def _is_ip_literal(host: str) -> bool:
     return True
 
 
-def _normalise_host(host: str) -> str:
+def normalise_host(host: str) -> str:
     return host.strip().strip("[]").rstrip(".").lower()
 
 
@@ -524,9 +524,12 @@ def _where(url: str) -> str:
 # --- transport: connect to the validated addresses only -------------------------------------
 
 
+SocketWatcher = Callable[[socket.socket], None]
+
+
 def _pin_key(scheme: str, host: str, port: int | None) -> tuple[str, str, int]:
     scheme = scheme.lower()
-    return scheme, _normalise_host(host), port or _DEFAULT_PORTS.get(scheme, 80)
+    return scheme, normalise_host(host), port or DEFAULT_PORTS.get(scheme, 80)
 
 
 class _PinnedConnectionMixin:
@@ -538,8 +541,15 @@ class _PinnedConnectionMixin:
     source_address: Any
     socket_options: Any
 
-    def __init__(self, *args: Any, pinned_addresses: tuple[str, ...], **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        pinned_addresses: tuple[str, ...],
+        on_socket: SocketWatcher | None = None,
+        **kwargs: Any,
+    ) -> None:
         self.pinned_addresses = pinned_addresses
+        self.on_socket = on_socket
         super().__init__(*args, **kwargs)
 
     def _new_conn(self) -> socket.socket:
@@ -561,6 +571,8 @@ class _PinnedConnectionMixin:
             if ipaddress.ip_address(peer) != ipaddress.ip_address(address):
                 sock.close()
                 raise UnsafeSource(f"connected to {peer} instead of the validated {address}")
+            if self.on_socket is not None:
+                self.on_socket(sock)
             return sock
         message = f"cannot connect to {self.host}: {'; '.join(failures)}"
         if timed_out:
@@ -590,15 +602,22 @@ def _pool_key_with_addresses(key_fn: Callable[[dict], Any]) -> Callable[[dict], 
     def pool_key(request_context: dict) -> Any:
         context = dict(request_context)
         addresses = context.pop("pinned_addresses")
-        return key_fn(context), addresses
+        watcher = context.pop("on_socket", None)
+        return key_fn(context), addresses, watcher
 
     return pool_key
 
 
 class _PinnedPoolManager(PoolManager):
-    def __init__(self, pins: dict[tuple[str, str, int], tuple[str, ...]], **kwargs: Any) -> None:
+    def __init__(
+        self,
+        pins: dict[tuple[str, str, int], tuple[str, ...]],
+        on_socket: SocketWatcher | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self._pins = pins
+        self._on_socket = on_socket
         self.pool_classes_by_scheme = {
             "http": _PinnedHTTPConnectionPool,
             "https": _PinnedHTTPSConnectionPool,
@@ -620,14 +639,22 @@ class _PinnedPoolManager(PoolManager):
         if not addresses:
             raise UnsafeSource(f"refusing to connect to {host}: its addresses were not validated")
         pool_kwargs = {**(pool_kwargs or {}), "pinned_addresses": addresses}
+        if self._on_socket is not None:
+            pool_kwargs["on_socket"] = self._on_socket
         return super().connection_from_host(host, port, scheme, pool_kwargs)
 
 
-class _PinningAdapter(HTTPAdapter):
-    """Sends only to addresses pinned by the copier's validation; never through a proxy."""
+class PinningAdapter(HTTPAdapter):
+    """Sends only to addresses pinned by the caller's validation; never through a proxy.
 
-    def __init__(self) -> None:
+    ``on_socket`` is told of every socket as soon as it is connected (before TLS), so a
+    caller can enforce a total deadline by shutting it down from a timer: socket timeouts
+    only bound each read, and a peer that trickles bytes would otherwise never time out.
+    """
+
+    def __init__(self, on_socket: SocketWatcher | None = None) -> None:
         self._pins: dict[tuple[str, str, int], tuple[str, ...]] = {}
+        self._on_socket = on_socket
         super().__init__(max_retries=0)
 
     def pin(self, scheme: str, host: str, port: int, addresses: tuple[str, ...]) -> None:
@@ -640,7 +667,12 @@ class _PinningAdapter(HTTPAdapter):
         self._pool_maxsize = maxsize
         self._pool_block = block
         self.poolmanager = _PinnedPoolManager(
-            self._pins, num_pools=connections, maxsize=maxsize, block=block, **pool_kwargs
+            self._pins,
+            self._on_socket,
+            num_pools=connections,
+            maxsize=maxsize,
+            block=block,
+            **pool_kwargs,
         )
 
     def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
