@@ -18,7 +18,7 @@ BANDIT_VENV  := .venv-bandit
 CHECKOV_STAMP := $(CHECKOV_VENV)/.installed-$(CHECKOV_VERSION)
 BANDIT_STAMP  := $(BANDIT_VENV)/.installed-$(BANDIT_VERSION)
 
-.PHONY: install tools demo run token test test-fast lint asl scan bench clean screenshots
+.PHONY: install tools demo run webhook-secret token test test-fast lint asl scan bench clean screenshots
 
 $(STAMP): requirements-dev.txt layers/core/requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -32,8 +32,11 @@ install: $(STAMP)
 demo: install  ## the whole journey on the embedded local stack
 	$(BIN)/python -m local demo
 
-run: install  ## serve the API on http://127.0.0.1:$${API_PORT:-3000}/v1 until interrupted
+run: install  ## serve the API on http://127.0.0.1:$${API_PORT:-3000}/v1 until interrupted; WEBHOOK_URL=... posts every event there
 	$(BIN)/python -m local run
+
+webhook-secret: install  ## the local stack's webhook signing secret (whsec_...), for your receiver
+	@$(BIN)/python -c 'from local.webhook_receiver import local_secret; from local.stack import LocalConfig; print(local_secret(LocalConfig().state_dir))'
 
 token: install  ## a bearer token the running local stack accepts: make token USER=alice
 	@$(BIN)/python -m local.auth token --user "$(USER)"

@@ -20,7 +20,12 @@ def _quiet_servers() -> None:
 
 def run(port: int, time_factor: float, access_log: bool) -> int:
     started = time.monotonic()
-    stack = LocalStack(LocalConfig(api_port=port, time_factor=time_factor, access_log=access_log))
+    webhook_url = os.environ.get("WEBHOOK_URL", "")
+    stack = LocalStack(
+        LocalConfig(
+            api_port=port, time_factor=time_factor, access_log=access_log, webhook_url=webhook_url
+        )
+    )
     stack.start()
     print(f"avatar-pipeline local stack ready in {time.monotonic() - started:.1f}s")
     # Each line starts with its name, so a script can pick it out (docs/api.md).
@@ -31,6 +36,8 @@ def run(port: int, time_factor: float, access_log: bool) -> int:
         "any credentials: aws --endpoint-url)"
     )
     print(f"emulator   {stack.emulator.base_url}  (provider emulator: results are EMULATED)")
+    if webhook_url:
+        print(f"webhooks   {webhook_url}  (signed: make webhook-secret prints the secret)")
     print("token      make token USER=<name>")
     print("Ctrl-C to stop.", flush=True)
     stop = threading.Event()

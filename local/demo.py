@@ -11,6 +11,7 @@ import requests
 from local import photos
 from local.client import ApiClient, wait_until
 from local.stack import LocalConfig, LocalStack
+from local.webhook_receiver import Delivery, WebhookReceiver, local_secret
 
 SELFIES_PER_USER = 6
 
@@ -214,12 +215,30 @@ def instant_avatars(stack: LocalStack, user: str, out_dir: Path) -> list[Path]:
     return saved
 
 
+def show_webhooks(deliveries: list[Delivery]) -> None:
+    """Every webhook the receiver verified, in the order it got them."""
+    say(f"  {len(deliveries)} webhooks, each signature verified with the standardwebhooks library")
+    for number, delivery in enumerate(deliveries, 1):
+        data = delivery.data
+        about = (
+            data.get("generation_id")
+            or data.get("job_id")
+            or data.get("selfie_id")
+            or data.get("image_id")
+            or data.get("model_id")
+        )
+        detail = f"  ({data['reason']})" if data.get("reason") else ""
+        say(f"    {number:3} {data['owner']:<6} {delivery.type:<26} {about}{detail}")
+
+
 def run_demo(out: str) -> int:
     started = time.monotonic()
     out_dir = Path(out).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
     say("Starting the local stack (moto + in-process Lambdas + provider emulator)...")
-    config = LocalConfig(api_port=0, time_factor=600.0, state_dir=out_dir / ".state")
+    state = out_dir / ".state"
+    receiver = WebhookReceiver(local_secret(state)).start()
+    config = LocalConfig(api_port=0, time_factor=600.0, state_dir=state, webhook_url=receiver.url)
     with LocalStack(config) as stack:
         say(f"  ready in {time.monotonic() - started:.1f}s; API at {stack.api_url}")
         say("\n1. Selfie intake")
@@ -241,6 +260,9 @@ def run_demo(out: str) -> int:
         journeys[0].setdefault("saved", []).extend(face_avatars(stack, "alice", out_dir))
         say("\n5. Instant avatars from one reference image (no training)")
         journeys[1].setdefault("saved", []).extend(instant_avatars(stack, "bob", out_dir))
+        say("\n6. What the apps were told: signed webhooks, verified by a receiver on loopback")
+        stack.wait_for_events()
+        show_webhooks(receiver.deliveries)
         say("\nSummary")
         for journey in journeys:
             model = journey["model"]
@@ -250,6 +272,7 @@ def run_demo(out: str) -> int:
                 f"accepted={counts['accepted']} rejected={counts['rejected']} "
                 f"pending={counts['pending']}  avatars saved={len(journey.get('saved', []))}"
             )
+    receiver.stop()
     say(f"\nDone in {time.monotonic() - started:.1f}s. Avatars are under {out_dir}")
     say("(Made by the local provider emulator: every image carries an EMULATED band.)")
     return 0

@@ -100,6 +100,24 @@ def _deliver_s3_events_twice() -> Any:
     return original
 
 
+def _scale_sqs_visibility_changes(factor: float) -> None:
+    """A ChangeMessageVisibility (a webhook retry's backoff) lasts 1/factor of its seconds,
+    as Wait states do; the visibility a receive gives a message in flight is left as is."""
+    from moto.sqs.models import SQSBackend
+
+    original = getattr(SQSBackend, "_unscaled_change_message_visibility", None)
+    if original is None:
+        original = SQSBackend.change_message_visibility
+        SQSBackend._unscaled_change_message_visibility = original  # type: ignore[attr-defined]
+
+    def change_message_visibility(
+        self: Any, queue_name: str, receipt_handle: str, visibility_timeout: int
+    ) -> None:
+        original(self, queue_name, receipt_handle, visibility_timeout / factor)
+
+    SQSBackend.change_message_visibility = change_message_visibility  # type: ignore[method-assign]
+
+
 def _scale_step_functions_time(factor: float) -> None:
     """Make Wait states and Retry back-off sleep 1/factor of their declared time."""
     import time as real_time
@@ -160,6 +178,7 @@ class LocalStack:
             timeout=10,
         ).raise_for_status()
         _scale_step_functions_time(self.config.time_factor)
+        _scale_sqs_visibility_changes(self.config.time_factor)
         dynamodb_atomic.install()
         s3_atomic.install()
         s3_post_policy.install()

@@ -4,25 +4,39 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from local.client import ApiClient
 from local.stack import LocalConfig, LocalStack
+from local.webhook_receiver import WebhookReceiver, local_secret
 
 RESULT_CAP_BYTES = 2 * 1024 * 1024
 
 
 @pytest.fixture(scope="session")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
-    state = tmp_path_factory.mktemp("local-state")
+def state_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("local-state")
+
+
+@pytest.fixture(scope="session")
+def webhooks(state_dir: Path) -> Iterator[WebhookReceiver]:
+    """The app's backend: every event of the session's stack is posted here, signed."""
+    with WebhookReceiver(local_secret(state_dir)) as receiver:
+        yield receiver
+
+
+@pytest.fixture(scope="session")
+def stack(state_dir: Path, webhooks: WebhookReceiver) -> Iterator[LocalStack]:
     config = LocalConfig(
         api_port=0,
         time_factor=600.0,
-        state_dir=state,
+        state_dir=state_dir,
         log_level="WARNING",
         # small enough that the oversized-result test needs only a few megabytes
         function_env={"RESULT_MAX_BYTES": str(RESULT_CAP_BYTES)},
+        webhook_url=webhooks.url,
     )
     with LocalStack(config) as running:
         yield running

@@ -37,6 +37,7 @@ from local import aws_calls, demo, photos
 from local.aws_calls import CallRecorder, Use
 from local.client import ApiClient, EventFeed, wait_until
 from local.stack import LocalStack
+from local.webhook_receiver import WebhookReceiver
 from tests.support.journeys import (
     generation_stopped_by_an_operator,
     model_with_selfies,
@@ -76,9 +77,10 @@ UNREACHED: dict[tuple[str, str], str] = {
         ("EventPublisherFunction", f"dynamodb:{action}"): "the event source mapping's poller"
         for action in ("DescribeStream", "GetRecords", "GetShardIterator", "ListStreams")
     },
-    ("EventPublisherFunction", "sqs:SendMessage"): (
-        "the on-failure destination is the mapping's; the webhook queue only with WebhookUrl set"
-    ),
+    **{
+        ("WebhookDeliveryFunction", f"sqs:{action}"): "the event source mapping's poller"
+        for action in ("ReceiveMessage", "DeleteMessage", "GetQueueAttributes")
+    },
     # The sweep reads the Active index on every run (the journey invokes it once); the rest
     # only for a record past its deadline, hours after its execution's timeout, or a failed
     # model a day after it failed (tests/unit/test_sweep.py covers those paths).
@@ -160,8 +162,10 @@ def _operator_stops_a_generation(stack: LocalStack, client: ApiClient, model_id:
     assert finished["status"] == "succeeded", finished
 
 
-def run_journey(stack: LocalStack, out_dir: Path) -> None:
+def run_journey(stack: LocalStack, webhooks: WebhookReceiver, out_dir: Path) -> None:
     user = f"lp-{uuid.uuid4().hex[:10]}"
+    # the app's backend fails one webhook (retried after a backoff) and refuses one (given up)
+    webhooks.answer_with([503, 410])
     client = ApiClient(stack.api_url, stack.token(user))
     assert client.call("GET", "/health").status_code == 200
     assert client.call("GET", "/styles").status_code == 200
@@ -209,12 +213,15 @@ def _fresh_parameter_cache(runtime: Any) -> Callable[[Any], Callable[[Any, Any],
 
 
 @pytest.fixture(scope="module")
-def used(stack: LocalStack, tmp_path_factory: pytest.TempPathFactory) -> dict[str, set[Use]]:
+def used(
+    stack: LocalStack, webhooks: WebhookReceiver, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, set[Use]]:
     recorder = CallRecorder()
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(stack.runtime, "_handler", _fresh_parameter_cache(stack.runtime))
         with aws_calls.recording(recorder):
-            run_journey(stack, tmp_path_factory.mktemp("least-privilege"))
+            run_journey(stack, webhooks, tmp_path_factory.mktemp("least-privilege"))
+            stack.wait_for_events()
     return recorder.uses()
 
 

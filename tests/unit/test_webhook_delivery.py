@@ -632,4 +632,5 @@ def test_the_sample_event_is_one_webhook_in_the_contract() -> None:
     message = QueuedWebhook.from_record(record)
     payload = WebhookPayload.model_validate_json(message.body)
     assert message.deduplication_id == payload.data.event_id
-    assert message.group_id == payload.data.model_extra["model_id"]
+    extra = payload.data.model_extra or {}
+    assert message.group_id == f"{extra['owner']}/{extra['model_id']}"  # Event.group()
