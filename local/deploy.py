@@ -93,9 +93,10 @@ class TemplateDeployer:
         cfn = transform(copy.deepcopy(sam), parameters, _ManagedPolicies())
         skipped = [k for k, v in cfn["Resources"].items() if _skipped(v["Type"])]
         mappings = {
-            k: v["Properties"]
+            k: v
             for k, v in cfn["Resources"].items()
             if v["Type"] == "AWS::Lambda::EventSourceMapping"
+            and _condition_holds(cfn, v.get("Condition"), parameters)
         }
         for logical_id in skipped:
             del cfn["Resources"][logical_id]
@@ -129,6 +130,8 @@ class TemplateDeployer:
         )
         resolver = _Resolver(deployed, parameters, self._lambda)
         for logical_id, code in codes.items():
+            if logical_id not in deployed.physical_ids:
+                continue  # its Condition is false (the webhook function without WebhookUrl)
             name = deployed.physical_ids[logical_id]
             deployed.function_names[logical_id] = name
             self.runtime.register(name, code)
@@ -146,8 +149,7 @@ class TemplateDeployer:
                 report_batch_item_failures="ReportBatchItemFailures"
                 in props.get("FunctionResponseTypes", []),
             )
-            for logical_id, props in mappings.items()
-            if _condition_holds(cfn, props, parameters)
+            for logical_id, props in ((k, v["Properties"]) for k, v in mappings.items())
         ]
         return deployed
 
@@ -250,27 +252,17 @@ def _skipped(resource_type: str) -> bool:
 
 
 def _condition_holds(
-    cfn: dict[str, Any], props: dict[str, Any], parameters: dict[str, str]
+    cfn: dict[str, Any], condition: str | None, parameters: dict[str, str]
 ) -> bool:
-    """Whether a mapping's source exists: a conditional queue absent makes its mapping moot."""
-    source = props["EventSourceArn"]
-    att = source.get("Fn::GetAtt") if isinstance(source, dict) else None
-    if att is None:
-        return True
-    logical = att[0] if isinstance(att, list) else str(att).split(".", 1)[0]
-    return logical in cfn["Resources"] and not _conditional_off(cfn, logical, parameters)
-
-
-def _conditional_off(cfn: dict[str, Any], logical: str, parameters: dict[str, str]) -> bool:
-    condition = cfn["Resources"][logical].get("Condition")
+    """Whether a resource's Condition holds (when not, moto's CloudFormation leaves it out).
+    The only conditions on mappings compare a parameter with a value, perhaps negated."""
     if condition is None:
-        return False
-    # the only conditions on resources with mappings compare a parameter with ""
+        return True
     spec = cfn.get("Conditions", {})[condition]
     negated = "Fn::Not" in spec
     equals = (spec["Fn::Not"][0] if negated else spec)["Fn::Equals"]
-    holds = parameters.get(equals[0]["Ref"], "") == equals[1]
-    return holds == negated
+    same = parameters.get(equals[0]["Ref"], "") == equals[1]
+    return same != negated
 
 
 def _refers_to(node: Any, logical_ids: set[str]) -> bool:
