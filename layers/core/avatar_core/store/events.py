@@ -4,6 +4,7 @@ deliveries. The event log that ``GET /v1/events`` reads is in the repository."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -47,21 +48,36 @@ def _image(image: dict[str, Any] | None) -> dict[str, Any] | None:
     return from_item({k: _DESERIALIZER.deserialize(v) for k, v in image.items()})
 
 
-class EventBus:
-    def __init__(self, bus_name: str, source: str, client: Any = None) -> None:
+class _AwsSink:
+    """A sink behind one AWS client, made on first use (cold starts make none they skip)."""
+
+    service = ""
+
+    def __init__(self, client: Any = None) -> None:
         self._client = client
-        self.bus_name = bus_name
-        self.source = source
 
     @property
     def client(self) -> Any:
         if self._client is None:
-            self._client = boto3.client("events")
+            self._client = boto3.client(self.service)
         return self._client
 
+
+def _batches(events: list[Event]) -> Iterator[list[Event]]:
+    for start in range(0, len(events), _BATCH):
+        yield events[start : start + _BATCH]
+
+
+class EventBus(_AwsSink):
+    service = "events"
+
+    def __init__(self, bus_name: str, source: str, client: Any = None) -> None:
+        super().__init__(client)
+        self.bus_name = bus_name
+        self.source = source
+
     def put(self, events: list[Event]) -> None:
-        for start in range(0, len(events), _BATCH):
-            batch = events[start : start + _BATCH]
+        for batch in _batches(events):
             answer = self.client.put_events(
                 Entries=[
                     {
@@ -85,23 +101,18 @@ def webhook_payload(event: Event) -> str:
     return json.dumps(body, separators=(",", ":"))
 
 
-class WebhookQueue:
+class WebhookQueue(_AwsSink):
     """The FIFO queue the webhook delivery function drains: one message group per subject
     (a model with its selfies, a job, an image), so its events reach the app in order."""
 
+    service = "sqs"
+
     def __init__(self, queue_url: str, client: Any = None) -> None:
-        self._client = client
+        super().__init__(client)
         self.queue_url = queue_url
 
-    @property
-    def client(self) -> Any:
-        if self._client is None:
-            self._client = boto3.client("sqs")
-        return self._client
-
     def put(self, events: list[Event]) -> None:
-        for start in range(0, len(events), _BATCH):
-            batch = events[start : start + _BATCH]
+        for batch in _batches(events):
             answer = self.client.send_message_batch(
                 QueueUrl=self.queue_url,
                 Entries=[
