@@ -20,10 +20,11 @@ def emulator(stack: LocalStack) -> Iterator[Emulator]:
     emulator.reset()
 
 
-@pytest.fixture(scope="session", autouse=True)
+@pytest.fixture(scope="package", autouse=True)
 def bus(stack: LocalStack) -> Iterator[BusTap]:
-    """Every event the integration tests make, from the bus as an app's rule gets it; at the
-    end each one is checked against its type's JSON Schema."""
+    """Every event the integration tests make, from the bus as an app's rule gets it; once
+    they are done each one is checked against its type's JSON Schema. (Package scope: the
+    unit tests after them use moto in-process, whose reset wipes the stack's state too.)"""
     tap = BusTap(stack)
     yield tap
     stack.wait_for_events()
