@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from avatar_core.errors import ImageRejected
+from avatar_core.logic import photo_checks
 from avatar_core.logic.images import ImageLimits, fit_reference, normalise_selfie
 from avatar_core.models.records import SelfieStatus
 from avatar_core.settings import Settings
@@ -48,6 +49,15 @@ def limits_from(settings: Settings) -> ImageLimits:
         max_bytes=settings.upload_max_bytes,
         max_pixels=settings.max_image_pixels,
         min_side=settings.min_image_side,
+    )
+
+
+def thresholds_from(settings: Settings) -> photo_checks.CheckThresholds:
+    return photo_checks.CheckThresholds(
+        max_transparent_share=settings.selfie_max_transparent_share,
+        min_grey_stddev=settings.selfie_min_grey_stddev,
+        min_sharpness=settings.selfie_min_sharpness,
+        max_duplicate_distance=settings.selfie_duplicate_max_distance,
     )
 
 
