@@ -1,5 +1,13 @@
 """Turning an uploaded object into an accepted or rejected selfie.
 
+A selfie that decodes is still refused when it would waste a training (``photo_checks``):
+mostly transparent, almost a single colour, blurred, or a near-duplicate of a selfie of the
+same model already accepted. The duplicate check reads the accepted selfies' hashes and has
+no lock: two near-duplicates of each other settled at the same moment can both pass. That
+costs one redundant photo in a training of many (it is not refused upstream), which is
+cheaper than serialising every model's uploads; a duplicate uploaded after either was
+accepted is refused.
+
 Called once per S3 ObjectCreated record. Safe under duplicate and out-of-order delivery:
 only a pending selfie can be settled, and settling is a conditional write, so a repeated
 event changes nothing. Nothing half-written is left behind: a rejected original is deleted
@@ -85,6 +93,8 @@ def ingest_selfie(
         if data is None:
             return IngestResult(key, Outcome.GONE)
         image = normalise_selfie(data, limits=limits_from(settings), side=settings.normalised_side)
+        measures = photo_checks.measure(image)
+        _refuse_wasted_training(measures, repo, ref.owner, ref.model_id, settings)
     except ImageRejected as rejection:
         settled = repo.settle_selfie(selfie, SelfieStatus.REJECTED, reason=rejection.message)
         storage.delete_upload(key)
@@ -100,6 +110,7 @@ def ingest_selfie(
         width=image.source_width,
         height=image.source_height,
         frames_in_file=image.frames_in_file,
+        perceptual_hash=measures.perceptual_hash,
     )
     if not settled:
         current = repo.get_selfie(ref.owner, ref.model_id, ref.selfie_id)
@@ -112,6 +123,24 @@ def ingest_selfie(
             return IngestResult(key, Outcome.NO_SLOT)
         return IngestResult(key, Outcome.DUPLICATE)
     return IngestResult(key, Outcome.ACCEPTED)
+
+
+def _refuse_wasted_training(
+    measures: photo_checks.PhotoMeasures,
+    repo: AvatarRepository,
+    owner: str,
+    model_id: str,
+    settings: Settings,
+) -> None:
+    """The photo's own faults first; only a photo worth keeping is compared with the rest."""
+    thresholds = thresholds_from(settings)
+    reason = photo_checks.refusal(measures, thresholds) or photo_checks.duplicate_refusal(
+        measures.perceptual_hash,
+        repo.list_accepted_selfie_hashes(owner, model_id),
+        thresholds.max_duplicate_distance,
+    )
+    if reason is not None:
+        raise ImageRejected(reason)
 
 
 def ingest_face_reference(
@@ -138,6 +167,11 @@ def ingest_face_reference(
         fitted = fit_reference(
             data, limits=limits_from(settings), max_side=settings.face_reference_max_side
         )
+        reason = photo_checks.reference_refusal(
+            photo_checks.measure(fitted), thresholds_from(settings)
+        )
+        if reason is not None:
+            raise ImageRejected(reason)
     except ImageRejected as rejection:
         settled = repo.settle_face_image(image, SelfieStatus.REJECTED, reason=rejection.message)
         storage.delete_upload(key)

@@ -47,12 +47,6 @@ class PhotoMeasures:
     perceptual_hash: str  # dHash, 16 hex digits
 
 
-@dataclass(frozen=True)
-class AcceptedHash:
-    position: int  # 1-based, in the model's selfies as listed (creation order)
-    perceptual_hash: str
-
-
 def measure(image: ProcessedImage) -> PhotoMeasures:
     """Decode the normalised output (what the provider will see) and measure it."""
     with Image.open(BytesIO(image.data)) as decoded:
@@ -87,13 +81,14 @@ def reference_refusal(measures: PhotoMeasures, thresholds: CheckThresholds) -> s
 
 
 def duplicate_refusal(
-    perceptual_hash: str, accepted: Iterable[AcceptedHash], max_distance: int
+    perceptual_hash: str, accepted: Iterable[tuple[int, str]], max_distance: int
 ) -> str | None:
-    """Name the nearest accepted selfie within ``max_distance`` bits, or None."""
-    near = [
-        (hash_distance(perceptual_hash, other.perceptual_hash), other.position)
-        for other in accepted
-    ]
+    """Name the nearest accepted selfie within ``max_distance`` bits, or None.
+
+    ``accepted`` holds (position, hash) of the model's accepted selfies, the position 1-based
+    in the model's selfies by creation order (as the API lists them).
+    """
+    near = [(hash_distance(perceptual_hash, other), position) for position, other in accepted]
     close = [found for found in near if found[0] <= max_distance]
     if not close:
         return None
@@ -122,7 +117,7 @@ def difference_hash(image: Image.Image) -> str:
     gradients); a mirror image or another pose flips about half the bits.
     """
     small = image.convert("L").resize((_HASH_SIDE + 1, _HASH_SIDE), Image.Resampling.LANCZOS)
-    pixels = list(small.getdata())
+    pixels = small.tobytes()
     bits = 0
     for row in range(_HASH_SIDE):
         start = row * (_HASH_SIDE + 1)
