@@ -97,6 +97,22 @@ def test_good_selfies_are_accepted_and_normalised_to_512_jpeg(
         assert (image.format, image.size) == ("JPEG", (512, 512))
 
 
+def test_the_selfie_rules_tell_a_signed_in_client_what_ingest_takes_and_refuses(
+    stack: LocalStack, client: ApiClient
+) -> None:
+    assert ApiClient(stack.api_url, None).call("GET", "/selfie-rules").status_code == 401
+
+    rules = client.call("GET", "/selfie-rules").json()
+
+    assert "image/heic" in rules["content_types"] and "image/jpeg" in rules["content_types"]
+    assert (rules["max_bytes"], rules["min_side"]) == (15 * 1024 * 1024, 256)
+    assert (rules["min_selfies_for_training"], rules["max_selfies_per_model"]) == (5, 30)
+    refusals = {check["name"]: check["refusal"] for check in rules["checks"]}
+    assert refusals["blur"] == "the photo is blurred: take it again in better light"
+    assert refusals["near_duplicate"].startswith("this photo is almost the same as selfie")
+    assert set(refusals) == {"transparency", "single_colour", "blur", "near_duplicate"}
+
+
 def test_the_same_selfie_uploaded_again_is_refused_naming_the_first_and_a_blurred_one_too(
     stack: LocalStack, client: ApiClient, user: str
 ) -> None:

@@ -96,7 +96,7 @@ def duplicate_refusal(
     return duplicate_message(position)
 
 
-def duplicate_message(position: int) -> str:
+def duplicate_message(position: int | str) -> str:
     return f"this photo is almost the same as selfie {position}: use different angles"
 
 
