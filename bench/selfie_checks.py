@@ -216,9 +216,9 @@ def main() -> None:
     }
     for label, get in measures_of.items():
         print(f"{label}")
-        print(f"  good          {describe([get(m) for _, m in good])}")
+        print(f"  good            {describe([get(m) for _, m in good])}")
         for kind, found in bad.items():
-            print(f"  bad {kind:<10}{describe([get(m) for _, m in found])}")
+            print(f"  bad {kind:<12}{describe([get(m) for _, m in found])}")
     print()
 
     refused_good = [
