@@ -3,10 +3,10 @@
 A selfie that decodes is still refused when it would waste a training (``photo_checks``):
 mostly transparent, almost a single colour, blurred, or a near-duplicate of a selfie of the
 same model already accepted. The duplicate check reads the accepted selfies' hashes and has
-no lock: two near-duplicates of each other settled at the same moment can both pass. That
-costs one redundant photo in a training of many (it is not refused upstream), which is
-cheaper than serialising every model's uploads; a duplicate uploaded after either was
-accepted is refused.
+no lock: near-duplicates of each other settled at the same moment (in practice, sent in one
+batch) can all pass. That costs redundant photos in a training of 5-30, not a failed
+training, and is cheaper than serialising every model's uploads behind a lock; a copy
+uploaded after one was accepted is refused.
 
 Called once per S3 ObjectCreated record. Safe under duplicate and out-of-order delivery:
 only a pending selfie can be settled, and settling is a conditional write, so a repeated
