@@ -18,7 +18,7 @@ BANDIT_VENV  := .venv-bandit
 CHECKOV_STAMP := $(CHECKOV_VENV)/.installed-$(CHECKOV_VERSION)
 BANDIT_STAMP  := $(BANDIT_VENV)/.installed-$(BANDIT_VERSION)
 
-.PHONY: install tools demo run webhook-secret token test test-fast lint asl scan bench clean screenshots
+.PHONY: install tools demo run webhook-secret token test test-fast lint asl scan bench bench-checks clean screenshots
 
 $(STAMP): requirements-dev.txt layers/core/requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -108,6 +108,10 @@ bench: install  ## speed, memory and cost ratios measured in one run each
 	$(BIN)/python bench/transitions.py
 	$(BIN)/python bench/chaos.py
 	$(BIN)/python bench/fuzz.py
+	$(BIN)/python bench/selfie_checks.py
+
+bench-checks: install  ## the selfie checks on good photos and bad versions: false refusals and misses
+	$(BIN)/python bench/selfie_checks.py
 
 clean:
 	rm -rf $(VENV) $(SAM_VENV) $(CHECKOV_VENV) $(BANDIT_VENV) .tools .pytest_cache .mypy_cache .ruff_cache demo-output test-output .local

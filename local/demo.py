@@ -54,6 +54,14 @@ def intake(stack: LocalStack, user: str, subject: str, seed: int, bad_file: bool
     if bad_file:
         files.append(("image/jpeg", photos.text_file_named_jpg(), "notes.jpg"))
     upload_selfies(client, model["model_id"], files)
+    if bad_file:
+        # once those are in: photos that would waste a training, refused with their reasons
+        settled_selfies(client, model["model_id"])
+        again = [
+            ("image/jpeg", photos.selfie_jpeg(seed + 1, quality=75), "selfie-2-again.jpg"),
+            ("image/jpeg", photos.blurred_selfie_jpeg(seed + SELFIES_PER_USER), "blurred.jpg"),
+        ]
+        upload_selfies(client, model["model_id"], again)
     selfies = settled_selfies(client, model["model_id"])
     for selfie in selfies:
         reason = f"  ({selfie['reason']})" if selfie.get("reason") else ""

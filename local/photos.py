@@ -75,6 +75,12 @@ def selfie_jpeg(
     return exif_oriented_jpeg(selfie_image(seed, size), exif_orientation, quality=quality)
 
 
+def blurred_selfie_jpeg(seed: int, size: tuple[int, int] = (1200, 1600)) -> bytes:
+    """Out of focus: at the 512×512 ingest makes of it, like a Gaussian blur of radius 5."""
+    image = selfie_image(seed, size).filter(ImageFilter.GaussianBlur(min(size) / 100))
+    return exif_oriented_jpeg(image)
+
+
 def exif_oriented_jpeg(
     upright: Image.Image, exif_orientation: int | None = None, *, quality: int = 90
 ) -> bytes:

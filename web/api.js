@@ -115,6 +115,9 @@ export class Api {
   listSelfies(modelId) {
     return this.request("GET", `/models/${encodeURIComponent(modelId)}/selfies`);
   }
+  selfieRules() {
+    return this.request("GET", "/selfie-rules");
+  }
   startTraining(modelId, idempotencyKey) {
     return this.request("POST", `/models/${encodeURIComponent(modelId)}/training`, {
       idempotencyKey,

@@ -7,9 +7,10 @@ import { initGenerations, resetGenerations, showGenerations } from "./generation
 import { poll } from "./poll.js";
 import { intents, reportError, session } from "./state.js";
 
-const MAX_SELFIES = 30;
-const MIN_SELFIES = 5;
-const MAX_UPLOAD_BYTES = 15 * 1024 * 1024;
+// Until GET /v1/selfie-rules answers (it says what the stack is configured with).
+let MAX_SELFIES = 30;
+let MIN_SELFIES = 5;
+let MAX_UPLOAD_BYTES = 15 * 1024 * 1024;
 const PARALLEL_UPLOADS = 3;
 const SELFIE_WATCH_MS = 120_000;
 const SUBJECTS = { man: "Man", woman: "Woman", couple: "Couple", dog: "Dog", cat: "Cat" };
@@ -30,6 +31,7 @@ const view = {
    * before a model was created here) merges into the list instead of replacing it. */
   changes: 0,
   deleted: new Set(),
+  rules: null,
 };
 
 const current = () => view.models.get(view.selectedId) ?? null;
@@ -208,6 +210,7 @@ function select(id, focus = false) {
   renderList();
   renderDetail();
   if (!id) return;
+  loadSelfieRules();
   refreshModel();
   refreshSelfies();
   if (focus) {
@@ -432,6 +435,36 @@ function watchTraining() {
 
 // -- selfies --------------------------------------------------------------------------------
 
+/** Shown near the upload, once per session: what a selfie must be, and what is refused. */
+async function loadSelfieRules() {
+  if (view.rules) return;
+  view.rules = session.api.selfieRules();
+  let rules;
+  try {
+    rules = await view.rules;
+  } catch (error) {
+    view.rules = null;
+    reportError("Could not load the selfie rules", error);
+    return;
+  }
+  MAX_SELFIES = rules.max_selfies_per_model;
+  MIN_SELFIES = rules.min_selfies_for_training;
+  MAX_UPLOAD_BYTES = rules.max_bytes;
+  const formats = rules.content_types.map((type) => type.replace("image/", "").toUpperCase());
+  $("#selfie-rules-list").replaceChildren(
+    h(
+      "li",
+      {},
+      `${[...new Set(formats)].join(", ")}; up to ${megabytes(rules.max_bytes)}, ` +
+        `at least ${rules.min_side} px on the short side.`,
+    ),
+    h("li", {}, `${MIN_SELFIES}–${MAX_SELFIES} selfies per model.`),
+    ...rules.checks.map((check) => h("li", {}, `${check.rule}.`)),
+  );
+  show($("#selfie-rules"), true);
+  renderDetail();
+}
+
 function localFor(modelId) {
   if (!view.local.has(modelId)) view.local.set(modelId, new Map());
   return view.local.get(modelId);
@@ -453,7 +486,8 @@ async function addSelfies(files) {
     let problem = "";
     if (check && !type) problem = `${file.name}: only JPEG, PNG, HEIC or WebP photos can be used.`;
     else if (check && file.size > MAX_UPLOAD_BYTES) {
-      problem = `${file.name} is ${megabytes(file.size)}; the limit is 15 MB.`;
+      const limit = megabytes(MAX_UPLOAD_BYTES);
+      problem = `${file.name} is ${megabytes(file.size)}; the limit is ${limit}.`;
     } else if (check && room <= 0) {
       overflow += 1;
       continue;

@@ -1,4 +1,5 @@
-"""HTTP API: avatar generations from a ready model, and the styles on offer. Wiring only."""
+"""HTTP API: avatar generations from a ready model, the styles on offer and the selfie rules.
+Wiring only."""
 
 from __future__ import annotations
 
@@ -23,11 +24,13 @@ from avatar_core.api import (
 )
 from avatar_core.idempotency import IdempotentRequests
 from avatar_core.logic import generations
+from avatar_core.logic.ingest import selfie_rules
 from avatar_core.logic.models import get_model
 from avatar_core.models.api import (
     CreateGenerationRequest,
     GenerationOut,
     GenerationPage,
+    SelfieRulesOut,
     StylesOut,
 )
 from avatar_core.observability import MetricUnit, metrics, observed
@@ -57,6 +60,15 @@ def styles() -> StylesOut:
         instant_subjects=settings.instant_subjects,
         max_instant_avatars=settings.max_instant_avatars,
     )
+
+
+@app.get(
+    "/v1/selfie-rules",
+    summary="What a selfie must be: formats, sizes, counts and the checks that refuse it",
+    responses=answers(HTTPStatus.OK, "The selfie rules"),
+)
+def selfie_rules_on_offer() -> SelfieRulesOut:
+    return selfie_rules(settings)
 
 
 @app.post(

@@ -132,6 +132,9 @@ def test_selfies_go_straight_to_s3_and_the_page_watches_the_model_train(
     assert all(src.startswith("blob:") for src in thumbs.evaluate_all("i => i.map(x => x.src)"))
     assert len(uploads_to_s3) == 5, uploads_to_s3
     expect(page.get_by_role("button", name="Start training")).to_be_enabled()
+    rules = page.locator("#selfie-rules")  # from GET /v1/selfie-rules, beside the upload
+    expect(rules).to_contain_text("5–30 selfies per model")
+    expect(rules).to_contain_text("in focus")
     shots("02-selfies-accepted")
 
     page.evaluate(

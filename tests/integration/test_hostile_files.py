@@ -14,6 +14,7 @@ from typing import Any
 import boto3
 import pytest
 
+from avatar_core.logic import photo_checks
 from local import photos
 from local.client import ApiClient, wait_until
 from local.stack import LocalStack
@@ -30,6 +31,12 @@ pytestmark = [
 CASES = [case for case in hostile_files() if case.data]
 SELFIES, REFERENCES = CASES[0::2], CASES[1::2]
 MODEL_CAPACITY = 30  # pending + accepted selfies a model holds
+CONTENT_REFUSALS = (
+    photo_checks.MOSTLY_TRANSPARENT,
+    photo_checks.SINGLE_COLOUR,
+    photo_checks.BLURRED,
+)
+DUPLICATE_PREFIX = photo_checks.duplicate_message(1).split("1")[0]
 
 
 def batches(cases: list[HostileFile], size: int) -> Iterator[list[HostileFile]]:
@@ -50,6 +57,13 @@ def keys_under(stack: LocalStack, prefix: str) -> set[str]:
     return {item["Key"] for page in pages for item in page.get("Contents", [])}
 
 
+def judged_on_its_content(reason: str | None) -> bool:
+    """Decoded, then refused by the photo checks: many of the corpus's files that decode are
+    flat images or variants of one photo, which would waste a training. Those checks are
+    measured by bench/selfie_checks.py and promised in tests/unit/test_photo_checks.py."""
+    return reason in CONTENT_REFUSALS or (reason or "").startswith(DUPLICATE_PREFIX)
+
+
 def check_settled(case: HostileFile, status: str, reason: str | None) -> list[str]:
     """What is wrong with how ``case`` was settled, if anything."""
     problems = []
@@ -57,7 +71,9 @@ def check_settled(case: HostileFile, status: str, reason: str | None) -> list[st
         problems.append(f"{case.name}: still {status}")
     elif status == "rejected" and not reason:
         problems.append(f"{case.name}: rejected without a reason")
-    elif case.expectation == "accept" and status != "accepted":
+    elif (
+        case.expectation == "accept" and status != "accepted" and not judged_on_its_content(reason)
+    ):
         problems.append(f"{case.name}: rejected ({reason}), expected accepted")
     elif case.expectation == "reject" and status != "rejected":
         problems.append(f"{case.name}: accepted, expected rejected")

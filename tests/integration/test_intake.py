@@ -97,6 +97,51 @@ def test_good_selfies_are_accepted_and_normalised_to_512_jpeg(
         assert (image.format, image.size) == ("JPEG", (512, 512))
 
 
+def test_the_selfie_rules_tell_a_signed_in_client_what_ingest_takes_and_refuses(
+    stack: LocalStack, client: ApiClient
+) -> None:
+    assert ApiClient(stack.api_url, None).call("GET", "/selfie-rules").status_code == 401
+
+    rules = client.call("GET", "/selfie-rules").json()
+
+    assert "image/heic" in rules["content_types"] and "image/jpeg" in rules["content_types"]
+    assert (rules["max_bytes"], rules["min_side"]) == (15 * 1024 * 1024, 256)
+    assert (rules["min_selfies_for_training"], rules["max_selfies_per_model"]) == (5, 30)
+    refusals = {check["name"]: check["refusal"] for check in rules["checks"]}
+    assert refusals["blur"] == "the photo is blurred: take it again in better light"
+    assert refusals["near_duplicate"].startswith("this photo is almost the same as selfie")
+    assert set(refusals) == {"transparency", "single_colour", "blur", "near_duplicate"}
+
+
+def test_the_same_selfie_uploaded_again_is_refused_naming_the_first_and_a_blurred_one_too(
+    stack: LocalStack, client: ApiClient, user: str
+) -> None:
+    model_id = client.create_model("woman")["model_id"]
+    (first,) = upload_and_settle(client, model_id, [("image/jpeg", photos.selfie_jpeg(21))])
+    assert first["status"] == "accepted"
+
+    again, blurred = upload_and_settle(
+        client,
+        model_id,
+        [
+            ("image/jpeg", photos.selfie_jpeg(21, quality=70)),
+            ("image/jpeg", photos.blurred_selfie_jpeg(22)),
+        ],
+    )
+
+    assert again["status"] == "rejected"
+    assert again["reason"] == "this photo is almost the same as selfie 1: use different angles"
+    assert blurred["status"] == "rejected"
+    assert blurred["reason"] == "the photo is blurred: take it again in better light"
+    assert client.get_model(model_id)["selfies"] == {"pending": 0, "accepted": 1, "rejected": 2}
+    normalised = boto3.client("s3").list_objects_v2(
+        Bucket=stack.output("UploadsBucketName"), Prefix=f"normalised/{user}/{model_id}/"
+    )
+    assert [item["Key"] for item in normalised.get("Contents", [])] == [
+        f"normalised/{user}/{model_id}/{first['selfie_id']}.jpg"
+    ]
+
+
 def test_phone_formats_are_accepted_through_the_presigned_post_and_normalised_to_512_jpeg(
     stack: LocalStack, client: ApiClient, user: str
 ) -> None:
@@ -108,7 +153,9 @@ def test_phone_formats_are_accepted_through_the_presigned_post_and_normalised_to
     ]
     (slot,) = client.request_uploads(model["model_id"], ["image/heic"])
     assert {"Content-Type": "image/heic"} in decoded_policy(slot)["conditions"]
-    ApiClient.upload(slot, files[0][1], "selfie.heic").raise_for_status()
+    # another photo: the same one again would be refused as a near-duplicate
+    heic = photos.selfie_heic(3, size=(900, 1200))
+    ApiClient.upload(slot, heic, "selfie.heic").raise_for_status()
 
     settled = upload_and_settle(client, model["model_id"], files)
 

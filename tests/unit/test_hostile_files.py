@@ -21,9 +21,9 @@ import pytest
 from PIL import Image, ImageFile
 
 from avatar_core.errors import ImageRejected
-from avatar_core.logic import face_avatars, models
+from avatar_core.logic import face_avatars, models, photo_checks
 from avatar_core.logic.images import ImageLimits, ProcessedImage, fit_reference, normalise_selfie
-from avatar_core.logic.ingest import Outcome, ingest_upload
+from avatar_core.logic.ingest import Outcome, ingest_upload, thresholds_from
 from avatar_core.models.api import (
     CreateModelRequest,
     FaceUploadRequest,
@@ -56,6 +56,7 @@ PEAK_MEGABYTES_PER_FILE = 160  # 4 bytes per pixel allowed
 
 Ingest = Callable[..., ProcessedImage]
 INGESTS: dict[str, Ingest] = {"selfie": normalise_selfie, "reference": fit_reference}
+THRESHOLDS = thresholds_from(Settings())
 
 # Every reason ingest may give, each saying what is wrong and, where it is not obvious, what
 # to do about it. A Python or Pillow message ("cannot identify image file", "broken data
@@ -81,6 +82,10 @@ ACTIONABLE_REASONS = [
         r"the image file holds too many pixels in its parts: save it again as a JPEG",
         r"the image file has too much padding \(more than \d+ bytes\): "
         r"save it again as a JPEG or PNG",
+        # the photo checks on what decoded (a near-duplicate needs a model: test_photo_checks)
+        r"the image is mostly transparent: upload a photo",
+        r"the image is almost a single colour",
+        r"the photo is blurred: take it again in better light",
     )
 ]
 
@@ -170,6 +175,11 @@ def test_a_hostile_file_is_accepted_or_rejected_with_a_reason_in_bounded_time_an
         assert is_actionable(outcome.reason), f"{case.name}: {outcome.reason!r}"
     if outcome.result is not None:
         assert_clean_output(outcome.result, path)
+        measures = photo_checks.measure(outcome.result)
+        checked = (photo_checks.refusal if path == "selfie" else photo_checks.reference_refusal)(
+            measures, THRESHOLDS
+        )
+        assert checked is None or is_actionable(checked), f"{case.name}: {checked!r}"
     assert outcome.cpu_seconds < CPU_SECONDS_PER_FILE, f"{case.name}: {outcome.cpu_seconds:.2f} s"
     assert outcome.wall_seconds < WALL_SECONDS_PER_FILE, (
         f"{case.name}: {outcome.wall_seconds:.2f} s"

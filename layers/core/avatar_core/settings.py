@@ -38,6 +38,12 @@ class Settings(BaseModel):
     min_image_side: int = Field(default=256, ge=1)
     normalised_side: int = Field(default=512, ge=64)
     face_reference_max_side: int = Field(default=1536, ge=256)
+    # refusing what would waste a training (logic/photo_checks.py); the thresholds are chosen
+    # from bench/selfie_checks.py's measurements, shown in the README
+    selfie_max_transparent_share: float = Field(default=0.9, gt=0, le=1)
+    selfie_min_grey_stddev: float = Field(default=10.0, ge=0)
+    selfie_min_sharpness: float = Field(default=8.0, ge=0)
+    selfie_duplicate_max_distance: int = Field(default=10, ge=0, le=64)
 
     # downloads handed out by the API
     download_url_ttl_seconds: int = Field(default=900, ge=60, le=43200)

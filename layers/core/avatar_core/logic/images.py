@@ -94,6 +94,8 @@ _SIDEWAYS_ORIENTATIONS = frozenset({5, 6, 7, 8})
 
 _SIXTEEN_BIT_GREY_MODES = frozenset({"I", "I;16", "I;16L", "I;16B", "I;16N"})
 _WHITE = (255, 255, 255)
+# A pixel this transparent (alpha below it, of 255) shows nothing of the photo.
+TRANSPARENT_ALPHA = 16
 _SRGB = ImageCms.createProfile("sRGB")
 _ICC_COLOUR_SPACE_FOR_MODE = {"RGB": "RGB", "CMYK": "CMYK", "L": "GRAY"}
 
@@ -138,6 +140,8 @@ class ProcessedImage:
     source_width: int  # after EXIF orientation
     source_height: int
     frames_in_file: int = 1  # images or frames in the upload; only the primary one is used
+    # pixels (of the crop or fit, before any flattening onto white) below TRANSPARENT_ALPHA
+    transparent_share: float = 0.0
 
 
 def sniff_format(head: bytes) -> str | None:
@@ -194,8 +198,9 @@ def normalise_selfie(
             # resizing the stored pixels first and turning only the small result is exact.
             box = ((width - crop) / 2, (height - crop) / 2, (width + crop) / 2, (height + crop) / 2)
             square = _resampleable(image).resize((side, side), Image.Resampling.LANCZOS, box=box)
+            transparent = _transparent_share(square)
             upright = _orient(_to_srgb(square, source.icc_profile, keep_alpha=False), source)
-            return _encode(upright, source, quality=quality)
+            return _encode(upright, source, quality=quality, transparent_share=transparent)
 
 
 def fit_reference(
@@ -216,8 +221,9 @@ def fit_reference(
             keep_alpha = source.format != JPEG and _has_transparency(image)
             if image.size != target:
                 image = image.resize(target, Image.Resampling.LANCZOS)
+            transparent = _transparent_share(image)
             upright = _orient(_to_srgb(image, source.icc_profile, keep_alpha=keep_alpha), source)
-            return _encode(upright, source, quality=quality)
+            return _encode(upright, source, quality=quality, transparent_share=transparent)
 
 
 # --- opening: everything that can be decided before decoding ------------------------------
@@ -848,6 +854,14 @@ def _has_transparency(image: Image.Image) -> bool:
     return isinstance(lowest, int | float) and lowest < 255
 
 
+def _transparent_share(image: Image.Image) -> float:
+    """The share of pixels below TRANSPARENT_ALPHA: what flattening turns into plain white."""
+    if image.mode not in ("LA", "RGBA"):
+        return 0.0
+    histogram = image.getchannel("A").histogram()
+    return sum(histogram[:TRANSPARENT_ALPHA]) / (image.width * image.height)
+
+
 def _to_srgb(image: Image.Image, icc_profile: bytes | None, *, keep_alpha: bool) -> Image.Image:
     """RGB (or RGBA) in sRGB: the output carries no profile, and viewers assume sRGB."""
     alpha = None
@@ -888,7 +902,9 @@ def _orient(image: Image.Image, source: _Source) -> Image.Image:
     return image if transpose is None else image.transpose(transpose)
 
 
-def _encode(image: Image.Image, source: _Source, *, quality: int) -> ProcessedImage:
+def _encode(
+    image: Image.Image, source: _Source, *, quality: int, transparent_share: float
+) -> ProcessedImage:
     # Pillow copies ``info`` (EXIF, ICC, text, dpi) along every operation and the PNG writer
     # re-emits some of it by default; nothing of the upload may reach the output.
     image.info = {}
@@ -909,4 +925,5 @@ def _encode(image: Image.Image, source: _Source, *, quality: int) -> ProcessedIm
         source_width=width,
         source_height=height,
         frames_in_file=source.frames,
+        transparent_share=transparent_share,
     )

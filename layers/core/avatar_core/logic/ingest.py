@@ -1,5 +1,13 @@
 """Turning an uploaded object into an accepted or rejected selfie.
 
+A selfie that decodes is still refused when it would waste a training (``photo_checks``):
+mostly transparent, almost a single colour, blurred, or a near-duplicate of a selfie of the
+same model already accepted. The duplicate check reads the accepted selfies' hashes and has
+no lock: near-duplicates of each other settled at the same moment (in practice, sent in one
+batch) can all pass. That costs redundant photos in a training of 5-30, not a failed
+training, and is cheaper than serialising every model's uploads behind a lock; a copy
+uploaded after one was accepted is refused.
+
 Called once per S3 ObjectCreated record. Safe under duplicate and out-of-order delivery:
 only a pending selfie can be settled, and settling is a conditional write, so a repeated
 event changes nothing. Nothing half-written is left behind: a rejected original is deleted
@@ -12,9 +20,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import get_args
 
 from avatar_core.errors import ImageRejected
+from avatar_core.logic import photo_checks
 from avatar_core.logic.images import ImageLimits, fit_reference, normalise_selfie
+from avatar_core.models.api import ImageContentType, SelfieCheck, SelfieRulesOut
 from avatar_core.models.records import SelfieStatus
 from avatar_core.settings import Settings
 from avatar_core.store.repository import AvatarRepository
@@ -51,6 +62,55 @@ def limits_from(settings: Settings) -> ImageLimits:
     )
 
 
+def thresholds_from(settings: Settings) -> photo_checks.CheckThresholds:
+    return photo_checks.CheckThresholds(
+        max_transparent_share=settings.selfie_max_transparent_share,
+        min_grey_stddev=settings.selfie_min_grey_stddev,
+        min_sharpness=settings.selfie_min_sharpness,
+        max_duplicate_distance=settings.selfie_duplicate_max_distance,
+    )
+
+
+def selfie_rules(settings: Settings) -> SelfieRulesOut:
+    """The rules ingest applies, in the words and numbers a client can show before upload."""
+    thresholds = thresholds_from(settings)
+    transparent = round(thresholds.max_transparent_share * 100)
+    return SelfieRulesOut(
+        content_types=list(get_args(ImageContentType)),
+        max_bytes=settings.upload_max_bytes,
+        min_side=settings.min_image_side,
+        max_pixels=settings.max_image_pixels,
+        normalised_side=settings.normalised_side,
+        min_selfies_for_training=settings.min_selfies_for_training,
+        max_selfies_per_model=settings.max_selfies_per_model,
+        checks=[
+            SelfieCheck(
+                name="transparency",
+                rule=f"at most {transparent}% of the picture may be transparent",
+                refusal=photo_checks.MOSTLY_TRANSPARENT,
+            ),
+            SelfieCheck(
+                name="single_colour",
+                rule="the picture must show more than a plain colour or a faint wash",
+                refusal=photo_checks.SINGLE_COLOUR,
+            ),
+            SelfieCheck(
+                name="blur",
+                rule="the photo must be in focus, with visible detail such as hair and eyes",
+                refusal=photo_checks.BLURRED,
+            ),
+            SelfieCheck(
+                name="near_duplicate",
+                rule=(
+                    "each photo must differ from the model's accepted selfies: another angle, "
+                    "expression or light, not the same shot re-saved, resized or cropped"
+                ),
+                refusal=photo_checks.duplicate_message("N"),
+            ),
+        ],
+    )
+
+
 def ingest_selfie(
     key: str, repo: AvatarRepository, storage: Storage, settings: Settings
 ) -> IngestResult:
@@ -75,6 +135,8 @@ def ingest_selfie(
         if data is None:
             return IngestResult(key, Outcome.GONE)
         image = normalise_selfie(data, limits=limits_from(settings), side=settings.normalised_side)
+        measures = photo_checks.measure(image)
+        _refuse_wasted_training(measures, repo, ref.owner, ref.model_id, settings)
     except ImageRejected as rejection:
         settled = repo.settle_selfie(selfie, SelfieStatus.REJECTED, reason=rejection.message)
         storage.delete_upload(key)
@@ -90,6 +152,7 @@ def ingest_selfie(
         width=image.source_width,
         height=image.source_height,
         frames_in_file=image.frames_in_file,
+        perceptual_hash=measures.perceptual_hash,
     )
     if not settled:
         current = repo.get_selfie(ref.owner, ref.model_id, ref.selfie_id)
@@ -102,6 +165,24 @@ def ingest_selfie(
             return IngestResult(key, Outcome.NO_SLOT)
         return IngestResult(key, Outcome.DUPLICATE)
     return IngestResult(key, Outcome.ACCEPTED)
+
+
+def _refuse_wasted_training(
+    measures: photo_checks.PhotoMeasures,
+    repo: AvatarRepository,
+    owner: str,
+    model_id: str,
+    settings: Settings,
+) -> None:
+    """The photo's own faults first; only a photo worth keeping is compared with the rest."""
+    thresholds = thresholds_from(settings)
+    reason = photo_checks.refusal(measures, thresholds) or photo_checks.duplicate_refusal(
+        measures.perceptual_hash,
+        repo.list_accepted_selfie_hashes(owner, model_id),
+        thresholds.max_duplicate_distance,
+    )
+    if reason is not None:
+        raise ImageRejected(reason)
 
 
 def ingest_face_reference(
@@ -128,6 +209,11 @@ def ingest_face_reference(
         fitted = fit_reference(
             data, limits=limits_from(settings), max_side=settings.face_reference_max_side
         )
+        reason = photo_checks.reference_refusal(
+            photo_checks.measure(fitted), thresholds_from(settings)
+        )
+        if reason is not None:
+            raise ImageRejected(reason)
     except ImageRejected as rejection:
         settled = repo.settle_face_image(image, SelfieStatus.REJECTED, reason=rejection.message)
         storage.delete_upload(key)

@@ -201,6 +201,28 @@ class StylesOut(BaseModel):
     max_instant_avatars: int
 
 
+class SelfieCheck(BaseModel):
+    """One reason ingest refuses a photo that decodes: what it looks at, and what it says."""
+
+    name: Literal["transparency", "single_colour", "blur", "near_duplicate"]
+    rule: str
+    refusal: str
+
+
+class SelfieRulesOut(BaseModel):
+    """What a selfie must be, for a client to say it before the upload (``GET
+    /v1/selfie-rules``). Refusals arrive on the selfie as its ``reason``."""
+
+    content_types: list[ImageContentType]
+    max_bytes: int
+    min_side: int  # pixels on the short side, after orientation
+    max_pixels: int
+    normalised_side: int  # every accepted selfie becomes a square JPEG of this side
+    min_selfies_for_training: int
+    max_selfies_per_model: int
+    checks: list[SelfieCheck]
+
+
 # --- face avatars ------------------------------------------------------------------------
 
 Gender = Literal["male", "female", "non_binary"]

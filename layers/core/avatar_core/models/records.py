@@ -75,6 +75,8 @@ class SelfieRecord(_Record):
     # images or frames in the upload (HEIC collections, MPO, animated PNG/WebP): the primary
     # one became the selfie; 1 for ordinary files and for selfies not yet uploaded
     frames_in_file: int = 1
+    # dHash of the normalised image, 16 hex digits, once accepted: for near-duplicates
+    perceptual_hash: str | None = None
     upload_expires_at: str
     created_at: str
     updated_at: str

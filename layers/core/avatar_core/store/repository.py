@@ -546,6 +546,26 @@ class AvatarRepository:
         )
         return [SelfieRecord.model_validate(from_item(i)) for i in items]
 
+    def list_accepted_selfie_hashes(self, owner: str, model_id: str) -> list[tuple[int, str]]:
+        """(position, perceptual hash) of the model's accepted selfies, in one Query.
+
+        The position is 1-based in the model's selfies as ``list_selfies`` (and so the API)
+        lists them, pending and rejected ones included: by selfie id, which sorts by creation
+        time. Only the key, the status and the hash are read.
+        """
+        items = self._query_all(
+            KeyConditionExpression=Key("PK").eq(_model_pk(owner, model_id))
+            & Key("SK").begins_with("SELFIE#"),
+            ProjectionExpression="SK, #status, perceptual_hash",
+            ExpressionAttributeNames={"#status": "status"},
+            ConsistentRead=True,
+        )
+        return [
+            (position, str(item["perceptual_hash"]))
+            for position, item in enumerate(items, start=1)
+            if item.get("status") == SelfieStatus.ACCEPTED.value and item.get("perceptual_hash")
+        ]
+
     def settle_selfie(
         self,
         selfie: SelfieRecord,
@@ -556,6 +576,7 @@ class AvatarRepository:
         width: int | None = None,
         height: int | None = None,
         frames_in_file: int | None = None,
+        perceptual_hash: str | None = None,
     ) -> bool:
         """Move a pending selfie to accepted or rejected, with the model's counters.
 
@@ -575,6 +596,7 @@ class AvatarRepository:
                 ":width": width,
                 ":height": height,
                 ":frames": frames_in_file,
+                ":hash": perceptual_hash,
             }
         )
         sets = ["#status = :status", "updated_at = :now"]
@@ -586,6 +608,7 @@ class AvatarRepository:
                 ("width", "width"),
                 ("height", "height"),
                 ("frames_in_file", "frames"),
+                ("perceptual_hash", "hash"),
             )
             if f":{alias}" in selfie_values
         ]
