@@ -34,6 +34,12 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     for sent in outcome.events:
         logger.debug("event published", extra={"event_id": sent.event_id, "type": sent.type})
     metrics.add_metric(name="EventsPublished", unit=MetricUnit.Count, value=len(outcome.events))
+    for sequence, why in outcome.unreadable:
+        logger.error(
+            "change skipped: no event can be read from it",
+            extra={"sequence_number": sequence, "error": why},
+        )
+        metrics.add_metric(name="EventPublishFailures", unit=MetricUnit.Count, value=1)
     if outcome.failed_at is None:
         return {"batchItemFailures": []}
     logger.error(

@@ -336,3 +336,22 @@ def test_every_schema_is_valid_json_schema_and_refuses_what_its_type_forbids() -
     assert not ready.is_valid({**base, "status": "failed"})
     assert not ready.is_valid({**base, "url": "https://example.com/a.jpg"})
     assert not ready.is_valid({**base, "generation_id": None})
+
+
+def test_a_change_no_event_can_be_read_from_is_skipped_not_retried_forever(
+    repo: AvatarRepository, stream: Stream
+) -> None:
+    model_with_accepted(repo, 1)
+    changes = [(r["dynamodb"]["SequenceNumber"], change_from_stream(r)) for r in stream.records()]
+    sequence, first = changes[0]
+    broken = event_logic.Change(
+        first.record_id, first.sort_key, first.old, {"status": "collecting"}, first.stamp
+    )
+    log = Sink()
+
+    outcome = event_logic.publish([(sequence, broken), *changes[1:]], [log])
+
+    assert outcome.failed_at is None
+    assert [s for s, _ in outcome.unreadable] == [sequence]
+    assert "KeyError" in outcome.unreadable[0][1]
+    assert [e.type for e in log.got] == ["selfie.accepted"]

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -199,6 +199,7 @@ class Published:
     """What one batch of changes came to: events sent, and the change to resume from."""
 
     events: list[Event]
+    unreadable: list[tuple[str, str]] = field(default_factory=list)  # (sequence, why)
     failed_at: str | None = None  # the stream sequence number of the first change not sent
     error: str | None = None
 
@@ -213,14 +214,22 @@ def publish(changes: list[tuple[str, Change]], sinks: list[Sink]) -> Published:
     has reached the bus and the webhook queue.
     """
     sent: list[Event] = []
+    unreadable: list[tuple[str, str]] = []
     for sequence, change in changes:
-        events = derive(change)
+        try:
+            events = derive(change)
+        except (KeyError, TypeError, ValueError) as error:
+            # deriving is pure: a change it cannot read now it never will, and retrying it
+            # would hold up every later change of its shard for the stream's 24 hours
+            unreadable.append((sequence, f"{change.sort_key}: {type(error).__name__}: {error}"))
+            continue
         if not events:
             continue
         try:
             for sink in sinks:
                 sink.put(events)
         except Exception as error:  # any failure of any sink: the change is redelivered
-            return Published(sent, failed_at=sequence, error=f"{type(error).__name__}: {error}")
+            error_text = f"{type(error).__name__}: {error}"
+            return Published(sent, unreadable, failed_at=sequence, error=error_text)
         sent += events
-    return Published(sent)
+    return Published(sent, unreadable)
