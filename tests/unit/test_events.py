@@ -25,10 +25,9 @@ from avatar_core.models.records import (
 from avatar_core.store.events import change_from_stream
 from avatar_core.store.repository import AvatarRepository, log_position
 from local import event_schemas
+from tests.support.events import validators
 from tests.unit.conftest import table_definition
 from tests.unit.test_training_logic import model_with_accepted
-
-SCHEMAS = {t: Draft202012Validator(s) for t, s in event_schemas.generated().items()}
 
 
 class Stream:
@@ -81,7 +80,7 @@ def stream(repo: AvatarRepository) -> Stream:
 
 def assert_valid(events: list[Event]) -> None:
     for event in events:
-        SCHEMAS[event.type].validate(event.document())
+        validators()[event.type].validate(event.document())
 
 
 def test_the_template_streams_every_change_with_both_images() -> None:
@@ -322,7 +321,7 @@ def test_the_checked_in_schemas_are_the_generated_ones() -> None:
 def test_every_schema_is_valid_json_schema_and_refuses_what_its_type_forbids() -> None:
     for schema in event_schemas.generated().values():
         Draft202012Validator.check_schema(schema)
-    ready = SCHEMAS["model.ready"]
+    ready = validators()["model.ready"]
     base = {
         "version": "1",
         "event_id": "evt_" + "0" * 26,
