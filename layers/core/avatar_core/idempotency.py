@@ -2,7 +2,9 @@
 
 A retry with the same key and body answers the first response and starts nothing new; the
 same key with another body is refused (422); a retry while the first is still running is
-told so (409). Records live in the main table and expire after a day.
+told so (409). Records live in the main table, in the owner's own partition
+(``OWNER#<owner>`` / ``IDEM#<key>``) so that deleting an owner finds them, and expire after
+a day.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+import boto3
 from aws_lambda_powertools.utilities.idempotency import (
     DynamoDBPersistenceLayer,
     IdempotencyConfig,
@@ -29,15 +32,29 @@ HEADER = "idempotency-key"
 _MAX_KEY_LENGTH = 255
 
 
-class IdempotentRequests:
-    def __init__(self, table_name: str, expires_after_seconds: int = 24 * 3600) -> None:
-        self.persistence = DynamoDBPersistenceLayer(
+class OwnerScopedPersistence(DynamoDBPersistenceLayer):
+    """Powertools' DynamoDB persistence, with each record under its owner's partition:
+    ``OWNER#<owner>`` / ``IDEM#<powertools' key>`` (the function and a digest of owner,
+    scope and key). One per request, since the owner is part of the table key."""
+
+    def __init__(self, table_name: str, owner: str, client: Any = None) -> None:
+        super().__init__(
             table_name=table_name,
             key_attr="PK",
             sort_key_attr="SK",
-            static_pk_value="IDEMPOTENCY",
+            static_pk_value=f"OWNER#{owner}",
             expiry_attr="expires_at_epoch",
+            boto3_client=client,
         )
+
+    def _get_key(self, idempotency_key: str) -> dict[str, Any]:
+        return {"PK": {"S": self.static_pk_value}, "SK": {"S": f"IDEM#{idempotency_key}"}}
+
+
+class IdempotentRequests:
+    def __init__(self, table_name: str, expires_after_seconds: int = 24 * 3600) -> None:
+        self.table_name = table_name
+        self._client: Any = None
         self.config = IdempotencyConfig(
             event_key_jmespath="[owner, scope, key]",
             payload_validation_jmespath="body_hash",
@@ -73,8 +90,12 @@ class IdempotentRequests:
             "body_hash": hashlib.sha256(canonical.encode()).hexdigest(),
         }
 
+        if self._client is None:
+            self._client = boto3.client("dynamodb")
+        persistence = OwnerScopedPersistence(self.table_name, owner, self._client)
+
         @idempotent_function(
-            data_keyword_argument="request", config=self.config, persistence_store=self.persistence
+            data_keyword_argument="request", config=self.config, persistence_store=persistence
         )
         def once(request: dict[str, str]) -> dict[str, Any]:
             return work()
