@@ -132,7 +132,18 @@ class Settings(BaseModel):
     webhook_allow_http: bool = False
     webhook_allow_loopback: bool = False
 
+    # DELETE /v1/me: records per page of the deletion, how long it waits before its final
+    # sweep (longer than anything still in flight can write: a result copy's 120 s, an
+    # upload link's TTL), and when a receipt still "running" is stale (the workflow's
+    # TimeoutSeconds, 4 h, plus a margin), so a new DELETE may start over
+    deletion_page_size: int = Field(default=100, ge=1, le=1000)
+    deletion_settle_seconds: int = Field(default=600, ge=0, le=3600)
+    deletion_stale_seconds: int = Field(default=4 * 3600 + 900, ge=60)
+    # the time a page task leaves itself to record its counts before its Lambda timeout
+    deletion_reserve_ms: int = Field(default=20_000, ge=0)
+
     # workflows
+    delete_state_machine_arn: str = ""
     train_state_machine_arn: str = ""
     generate_state_machine_arn: str = ""
     face_state_machine_arn: str = ""

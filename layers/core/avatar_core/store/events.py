@@ -132,10 +132,17 @@ class WebhookQueue(_AwsSink):
 
 
 class EventLog:
-    """The owners' event logs in the table (``GET /v1/events``), as a sink."""
+    """The owners' event logs in the table (``GET /v1/events``), as a sink.
+
+    An owner with a deletion receipt gets no entries: the removals of ``DELETE /v1/me``
+    reach the stream after the records are gone and would otherwise write the owner's log
+    anew (the bus and the webhooks still get them, for the app's backend to act on)."""
 
     def __init__(self, repo: AvatarRepository) -> None:
         self._repo = repo
 
     def put(self, events: list[Event]) -> None:
-        self._repo.put_events(events)
+        deleted = self._repo.owners_with_deletion({event.owner for event in events})
+        kept = [event for event in events if event.owner not in deleted]
+        if kept:
+            self._repo.put_events(kept)

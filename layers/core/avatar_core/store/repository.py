@@ -8,8 +8,14 @@ Item layout (PK / SK):
 - face image   ``OWNER#<owner>`` / ``FACEIMG#<image_id>``
 - face job     ``OWNER#<owner>`` / ``FACE#<job_id>``
 - instant job  ``OWNER#<owner>`` / ``INSTANT#<job_id>``
-- idempotency  ``OWNER#<owner>`` / ``IDEM#<scope>#<key digest>``
+- idempotency  ``OWNER#<owner>`` / ``IDEM#<function>#<digest of owner, scope and key>``
+               (kept a day, by TTL; see avatar_core.idempotency)
 - event        ``OWNER#<owner>`` / ``EVENT#<log position>`` (kept 7 days, by TTL)
+- deletion     ``DELETION#<owner>`` / ``RECEIPT``: the receipt of ``DELETE /v1/me`` (kept
+               30 days, by TTL), outside the owner's partition so deleting it all spares it
+
+Everything of an owner is under ``OWNER#<owner>`` or a ``MODEL#<owner>#<model_id>`` of one
+of its models: deleting an owner (see its section below) needs no Scan.
 
 Conditional writes turn races into domain errors: two requests that reserve the last
 selfie slots, or a duplicate S3 event, cannot both win.
@@ -22,6 +28,7 @@ import binascii
 import json
 import zlib
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, TypeVar
@@ -32,6 +39,7 @@ from botocore.exceptions import ClientError
 
 from avatar_core.errors import Conflict, InvalidRequest
 from avatar_core.ids import ULID_ALPHABET, now, now_iso
+from avatar_core.models.deletion import DeletionRecord, DeletionStatus
 from avatar_core.models.events import Event
 from avatar_core.models.records import (
     AvatarRecord,
@@ -59,6 +67,9 @@ _CONDITION_FAILED = ("ConditionalCheckFailedException", "TransactionCanceledExce
 
 # GET /v1/events answers a week back; the table's TTL removes older entries (within days).
 EVENT_LOG_RETENTION = timedelta(days=7)
+# The receipt of an owner's deletion is kept this long after it finished (then TTL removes it).
+DELETION_RECEIPT_RETENTION = timedelta(days=30)
+_RECEIPT_SK = "RECEIPT"
 
 
 def log_position(moment: datetime, event_id: str) -> str:
@@ -113,6 +124,14 @@ def from_item(item: dict[str, Any]) -> dict[str, Any]:
         return value
 
     return {k: convert(v) for k, v in item.items()}
+
+
+@dataclass(frozen=True)
+class OwnerRecordsPage:
+    """What one page of an owner's deletion removed."""
+
+    deleted: int
+    running_executions: list[str]
 
 
 def _is_condition_failure(error: ClientError) -> bool:
@@ -175,6 +194,7 @@ class AvatarRepository:
     # -- models ---------------------------------------------------------------------------
 
     def create_model(self, record: ModelRecord) -> None:
+        self.refuse_if_deleted(record.owner)
         item = {
             "PK": _owner_pk(record.owner),
             "SK": f"MODEL#{record.model_id}",
@@ -240,6 +260,7 @@ class AvatarRepository:
         ``training_attempt``, never reused: its execution has a name of its own, and a
         workflow of an older attempt finds out it is stale before it submits anything.
         """
+        self.refuse_if_deleted(owner)
         stamp = now_iso()
         try:
             old = self._table.update_item(
@@ -486,6 +507,7 @@ class AvatarRepository:
 
     def reserve_selfies(self, model: ModelRecord, selfies: list[SelfieRecord], limit: int) -> None:
         """Add upload slots atomically, never past ``limit`` pending + accepted selfies."""
+        self.refuse_if_deleted(model.owner)
         count = len(selfies)
         model_update = {
             "Update": {
@@ -662,6 +684,7 @@ class AvatarRepository:
     # -- generations and face-avatar jobs ---------------------------------------------------
 
     def create_job(self, record: JobRecord, deadline: str = "9999") -> None:
+        self.refuse_if_deleted(record.owner)
         sk = _JOB_PREFIX[type(record)] + record.job_id
         item: dict[str, Any] = {
             "PK": _owner_pk(record.owner),
@@ -856,6 +879,7 @@ class AvatarRepository:
     # -- face-avatar reference images ---------------------------------------------------------
 
     def create_face_image(self, record: FaceImageRecord) -> None:
+        self.refuse_if_deleted(record.owner)
         item = {
             "PK": _owner_pk(record.owner),
             "SK": f"FACEIMG#{record.image_id}",
@@ -946,6 +970,185 @@ class AvatarRepository:
         events = [Event.model_validate_json(item["document"]) for item in items]
         cursor = items[-1]["SK"].removeprefix("EVENT#") if items else start
         return events, cursor, more
+
+    # -- deleting everything of an owner (DELETE /v1/me) -----------------------------------
+    # The receipt, the check that refuses new work while it exists, and the pages of the
+    # deletion workflow. The receipt is under its own partition, so the owner's is emptied.
+
+    @staticmethod
+    def _receipt_key(owner: str) -> dict[str, str]:
+        return {"PK": f"DELETION#{owner}", "SK": _RECEIPT_SK}
+
+    def start_deletion(
+        self, record: DeletionRecord, stale_before: str
+    ) -> tuple[DeletionRecord, bool]:
+        """Write the receipt of a new deletion unless one of this owner is running, and
+        answer (receipt, started). A running one answers instead, unless it started before
+        ``stale_before`` (its workflow has timed out by then). Of two concurrent requests
+        exactly one starts a deletion; the other answers it."""
+        expires = datetime.fromisoformat(record.started_at.replace("Z", "+00:00"))
+        item = {
+            **self._receipt_key(record.owner),
+            "kind": "deletion",
+            **record.model_dump(mode="json"),
+            "expires_at_epoch": int((expires + DELETION_RECEIPT_RETENTION).timestamp()),
+        }
+        try:
+            self._table.put_item(
+                Item=to_item(item),
+                ConditionExpression=(
+                    "attribute_not_exists(PK) OR #status <> :running OR started_at < :stale"
+                ),
+                ExpressionAttributeNames={"#status": "status"},
+                ExpressionAttributeValues={
+                    ":running": DeletionStatus.RUNNING.value,
+                    ":stale": stale_before,
+                },
+            )
+        except ClientError as error:
+            if not _is_condition_failure(error):
+                raise
+            current = self.get_deletion(record.owner)
+            if current is None:  # it expired in between: a moment's race, the retry starts one
+                raise Conflict("a deletion changed meanwhile; send the request again") from error
+            return current, False
+        return record, True
+
+    def get_deletion(self, owner: str) -> DeletionRecord | None:
+        item = self._table.get_item(Key=self._receipt_key(owner), ConsistentRead=True).get("Item")
+        return DeletionRecord.model_validate(from_item(item)) if item else None
+
+    def refuse_if_deleted(self, owner: str) -> None:
+        """New work or uploads of an owner whose data is being deleted, or was, are refused
+        (409) for as long as the receipt is kept: a deletion leaves nothing behind that a
+        request racing it could write. One consistent read where work is accepted."""
+        receipt = self.get_deletion(owner)
+        if receipt is None:
+            return
+        if receipt.status is DeletionStatus.RUNNING:
+            said = f"is being deleted (deletion {receipt.deletion_id})"
+        elif receipt.status is DeletionStatus.FAILED:
+            said = (
+                f"was partly deleted (deletion {receipt.deletion_id} failed; "
+                "send DELETE /v1/me again)"
+            )
+        else:
+            said = f"was deleted (deletion {receipt.deletion_id}, {receipt.finished_at})"
+        raise Conflict(f"this account's data {said}: nothing new can be started or uploaded")
+
+    def owners_with_deletion(self, owners: set[str]) -> set[str]:
+        """Which of these owners have a deletion receipt (BatchGetItem, keys only)."""
+        found: set[str] = set()
+        pending = [self._receipt_key(owner) for owner in sorted(owners)]
+        while pending:
+            request: dict[str, Any] = {
+                self.table_name: {"Keys": pending[:100], "ProjectionExpression": "PK"}
+            }
+            pending = pending[100:]
+            while request:
+                answer = self._resource.batch_get_item(RequestItems=request)
+                for item in answer.get("Responses", {}).get(self.table_name, []):
+                    found.add(str(item["PK"]).removeprefix("DELETION#"))
+                request = answer.get("UnprocessedKeys") or {}
+        return found
+
+    def set_deletion_execution(self, owner: str, deletion_id: str, arn: str) -> bool:
+        return self._update_if(
+            Key=self._receipt_key(owner),
+            UpdateExpression="SET execution_arn = :arn",
+            ConditionExpression="deletion_id = :id",
+            ExpressionAttributeValues={":arn": arn, ":id": deletion_id},
+        )
+
+    def count_deletion(
+        self, owner: str, deletion_id: str, records: int, objects: int, stopped: int
+    ) -> bool:
+        """Add what one page deleted to the receipt (False if a newer deletion replaced it)."""
+        return self._update_if(
+            Key=self._receipt_key(owner),
+            UpdateExpression=(
+                "ADD records_deleted :records, objects_deleted :objects,"
+                " executions_stopped :stopped SET updated_at = :now"
+            ),
+            ConditionExpression="deletion_id = :id",
+            ExpressionAttributeValues={
+                ":records": records,
+                ":objects": objects,
+                ":stopped": stopped,
+                ":now": now_iso(),
+                ":id": deletion_id,
+            },
+        )
+
+    def finish_deletion(
+        self, owner: str, deletion_id: str, status: DeletionStatus, error: str | None = None
+    ) -> bool:
+        """running → succeeded or failed, once; the receipt is then kept 30 more days."""
+        moment = now()
+        values: dict[str, Any] = {
+            ":status": status.value,
+            ":now": now_iso(),
+            ":expires": int((moment + DELETION_RECEIPT_RETENTION).timestamp()),
+            ":id": deletion_id,
+            ":running": DeletionStatus.RUNNING.value,
+        }
+        names = {"#status": "status"}
+        expression = (
+            "SET #status = :status, finished_at = :now, updated_at = :now,"
+            " expires_at_epoch = :expires"
+        )
+        if error is not None:
+            expression += ", #error = :error"
+            values[":error"] = error
+            names["#error"] = "error"
+        return self._update_if(
+            Key=self._receipt_key(owner),
+            UpdateExpression=expression,
+            ConditionExpression="deletion_id = :id AND #status = :running",
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues=values,
+        )
+
+    def delete_owner_records(self, owner: str, limit: int) -> OwnerRecordsPage:
+        """Delete the first ``limit`` records of the owner's partition (each model's selfies
+        before the model, so a page cut short leaves no selfie without its model to find it
+        by), and answer how many went and the executions of those still running, for the
+        caller to stop now that no record is left for reconciliation to resume. The next
+        call starts from the beginning again: what was deleted is no longer there."""
+        page = self._table.query(
+            KeyConditionExpression=Key("PK").eq(_owner_pk(owner)),
+            ProjectionExpression="PK, SK, #status, execution_arn, training_execution_arn",
+            ExpressionAttributeNames={"#status": "status"},
+            ConsistentRead=True,
+            Limit=limit,
+        )
+        items = page.get("Items", [])
+        selfies = [
+            {"PK": selfie["PK"], "SK": selfie["SK"]}
+            for item in items
+            if str(item["SK"]).startswith("MODEL#")
+            for selfie in self._query_all(
+                KeyConditionExpression=Key("PK").eq(
+                    _model_pk(owner, str(item["SK"]).removeprefix("MODEL#"))
+                ),
+                ProjectionExpression="PK, SK",
+                ConsistentRead=True,
+            )
+        ]
+        self._delete_keys(selfies)
+        self._delete_keys([{"PK": item["PK"], "SK": item["SK"]} for item in items])
+        running = [
+            str(item[arn])
+            for item in items
+            for arn in ("execution_arn", "training_execution_arn")
+            if item.get(arn) and item.get("status") in (*_OPEN_JOB, ModelStatus.TRAINING.value)
+        ]
+        return OwnerRecordsPage(deleted=len(selfies) + len(items), running_executions=running)
+
+    def _delete_keys(self, keys: list[dict[str, Any]]) -> None:
+        with self._table.batch_writer() as batch:
+            for key in keys:
+                batch.delete_item(Key=key)
 
     # -- plumbing -------------------------------------------------------------------------
 

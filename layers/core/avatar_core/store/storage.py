@@ -75,6 +75,20 @@ def model_prefixes(owner: str, model_id: str) -> tuple[str, str, str]:
     )
 
 
+def owner_prefixes(owner: str) -> list[tuple[str, str]]:
+    """Every prefix that holds an owner's objects, as (bucket kind, prefix): what
+    ``DELETE /v1/me`` empties. The trailing slash keeps owner ``ann`` off ``anna``'s keys."""
+    return [
+        ("uploads", f"selfies/{owner}/"),
+        ("uploads", f"normalised/{owner}/"),
+        ("uploads", f"faces/{owner}/"),
+        ("uploads", f"faces-fitted/{owner}/"),
+        ("results", f"avatars/{owner}/"),
+        ("results", f"face-avatars/{owner}/"),
+        ("results", f"instant-avatars/{owner}/"),
+    ]
+
+
 @dataclass(frozen=True)
 class SelfieKey:
     owner: str
@@ -164,11 +178,35 @@ class Storage:
                 deleted += len(objects)
         return deleted
 
+    def bucket(self, kind: str) -> str:
+        """The uploads or the results bucket, by the kind ``owner_prefixes`` names."""
+        return self.uploads_bucket if kind == "uploads" else self.results_bucket
+
+    def delete_first_page(self, bucket: str, prefix: str) -> int:
+        """Delete the first page (up to 1,000) of the objects under ``prefix``; answers how
+        many went, 0 once none is left. Called again, it finds the next page."""
+        page = self._s3.list_objects_v2(Bucket=bucket, Prefix=prefix, MaxKeys=1000)
+        objects = [{"Key": item["Key"]} for item in page.get("Contents", [])]
+        if not objects:
+            return 0
+        answer = self._s3.delete_objects(Bucket=bucket, Delete={"Objects": objects, "Quiet": True})
+        if answer.get("Errors"):
+            first = answer["Errors"][0]
+            raise ObjectsNotDeleted(
+                f"{len(answer['Errors'])} objects under {prefix} were not deleted: "
+                f"{first.get('Code')} {first.get('Message')}"
+            )
+        return len(objects)
+
     def presign_get(self, bucket: str, key: str, ttl_seconds: int) -> tuple[str, str]:
         url = self._s3.generate_presigned_url(
             "get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=ttl_seconds
         )
         return url, iso(now() + timedelta(seconds=ttl_seconds))
+
+
+class ObjectsNotDeleted(Exception):
+    """S3 refused to delete some objects of a page (the deletion's task retries)."""
 
 
 def _too_big(size: int, max_bytes: int) -> str:

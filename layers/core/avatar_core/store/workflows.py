@@ -80,6 +80,20 @@ class Workflows:
             raise
         return described
 
+    def stop(self, execution_arn: str, cause: str) -> bool:
+        """Stop an execution (for ``DELETE /v1/me``); False if Step Functions knows none of
+        that name. Stopping one that has ended changes nothing, so a page may stop again.
+        Not retried here: the deletion's task is, by its state machine."""
+        try:
+            self._sfn.stop_execution(
+                executionArn=execution_arn, error="OwnerDeleted", cause=cause[:32768]
+            )
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") == "ExecutionDoesNotExist":
+                return False
+            raise
+        return True
+
 
 def execution_arn(state_machine_arn: str, name: str) -> str:
     prefix, _, machine = state_machine_arn.rpartition(":stateMachine:")
