@@ -4,7 +4,8 @@ Locally IAM is not enforced, and moto's enforcement cannot stand in (it ignores 
 ``Resource`` of DynamoDB, Step Functions and SSM statements and checks operation names, not
 the IAM actions a call needs; see the README). So one journey through the product (intake
 with a bad file, training and the selfie cleanup, a generation, face and instant avatars,
-refused idempotent requests, listings, deleting a model) runs with
+refused idempotent requests, listings, deleting a model, deleting an account while one of
+its generations runs) runs with
 :class:`local.aws_calls.CallRecorder` on, and each function's recorded IAM actions are
 compared, both ways, with the inline policies of the role moto's CloudFormation created
 from the template (SAM policy templates such as ``StepFunctionsExecutionPolicy`` arrive
@@ -39,8 +40,13 @@ from local.client import ApiClient, EventFeed, wait_until
 from local.stack import LocalStack
 from local.webhook_receiver import WebhookReceiver
 from tests.support.journeys import (
+    Emulator,
+    delete_account,
+    deletion_finished,
     generation_stopped_by_an_operator,
+    generation_that_never_finishes,
     model_with_selfies,
+    trained_model,
     upload_and_settle,
     wait_for_model,
 )
@@ -162,6 +168,21 @@ def _operator_stops_a_generation(stack: LocalStack, client: ApiClient, model_id:
     assert finished["status"] == "succeeded", finished
 
 
+def _account_deleted_while_a_job_runs(stack: LocalStack) -> None:
+    """Another user deletes everything while a generation of theirs runs: the workflow
+    deletes their records and objects and stops it; a second DELETE answers the first."""
+    client = ApiClient(stack.api_url, stack.token(f"lp-del-{uuid.uuid4().hex[:10]}"))
+    model_id = trained_model(client, stack, seed=720)
+    model_with_selfies(client, 1, seed=730)  # objects left to delete
+    try:
+        generation_that_never_finishes(stack, client, model_id)
+        first = delete_account(client)
+        assert delete_account(client)["deletion_id"] == first["deletion_id"]
+        assert deletion_finished(client)["status"] == "succeeded"
+    finally:
+        Emulator(stack).reset()
+
+
 def run_journey(stack: LocalStack, webhooks: WebhookReceiver, out_dir: Path) -> None:
     user = f"lp-{uuid.uuid4().hex[:10]}"
     # the app's backend fails one webhook (retried after a backoff) and refuses one (given up)
@@ -189,6 +210,7 @@ def run_journey(stack: LocalStack, webhooks: WebhookReceiver, out_dir: Path) -> 
     client.delete_model(untrainable)
     # every change above was published; the app reads its log
     EventFeed(client).wait_for("model.deleted", model_id=untrainable)
+    _account_deleted_while_a_job_runs(stack)
 
 
 def _fresh_parameter_cache(runtime: Any) -> Callable[[Any], Callable[[Any, Any], Any]]:

@@ -44,6 +44,26 @@ EXPECTED: dict[str, tuple[str, Any]] = {
     "generations_api_selfie_rules.json": ("GenerationsApiFunction", {"statusCode": 200}),
     # one signed delivery to the session's receiver, which answers 200
     "webhook_delivery.json": ("WebhookDeliveryFunction", {"batchItemFailures": []}),
+    # the sample user asked for no deletion of their data
+    "deletion_api_get_deletion.json": ("DeletionApiFunction", {"statusCode": 404}),
+    # the last phase of a deletion: the sample user has no objects, so it is done
+    "delete_owner_page.json": (
+        "DeletePageFunction",
+        {
+            "owner": "sample-user",
+            "deletion_id": "del_01JDZ3C7K9M2V5X8Q4T6W0RB1E",
+            "sweep": 1,
+            "phase": "objects",
+            "prefix_index": 7,
+            "done": True,
+            "pages": 4,
+            "wait_seconds": 600,
+        },
+    ),
+    "delete_owner_record_failed.json": (
+        "DeletionRecordFunction",
+        {"reason": "send DELETE /v1/me again"},
+    ),
     # the sweep answers what it looked at; on a fresh stack nothing is overdue
     "sweep_scheduled.json": ("SweepFunction", {"keys": {"examined", "running", "reconciled"}}),
 }

@@ -119,3 +119,36 @@ def generation_stopped_by_an_operator(
         timeout=60,
     )
     return finished
+
+
+def delete_account(client: ApiClient) -> dict[str, Any]:
+    """``DELETE /v1/me``: the deletion, running (or the one already running)."""
+    response = client.call("DELETE", "/me")
+    assert response.status_code == 202, response.text
+    deletion: dict[str, Any] = response.json()
+    return deletion
+
+
+def deletion_finished(client: ApiClient, timeout: float = 120) -> dict[str, Any]:
+    """Follow ``GET /v1/me/deletion`` until the deletion has succeeded or failed."""
+    finished: dict[str, Any] = wait_until(
+        lambda: client.call("GET", "/me/deletion").json(),
+        lambda d: d.get("status") in ("succeeded", "failed"),
+        timeout=timeout,
+    )
+    return finished
+
+
+def generation_that_never_finishes(stack: LocalStack, client: ApiClient, model_id: str) -> str:
+    """A generation the provider keeps running (until the emulator is reset): its id, once
+    the provider has it."""
+    Emulator(stack).script(never_finish=["inference"])
+    response = client.create_generation(model_id, [{"style": "realistic", "count": 1}])
+    assert response.status_code == 202, response.text
+    generation_id: str = response.json()["generation_id"]
+    wait_until(
+        lambda: client.get_generation(generation_id),
+        lambda g: g["status"] == "running",
+        timeout=20,
+    )
+    return generation_id
