@@ -25,6 +25,7 @@ from local import demo
 from local.client import ApiClient, EventFeed, wait_until
 from local.event_sources import StreamPoller
 from local.stack import LocalStack
+from tests.support.events import BusTap
 from tests.support.journeys import (
     Emulator,
     delete_account,
@@ -151,7 +152,7 @@ def an_account_with_everything(stack: LocalStack, user: str, seed: int, out_dir:
 
 
 def test_deleting_an_account_leaves_nothing_of_it_and_touches_nobody_else(
-    stack: LocalStack, emulator: Emulator, tmp_path: Path
+    stack: LocalStack, emulator: Emulator, bus: BusTap, tmp_path: Path
 ) -> None:
     mine, theirs = f"del-{uuid.uuid4().hex[:10]}", f"keep-{uuid.uuid4().hex[:10]}"
     my_model = an_account_with_everything(stack, mine, seed=500, out_dir=tmp_path)
@@ -182,6 +183,15 @@ def test_deleting_an_account_leaves_nothing_of_it_and_touches_nobody_else(
     assert only_the_receipt(items, mine) == []
     assert objects == []
     assert holdings(stack, theirs) == before
+    # the app's backend heard of it all on the bus (and so the webhooks)
+    bus.drain()
+    heard = [e["detail"] for e in bus.received if e["detail"]["owner"] == mine]
+    deletion_events = [(e["type"], e.get("deletion_id")) for e in heard if "deletion_id" in e]
+    assert deletion_events == [
+        ("account.deletion_running", receipt["deletion_id"]),
+        ("account.deletion_succeeded", receipt["deletion_id"]),
+    ]
+    assert {"model.deleted", "generation.deleted"} <= {e["type"] for e in heard}
 
     # the running job ended: stopped, or (here, where a poll comes every 17 ms) on finding its
     # record gone a moment before; and reconciliation resumed nothing

@@ -292,3 +292,27 @@ def test_idempotency_records_are_kept_in_the_owners_partition(repo: AvatarReposi
     ]
     assert len(keys) == 1
     assert keys[0][0] == "OWNER#alice" and keys[0][1].startswith("IDEM#")
+
+
+def test_a_deletion_tells_the_app_when_it_starts_and_how_it_ends() -> None:
+    from avatar_core.logic.events import Change, derive
+
+    receipt = {"owner": "alice", "deletion_id": "del_1", "status": "running"}
+    receipt |= {"started_at": "2026-12-03T10:00:00.000Z"}
+    finished = {**receipt, "status": "failed", "error": "S3 went away; send DELETE again"}
+    finished |= {"finished_at": "2026-12-03T10:05:00.000Z"}
+
+    def events(old: dict[str, Any] | None, new: dict[str, Any] | None) -> list[Event]:
+        return derive(Change("r1", "RECEIPT", old, new, "2026-12-03T10:00:00.000Z"))
+
+    started = events(None, receipt)
+    counted = events(receipt, {**receipt, "records_deleted": 40})
+    failed = events(receipt, finished)
+    again = events(finished, {**receipt, "deletion_id": "del_2"})
+
+    assert [(e.type, e.deletion_id) for e in started] == [("account.deletion_running", "del_1")]
+    assert counted == [] and events(finished, None) == []
+    assert [(e.type, e.reason, e.occurred_at) for e in failed] == [
+        ("account.deletion_failed", finished["error"], finished["finished_at"])
+    ]
+    assert [(e.type, e.deletion_id) for e in again] == [("account.deletion_running", "del_2")]

@@ -7,7 +7,8 @@ publisher reads each change (old and new image) and derives what happened here, 
 
 - a model, selfie, face image or job that appears, changes status or disappears;
 - an avatar that appears in a job's ``avatars`` map (``avatar.stored``, one per image);
-- a queued job removed because its workflow could not start: ``<kind>.failed``, at no cost.
+- a queued job removed because its workflow could not start: ``<kind>.failed``, at no cost;
+- an owner's deletion receipt that starts, succeeds or fails (``account.deletion_<status>``).
 
 Event ids are derived from the stream record (its ``eventID`` and the event's position),
 so a change delivered to the publisher twice yields the same ids: every channel can
@@ -76,6 +77,8 @@ def _drafts(change: Change) -> list[dict[str, Any]]:
     for prefix, subject in _JOBS.items():
         if sk.startswith(prefix):
             return _job_drafts(change, subject)
+    if sk == "RECEIPT":
+        return _deletion_drafts(change)
     return []
 
 
@@ -138,6 +141,29 @@ def _settled_drafts(change: Change, subject: str, ids: Any) -> list[dict[str, An
         draft["reason"] = new["reason"]
     elif new["status"] == "rejected":
         draft["reason"] = "the image could not be used"
+    return [draft]
+
+
+def _deletion_drafts(change: Change) -> list[dict[str, Any]]:
+    """A deletion that starts (a new receipt, or one replacing a finished one) or ends; a
+    receipt's counts moving on, or its expiry, says nothing new."""
+    old, new = change.old, change.new
+    if new is None:
+        return []
+    same = old is not None and (old.get("deletion_id"), old.get("status")) == (
+        new["deletion_id"],
+        new["status"],
+    )
+    if same:
+        return []
+    at = new.get("finished_at") if new["status"] != "running" else new.get("started_at")
+    draft = {
+        **_base(change, new, f"account.deletion_{new['status']}", at),
+        "deletion_id": new["deletion_id"],
+        "status": new["status"],
+    }
+    if new["status"] == "failed":
+        draft["reason"] = new.get("error") or "the deletion failed"
     return [draft]
 
 

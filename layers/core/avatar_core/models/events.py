@@ -29,6 +29,7 @@ class Subject(StrEnum):
     FACE_AVATAR = "face_avatar"
     INSTANT_AVATAR = "instant_avatar"
     AVATAR = "avatar"
+    ACCOUNT = "account"
 
 
 # Every event type, with what it means to an app builder (in the schemas and the README).
@@ -60,6 +61,13 @@ EVENT_TYPES: dict[str, str] = {
         )
     },
     "avatar.stored": "One avatar was copied into our storage (one event per image).",
+    "account.deletion_running": "DELETE /v1/me: deleting everything of the owner started; "
+    "from now on the owner's new work is refused. No event-log entry (GET /v1/events) is "
+    "written for this owner any more: the bus and webhooks carry the rest.",
+    "account.deletion_succeeded": "Everything of the owner was deleted, in the table and in "
+    "both buckets; only the deletion's receipt is kept (30 days).",
+    "account.deletion_failed": "The deletion failed part-way; `reason` says why. Sending "
+    "DELETE /v1/me again finishes it.",
 }
 
 
@@ -107,6 +115,9 @@ class Event(_Document):
     job_id: str | None = Field(
         default=None, exclude_if=_absent, description="A face-avatar or instant-avatar job"
     )
+    deletion_id: str | None = Field(
+        default=None, exclude_if=_absent, description="The owner's deletion (DELETE /v1/me)"
+    )
     avatars: list[AvatarSummary] | None = Field(
         default=None, exclude_if=_absent, description="A finished job's stored avatars, in order"
     )
@@ -139,6 +150,7 @@ _REQUIRED_IDS: dict[Subject, tuple[str, ...]] = {
     Subject.GENERATION: ("generation_id", "model_id"),
     Subject.FACE_AVATAR: ("job_id", "image_id"),
     Subject.INSTANT_AVATAR: ("job_id", "image_id"),
+    Subject.ACCOUNT: ("deletion_id",),
 }
 
 
@@ -166,7 +178,7 @@ def event_schema(event_type: str) -> dict[str, Any]:
         if what != "deleted":
             required.append("status")
             properties["status"] = {**properties["status"], "const": _status_of(event_type)}
-    for name in ("model_id", "selfie_id", "image_id", "generation_id", "job_id"):
+    for name in ("model_id", "selfie_id", "image_id", "generation_id", "job_id", "deletion_id"):
         if name not in allowed_ids:
             del properties[name]
     if what != "succeeded":
@@ -175,7 +187,7 @@ def event_schema(event_type: str) -> dict[str, Any]:
         required.append("avatars")
     if subject is not Subject.AVATAR:
         del properties["avatar"]
-    if what in {"failed", "rejected"}:
+    if _status_of(event_type) in {"failed", "rejected"}:
         required.append("reason")
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
@@ -195,4 +207,4 @@ def _status_of(event_type: str) -> str:
     subject, what = event_type.split(".", 1)
     if subject == "model" and what == "created":
         return "collecting"
-    return what
+    return what.removeprefix("deletion_")
