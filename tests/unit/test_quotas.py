@@ -55,8 +55,9 @@ def test_avatars_count_by_image_and_a_window_frees_as_much_as_the_request_needs(
     refused = refusal(_limit("avatars_per_day"), ledger, PaidWork.avatars("gen_1", 30), NOON)
     assert refused is not None
     # 30 more need two of the oldest generations gone: the second leaves at 14:00
-    assert refused.message.endswith("200 of 200 avatars in the last 24 hours (30 asked for); "
-                                    "next at 14:00 UTC")
+    assert refused.message.endswith(
+        "200 of 200 avatars in the last 24 hours (30 asked for); next at 14:00 UTC"
+    )
     older = _ledger("avatars", *[NOON - timedelta(hours=25)] * 10, units=20)
     assert refusal(_limit("avatars_per_day"), older, PaidWork.avatars("gen_1", 30), NOON) is None
 
