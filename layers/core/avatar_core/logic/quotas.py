@@ -19,6 +19,8 @@ The stack-wide spending guard counts paid submissions per clock hour in one item
 
 from __future__ import annotations
 
+import random
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -35,8 +37,10 @@ from avatar_core.store.repository import AvatarRepository
 
 WINDOW = timedelta(hours=24)
 Family = Literal["trainings", "avatars", "face"]
-# a compare-and-set lost to a concurrent request of the same owner is tried again, this often
-_ATTEMPTS = 8
+# a compare-and-set lost to a concurrent request of the same owner is tried again, this
+# often, after a jittered pause (milliseconds: only that owner's own requests contend)
+_ATTEMPTS = 30
+_PAUSE_SECONDS = 0.02
 # what a refused concurrent training is told to wait: a training takes minutes, not seconds
 _CONCURRENT_RETRY_SECONDS = 300
 
@@ -184,13 +188,12 @@ def refusal(
             int(WINDOW.total_seconds()),
         )
     frees = _frees_enough(limit, ledger, moment, needed)
-    what = {
-        "trainings_per_day": "daily training limit reached",
-        "avatars_per_day": "daily avatar limit reached",
-        "face_batches_per_day": "daily face-avatar batch limit reached",
-        "face_images_per_day": "daily face-avatar image limit reached",
+    what, unit = {
+        "trainings_per_day": ("daily training limit reached", "trainings"),
+        "avatars_per_day": ("daily avatar limit reached", "avatars"),
+        "face_batches_per_day": ("daily face-avatar batch limit reached", "batches"),
+        "face_images_per_day": ("daily face-avatar image limit reached", "face avatars"),
     }[limit.name]
-    unit = "avatars" if limit.measure == "units" else limit.description.split(" ")[0]
     ask = f" ({needed} asked for)" if needed > 1 else ""
     return QuotaExceeded(
         f"{what}: {usage.used} of {limit.limit} {unit} in the last 24 hours{ask}; "
@@ -266,7 +269,9 @@ class Quotas:
         was already counted (a concurrent duplicate of the same work): the caller that
         counted it owns its release."""
         own = [limit for limit in limits(self.settings) if limit.family == work.family]
-        for _ in range(_ATTEMPTS):
+        for attempt in range(_ATTEMPTS):
+            if attempt:
+                time.sleep(random.uniform(0, _PAUSE_SECONDS * min(attempt, 10)))  # noqa: S311
             moment = now()
             ledger = self.repo.get_quota_ledger(owner, work.family)
             if work.key in ledger.entries:
