@@ -14,6 +14,7 @@ from avatar_core.api import (
     INVALID,
     NOT_FOUND,
     NOT_JSON,
+    OVER_QUOTA,
     UNAVAILABLE,
     IdempotencyKey,
     answers,
@@ -76,6 +77,7 @@ def get_upload(image_id: str) -> Response[FaceImageOut]:
         INVALID,
         NOT_JSON,
         UNAVAILABLE,
+        OVER_QUOTA,
     ),
 )
 def create_job(

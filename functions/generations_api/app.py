@@ -15,6 +15,7 @@ from avatar_core.api import (
     INVALID,
     NOT_FOUND,
     NOT_JSON,
+    OVER_QUOTA,
     UNAVAILABLE,
     IdempotencyKey,
     answers,
@@ -81,6 +82,7 @@ def selfie_rules_on_offer() -> SelfieRulesOut:
         CONFLICT,
         INVALID,
         UNAVAILABLE,
+        OVER_QUOTA,
         NOT_JSON,
     ),
 )

@@ -14,6 +14,7 @@ from avatar_core.api import (
     INVALID,
     NOT_FOUND,
     NOT_JSON,
+    OVER_QUOTA,
     UNAVAILABLE,
     IdempotencyKey,
     answers,
@@ -49,6 +50,7 @@ app = create_resolver()
         INVALID,
         NOT_JSON,
         UNAVAILABLE,
+        OVER_QUOTA,
     ),
 )
 def create_job(

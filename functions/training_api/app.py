@@ -11,6 +11,7 @@ from avatar_core.api import (
     CONFLICT,
     INVALID,
     NOT_FOUND,
+    OVER_QUOTA,
     UNAVAILABLE,
     IdempotencyKey,
     answers,
@@ -43,6 +44,7 @@ app = create_resolver()
         CONFLICT,
         INVALID,
         UNAVAILABLE,
+        OVER_QUOTA,
     ),
 )
 def start_training(model_id: str, idempotency_key: IdempotencyKey = None) -> Response[ModelOut]:

@@ -201,6 +201,7 @@ def run_journey(stack: LocalStack, webhooks: WebhookReceiver, out_dir: Path) -> 
     demo.instant_avatars(stack, user, out_dir)
     _refused_job(client, "/instant-avatars", {"subject": "man", "count": 1})
     assert client.call("GET", "/instant-avatars").status_code == 200
+    assert client.call("GET", "/me").json()["holdings"]["models"] == 2
 
     boto3.client("lambda").invoke(
         FunctionName=stack.stack.function_name("SweepFunction"), Payload=b"{}"

@@ -41,6 +41,7 @@ EXPECTED: dict[str, tuple[str, Any]] = {
     # a model's training finished: its event goes to the bus and the log, nothing fails
     "event_publisher_model_ready.json": ("EventPublisherFunction", {"batchItemFailures": []}),
     "events_api_list_events.json": ("EventsApiFunction", {"statusCode": 200}),
+    "me_api_usage.json": ("MeApiFunction", {"statusCode": 200}),
     "generations_api_selfie_rules.json": ("GenerationsApiFunction", {"statusCode": 200}),
     # one signed delivery to the session's receiver, which answers 200
     "webhook_delivery.json": ("WebhookDeliveryFunction", {"batchItemFailures": []}),

@@ -13,7 +13,7 @@ import pytest
 from avatar_core import ids
 from avatar_core.errors import Conflict
 from avatar_core.idempotency import IdempotentRequests
-from avatar_core.logic import deletion
+from avatar_core.logic import deletion, training
 from avatar_core.logic.models import create_model
 from avatar_core.models.api import CreateModelRequest
 from avatar_core.models.deletion import DeletionOutcome, DeletionStatus, DeletionStep
@@ -245,7 +245,7 @@ def test_given_a_deletion_receipt_then_new_work_and_uploads_are_refused(
     with pytest.raises(Conflict, match="this account's data is being deleted"):
         create_model(repo, Settings(), "alice", CreateModelRequest(subject="woman"))
     with pytest.raises(Conflict, match="being deleted"):
-        repo.begin_training("alice", model_id, 5)
+        training.start_training(repo, FakeWorkflows(), SETTINGS, "alice", model_id)
     with pytest.raises(Conflict, match="being deleted"):
         repo.reserve_selfies(model, [], 30)
     # another owner is not concerned
@@ -316,3 +316,19 @@ def test_a_deletion_tells_the_app_when_it_starts_and_how_it_ends() -> None:
         ("account.deletion_failed", finished["error"], finished["finished_at"])
     ]
     assert [(e.type, e.deletion_id) for e in again] == [("account.deletion_running", "del_2")]
+
+
+def test_given_a_deletion_receipt_then_a_refused_paid_request_leaves_no_quota_ledger(
+    repo: AvatarRepository,
+) -> None:
+    from avatar_core.logic.quotas import PaidWork, Quotas
+
+    deletion.request_deletion(repo, FakeWorkflows(), SETTINGS, "alice")
+
+    with (
+        pytest.raises(Conflict, match="being deleted"),
+        Quotas(repo, SETTINGS).reserved("alice", PaidWork.avatars("gen_1", 4)),
+    ):
+        pass
+
+    assert [item for item in items_of("alice") if item["PK"] != "DELETION#alice"] == []

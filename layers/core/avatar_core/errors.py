@@ -54,6 +54,25 @@ class WorkflowUnavailable(AvatarError):
         self.retry_after_seconds = retry_after_seconds
 
 
+class QuotaExceeded(AvatarError):
+    """The owner has used a limit of theirs (429 with ``Retry-After``): the message names the
+    limit and when it frees. Nothing was started or reserved."""
+
+    def __init__(self, message: str, limit: str, retry_after_seconds: int) -> None:
+        super().__init__(message)
+        self.limit = limit
+        self.retry_after_seconds = max(1, retry_after_seconds)
+
+
+class SpendingPaused(AvatarError):
+    """The stack's cap on paid submissions per hour is reached (503 with ``Retry-After``):
+    no new paid work for anyone until the hour turns, whatever each owner's quota says."""
+
+    def __init__(self, message: str, retry_after_seconds: int) -> None:
+        super().__init__(message)
+        self.retry_after_seconds = max(1, retry_after_seconds)
+
+
 class PaidWorkPending(AvatarError):
     """A workflow's submit step failed (a timeout, a crash) after the provider accepted the
     work and its id was stored: recording 'failed' would waste paid work, so the workflow

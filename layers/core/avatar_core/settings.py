@@ -67,6 +67,16 @@ class Settings(BaseModel):
         """The ISO time ``seconds`` from now, for ``active_until``."""
         return iso(now() + timedelta(seconds=seconds))
 
+    # the app builder's wallet (logic/quotas.py): per-owner limits, 0 = unlimited, each over
+    # a rolling 24 h except the concurrent trainings; and a cap on the whole stack's paid
+    # submissions per clock hour (the spending guard)
+    owner_concurrent_trainings: int = Field(default=2, ge=0)
+    owner_trainings_per_day: int = Field(default=5, ge=0)
+    owner_avatars_per_day: int = Field(default=200, ge=0)
+    owner_face_batches_per_day: int = Field(default=20, ge=0)
+    owner_face_images_per_day: int = Field(default=100, ge=0)
+    paid_submissions_per_hour: int = Field(default=1000, ge=0)
+
     # providers: URLs and the names of the parameters that hold their secrets
     picsart_base_url: str = "https://genai-avatars-api.picsart.io/v1"
     picsart_api_key_parameter: str = ""

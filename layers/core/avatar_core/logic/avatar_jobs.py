@@ -13,6 +13,7 @@ from typing import Protocol, TypeVar
 
 from avatar_core.errors import Conflict, NotFound, PaidWorkPending, WorkflowUnavailable
 from avatar_core.logic.polling import next_poll
+from avatar_core.logic.quotas import job_work, never_paid, release
 from avatar_core.models.records import (
     AvatarRecord,
     FaceJobRecord,
@@ -338,9 +339,16 @@ def record_outcome(repo: AvatarRepository, spec: JobSpec, outcome: JobOutcome) -
                     f"the provider accepted job {record.provider_job_id} but the submit step "
                     f"failed ({reason}); the workflow ends so it is resumed, not failed"
                 )
-        repo.finish_job(
+        finished = repo.finish_job(
             spec.record_type, outcome.owner, outcome.job_id, JobStatusName.FAILED, reason
         )
+        if finished and outcome.poll is None:
+            record = repo.get_job(spec.record_type, outcome.owner, outcome.job_id)
+            if never_paid(
+                outcome.error.Error if outcome.error else None,
+                record.provider_job_id if record else None,
+            ):
+                release(repo, outcome.owner, job_work(outcome.kind, outcome.job_id))
         return {"status": JobStatusName.FAILED.value, "reason": reason}
     failures = [copy for copy in outcome.copies if not copy.get("copied")]
     if not outcome.copies:

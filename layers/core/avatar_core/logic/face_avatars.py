@@ -14,6 +14,7 @@ from avatar_core import ids
 from avatar_core.errors import Conflict, NotFound
 from avatar_core.logic.avatar_jobs import launch_job
 from avatar_core.logic.generations import avatars_out
+from avatar_core.logic.quotas import PaidWork, Quotas
 from avatar_core.models.api import (
     CreateFaceAvatarRequest,
     FaceJobOut,
@@ -121,14 +122,16 @@ def create_face_job(
         created_at=stamp,
         updated_at=stamp,
     )
-    launch_job(
-        repo,
-        workflows,
-        settings.face_state_machine_arn,
-        face_execution_name(record.job_id),
-        record,
-        settings.deadline(settings.job_deadline_seconds),
-    )
+    images = int(str(record.parameters.get("batch", 1)))
+    with Quotas(repo, settings).reserved(owner, PaidWork.face_batch(record.job_id, images)):
+        launch_job(
+            repo,
+            workflows,
+            settings.face_state_machine_arn,
+            face_execution_name(record.job_id),
+            record,
+            settings.deadline(settings.job_deadline_seconds),
+        )
     return record
 
 

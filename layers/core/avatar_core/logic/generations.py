@@ -6,6 +6,7 @@ from avatar_core import ids
 from avatar_core.errors import Conflict, InvalidRequest, NotFound
 from avatar_core.logic.avatar_jobs import launch_job
 from avatar_core.logic.models import get_model
+from avatar_core.logic.quotas import PaidWork, Quotas
 from avatar_core.models.api import AvatarOut, CreateGenerationRequest, GenerationOut
 from avatar_core.models.records import GenerationRecord, JobRecordBase, ModelStatus
 from avatar_core.settings import Settings
@@ -59,14 +60,16 @@ def create_generation(
         created_at=stamp,
         updated_at=stamp,
     )
-    launch_job(
-        repo,
-        workflows,
-        settings.generate_state_machine_arn,
-        generation_execution_name(record.generation_id),
-        record,
-        settings.deadline(settings.job_deadline_seconds),
-    )
+    total = sum(r.count for r in request.requests)
+    with Quotas(repo, settings).reserved(owner, PaidWork.avatars(record.generation_id, total)):
+        launch_job(
+            repo,
+            workflows,
+            settings.generate_state_machine_arn,
+            generation_execution_name(record.generation_id),
+            record,
+            settings.deadline(settings.job_deadline_seconds),
+        )
     return record
 
 

@@ -12,6 +12,7 @@ from avatar_core.logic.avatar_jobs import launch_job
 from avatar_core.logic.face_avatars import accepted_reference
 from avatar_core.logic.generations import avatars_out
 from avatar_core.logic.models import require_subject
+from avatar_core.logic.quotas import PaidWork, Quotas
 from avatar_core.models.api import CreateInstantAvatarRequest, InstantJobOut
 from avatar_core.models.records import InstantJobRecord
 from avatar_core.settings import Settings
@@ -50,14 +51,15 @@ def create_instant_job(
         created_at=stamp,
         updated_at=stamp,
     )
-    launch_job(
-        repo,
-        workflows,
-        settings.instant_state_machine_arn,
-        instant_execution_name(record.job_id),
-        record,
-        settings.deadline(settings.job_deadline_seconds),
-    )
+    with Quotas(repo, settings).reserved(owner, PaidWork.avatars(record.job_id, record.count)):
+        launch_job(
+            repo,
+            workflows,
+            settings.instant_state_machine_arn,
+            instant_execution_name(record.job_id),
+            record,
+            settings.deadline(settings.job_deadline_seconds),
+        )
     return record
 
 

@@ -14,6 +14,7 @@ from avatar_core.errors import Conflict, NotFound, PaidWorkPending, WorkflowUnav
 from avatar_core.ids import iso, now, now_iso
 from avatar_core.logic.models import expire_abandoned_uploads, get_model
 from avatar_core.logic.polling import next_poll
+from avatar_core.logic.quotas import PaidWork, Quotas, never_paid, release
 from avatar_core.models.records import ModelRecord, ModelStatus, SelfieStatus
 from avatar_core.models.workflow import ModelRef, PollState, TrainingFailed, TrainingReady
 from avatar_core.observability import logger
@@ -54,25 +55,29 @@ def start_training(
     if expire_abandoned_uploads(repo, model):
         model = get_model(repo, owner, model_id)
     _check_trainable(model, settings.min_selfies_for_training)
-    before = repo.begin_training(
-        owner,
-        model_id,
-        settings.min_selfies_for_training,
-        settings.deadline(settings.training_deadline_seconds),
-    )
-    attempt = before.training_attempt + 1
-    try:
-        arn = workflows.start(
-            settings.train_state_machine_arn,
-            training_execution_name(model_id, attempt),
-            ModelRef(owner=owner, model_id=model_id, attempt=attempt).model_dump(),
+    # Counted before it starts; a refusal (429) or a start that fails (503) leaves nothing.
+    with Quotas(repo, settings).reserved(
+        owner, PaidWork.training(model_id, model.training_attempt + 1)
+    ):
+        before = repo.begin_training(
+            owner,
+            model_id,
+            settings.min_selfies_for_training,
+            settings.deadline(settings.training_deadline_seconds),
         )
-    except WorkflowUnavailable:
-        # Nothing runs for this attempt: the model goes back to where it was, so the
-        # client's retry (after Retry-After) starts it. The attempt number is spent, so a
-        # start that did get through unseen is stale and submits nothing.
-        repo.undo_training_start(before, attempt)
-        raise
+        attempt = before.training_attempt + 1
+        try:
+            arn = workflows.start(
+                settings.train_state_machine_arn,
+                training_execution_name(model_id, attempt),
+                ModelRef(owner=owner, model_id=model_id, attempt=attempt).model_dump(),
+            )
+        except WorkflowUnavailable:
+            # Nothing runs for this attempt: the model goes back to where it was, so the
+            # client's retry (after Retry-After) starts it. The attempt number is spent, so
+            # a start that did get through unseen is stale and submits nothing.
+            repo.undo_training_start(before, attempt)
+            raise
     return repo.update_model(owner, model_id, training_execution_arn=arn)
 
 
@@ -199,6 +204,10 @@ def record_failed(repo: AvatarRepository, settings: Settings, failure: TrainingF
             f"failed ({reason}); the workflow ends so it is resumed, not failed"
         )
     fail_training(repo, settings, failure.owner, failure.model_id, reason)
+    if failure.poll is None and never_paid(
+        failure.error.Error if failure.error else None, model.provider_model_id
+    ):
+        release(repo, failure.owner, PaidWork.training(failure.model_id, failure.attempt))
     return reason
 
 

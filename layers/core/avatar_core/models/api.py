@@ -349,3 +349,34 @@ class EventPage(BaseModel):
         description="Pass as `since` to continue; given even when `items` is empty"
     )
     has_more: bool = Field(description="More events are waiting: ask again at once")
+
+
+class LimitOut(BaseModel):
+    name: str
+    description: str
+    # None: unlimited (the stack's parameter is 0)
+    limit: int | None
+    used: int
+    remaining: int | None
+    # the rolling window in hours; None for concurrent trainings, which free as one ends
+    window_hours: int | None
+    # when the next unit frees (the oldest counted work leaves the window); None when
+    # nothing is counted or the limit is not a window
+    frees_at: str | None = None
+
+
+class HoldingsOut(BaseModel):
+    """What we keep of the owner now; selfies counts those whose images we still hold."""
+
+    models: int
+    selfies: int
+    generations: int
+    avatars: int
+    face_images: int
+    face_jobs: int
+    instant_jobs: int
+
+
+class MeOut(BaseModel):
+    limits: list[LimitOut]
+    holdings: HoldingsOut

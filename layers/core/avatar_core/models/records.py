@@ -149,3 +149,21 @@ class InstantJobRecord(JobRecordBase):
     subject: str
     count: int
     prompt: str | None = None
+
+
+class QuotaEntry(_Record):
+    """One piece of paid work counted against an owner's limits."""
+
+    at: str
+    units: int = 1
+    # trainings only: seen no longer running, so it counts for the day, not as concurrent
+    ended: bool = False
+
+
+class QuotaLedger(_Record):
+    """An owner's paid work of one family (trainings, avatars, face) in the last 24 hours,
+    keyed by the work's id; ``version`` makes every change a compare-and-set."""
+
+    family: str
+    entries: dict[str, QuotaEntry] = Field(default_factory=dict)
+    version: int = 0

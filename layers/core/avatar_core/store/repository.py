@@ -11,6 +11,8 @@ Item layout (PK / SK):
 - idempotency  ``OWNER#<owner>`` / ``IDEM#<function>#<digest of owner, scope and key>``
                (kept a day, by TTL; see avatar_core.idempotency)
 - event        ``OWNER#<owner>`` / ``EVENT#<log position>`` (kept 7 days, by TTL)
+- quota ledger ``OWNER#<owner>`` / ``QUOTA#<family>`` (the last 24 h of paid work)
+- spending     ``STACK`` / ``PAID#<hour>`` (paid submissions of the whole stack that hour)
 - deletion     ``DELETION#<owner>`` / ``RECEIPT``: the receipt of ``DELETE /v1/me`` (kept
                30 days, by TTL), outside the owner's partition so deleting it all spares it
 
@@ -50,6 +52,8 @@ from avatar_core.models.records import (
     JobStatusName,
     ModelRecord,
     ModelStatus,
+    QuotaEntry,
+    QuotaLedger,
     SelfieRecord,
     SelfieStatus,
 )
@@ -259,8 +263,10 @@ class AvatarRepository:
         Of two concurrent starts exactly one passes this condition. Every start counts a new
         ``training_attempt``, never reused: its execution has a name of its own, and a
         workflow of an older attempt finds out it is stale before it submits anything.
+        (A closed account's training is refused before this, by its quota reservation: see
+        put_quota_ledger. A read here would widen the moment in which a concurrent
+        reservation sees this training's entry with its model not yet training.)
         """
-        self.refuse_if_deleted(owner)
         stamp = now_iso()
         try:
             old = self._table.update_item(
@@ -1149,6 +1155,96 @@ class AvatarRepository:
         with self._table.batch_writer() as batch:
             for key in keys:
                 batch.delete_item(Key=key)
+
+    # -- quotas and the spending guard -------------------------------------------------------
+
+    def get_quota_ledger(self, owner: str, family: str) -> QuotaLedger:
+        item = self._table.get_item(
+            Key={"PK": _owner_pk(owner), "SK": f"QUOTA#{family}"}, ConsistentRead=True
+        ).get("Item")
+        return QuotaLedger.model_validate(from_item(item)) if item else QuotaLedger(family=family)
+
+    def put_quota_ledger(
+        self, owner: str, read: QuotaLedger, entries: dict[str, QuotaEntry]
+    ) -> bool:
+        """Replace the ledger's entries if nobody changed it since ``read`` (False if someone
+        did: read it again and decide again)."""
+        self.refuse_if_deleted(owner)  # a closed account's refused work writes no ledger
+        item = {
+            "PK": _owner_pk(owner),
+            "SK": f"QUOTA#{read.family}",
+            "kind": "quota",
+            "family": read.family,
+            "version": read.version + 1,
+            "entries": {k: e.model_dump(mode="json") for k, e in entries.items()},
+        }
+        condition = "attribute_not_exists(PK)" if read.version == 0 else "version = :read"
+        extra = {} if read.version == 0 else {"ExpressionAttributeValues": {":read": read.version}}
+        try:
+            self._table.put_item(Item=to_item(item), ConditionExpression=condition, **extra)
+        except ClientError as error:
+            if _is_condition_failure(error):
+                return False
+            raise
+        return True
+
+    def drop_quota_entry(self, owner: str, family: str, key: str) -> None:
+        """The work stops counting; concurrent reservations see the new version and decide
+        again. Nothing happens if it was not counted."""
+        self._update_if(
+            Key={"PK": _owner_pk(owner), "SK": f"QUOTA#{family}"},
+            UpdateExpression="REMOVE entries.#key SET version = version + :one",
+            ConditionExpression="attribute_exists(entries.#key)",
+            ExpressionAttributeNames={"#key": key},
+            ExpressionAttributeValues={":one": 1},
+        )
+
+    def count_paid_submission(self, hour: datetime, cap: int) -> bool:
+        """Count one paid submission in ``hour``, unless ``cap`` are counted already."""
+        return self._update_if(
+            Key={"PK": "STACK", "SK": f"PAID#{hour:%Y-%m-%dT%H}"},
+            UpdateExpression="ADD submissions :one SET expires_at_epoch = :expires",
+            ConditionExpression="attribute_not_exists(submissions) OR submissions < :cap",
+            ExpressionAttributeValues={
+                ":one": 1,
+                ":cap": cap,
+                ":expires": int((hour + timedelta(days=2)).timestamp()),
+            },
+        )
+
+    def holdings(self, owner: str) -> dict[str, int]:
+        """Counts of what we keep of the owner: records and the images behind them."""
+        counts = dict.fromkeys(
+            (
+                "models",
+                "selfies",
+                "generations",
+                "avatars",
+                "face_images",
+                "face_jobs",
+                "instant_jobs",
+            ),
+            0,
+        )
+        kinds = {
+            "MODEL#": "models",
+            "GEN#": "generations",
+            "FACEIMG#": "face_images",
+            "FACE#": "face_jobs",
+            "INSTANT#": "instant_jobs",
+        }
+        for prefix, name in kinds.items():
+            for item in self._query_all(
+                KeyConditionExpression=Key("PK").eq(_owner_pk(owner))
+                & Key("SK").begins_with(prefix),
+                ProjectionExpression="SK, accepted, pending, selfies_deleted_at, avatars, "
+                "deleted_at",
+            ):
+                counts[name] += 1
+                if name == "models" and "selfies_deleted_at" not in item:
+                    counts["selfies"] += int(item.get("accepted", 0)) + int(item.get("pending", 0))
+                counts["avatars"] += len(item.get("avatars") or {})
+        return counts
 
     # -- plumbing -------------------------------------------------------------------------
 
