@@ -144,7 +144,7 @@ def get_job(job_id: str) -> Response[FaceJobOut]:
     ),
 )
 def cancel_job(job_id: str) -> Response[FaceJobOut]:
-    record = face_avatars.cancel_face_job(repo, workflows, caller(app), job_id)
+    record = face_avatars.cancel_face_job(repo, storage, workflows, caller(app), job_id)
     body = face_avatars.face_job_out(record, storage, settings)
     return json_response(HTTPStatus.OK, body.model_dump(mode="json"))
 

@@ -107,7 +107,7 @@ def get_job(job_id: str) -> Response[InstantJobOut]:
     ),
 )
 def cancel_job(job_id: str) -> Response[InstantJobOut]:
-    record = instant_avatars.cancel_instant_job(repo, workflows, caller(app), job_id)
+    record = instant_avatars.cancel_instant_job(repo, storage, workflows, caller(app), job_id)
     body = instant_avatars.instant_job_out(record, storage, settings)
     return json_response(HTTPStatus.OK, body.model_dump(mode="json"))
 

@@ -28,7 +28,7 @@ from avatar_core.models.records import (
     ModelStatus,
     SelfieStatus,
 )
-from avatar_core.models.workflow import JobRef, ModelRef
+from avatar_core.models.workflow import JobOutcome, JobRef, ModelRef
 from avatar_core.providers.base import JobStatus, PollAdvice, SubmittedJob
 from avatar_core.store.repository import AvatarRepository, JobRecord
 from avatar_core.store.storage import Storage, face_avatar_key, generation_avatar_key
@@ -217,7 +217,9 @@ def test_a_stopped_execution_of_a_cancelled_job_is_not_resumed_nor_swept(
 def test_cancel_of_another_owners_job_is_not_found(repo: AvatarRepository) -> None:
     job = queued_face_job(repo)
     with pytest.raises(NotFound):
-        face_avatars.cancel_face_job(repo, FakeWorkflows(), "mallory", job.job_id)
+        face_avatars.cancel_face_job(
+            repo, Storage("uploads", "results"), FakeWorkflows(), "mallory", job.job_id
+        )
     assert status_of(repo, job) is JobStatusName.QUEUED
 
 
@@ -388,6 +390,77 @@ def test_a_reference_another_open_job_needs_is_kept_and_cannot_be_deleted_alone(
     avatar_jobs.cancel_job(repo, FakeWorkflows(), second)
     face_avatars.delete_face_image(repo, storage, "alice", image_id)
     assert repo.get_face_image("alice", image_id) is None
+    assert _keys("uploads") == []
+
+
+# -- reference retention ----------------------------------------------------------------------
+
+
+def test_a_finished_jobs_workflow_learns_to_release_its_reference_a_generations_not(
+    repo: AvatarRepository,
+) -> None:
+    job = queued_face_job(repo)
+    outcome = JobOutcome(
+        outcome="failed", kind="face", owner="alice", job_id=job.job_id, error=None
+    )
+
+    recorded = avatar_jobs.record_outcome(repo, CountingSpec(repo), outcome, 30)
+    generation = avatar_jobs.record_outcome(
+        repo, CountingSpec(repo, record_type=GenerationRecord), outcome, 30
+    )
+
+    assert recorded["reference"] is True and recorded["retention_seconds"] == 30
+    assert generation["reference"] is False
+
+
+def test_after_its_job_the_reference_is_deleted_and_its_record_says_when(
+    repo: AvatarRepository, storage: Storage
+) -> None:
+    image_id = accepted_image(repo)
+    boto3.client("s3").put_object(Bucket="uploads", Key=f"faces-fitted/alice/{image_id}", Body=b"x")
+    job = queued_face_job(repo, image_id)
+    repo.finish_job(FaceJobRecord, "alice", job.job_id, JobStatusName.SUCCEEDED)
+
+    deleted = face_avatars.release_finished_job_reference(
+        repo, storage, "face", "alice", job.job_id
+    )
+
+    image = repo.get_face_image("alice", image_id)
+    assert deleted and _keys("uploads") == []
+    assert image is not None and image.deleted_at is not None
+    with pytest.raises(Conflict, match="upload it again"):
+        face_avatars.accepted_reference(repo, "alice", image_id)
+
+
+def test_a_reference_shared_with_an_open_job_stays_until_that_job_ends(
+    repo: AvatarRepository, storage: Storage
+) -> None:
+    image_id = accepted_image(repo)
+    boto3.client("s3").put_object(Bucket="uploads", Key=f"faces-fitted/alice/{image_id}", Body=b"x")
+    first, second = queued_face_job(repo, image_id), queued_face_job(repo, image_id)
+    repo.finish_job(FaceJobRecord, "alice", first.job_id, JobStatusName.SUCCEEDED)
+
+    kept = face_avatars.release_finished_job_reference(repo, storage, "face", "alice", first.job_id)
+    repo.finish_job(FaceJobRecord, "alice", second.job_id, JobStatusName.FAILED, "boom")
+    released = face_avatars.release_finished_job_reference(
+        repo, storage, "face", "alice", second.job_id
+    )
+
+    assert not kept and released
+    assert _keys("uploads") == []
+
+
+def test_cancelling_a_face_job_releases_its_reference_at_once(
+    repo: AvatarRepository, storage: Storage
+) -> None:
+    image_id = accepted_image(repo)
+    boto3.client("s3").put_object(Bucket="uploads", Key=f"faces-fitted/alice/{image_id}", Body=b"x")
+    job = queued_face_job(repo, image_id)
+
+    face_avatars.cancel_face_job(repo, storage, FakeWorkflows(), "alice", job.job_id)
+
+    image = repo.get_face_image("alice", image_id)
+    assert image is not None and image.deleted_at is not None
     assert _keys("uploads") == []
 
 

@@ -153,7 +153,7 @@ def _reference_url(
 ) -> str:
     """A presigned GET of the fitted reference image, for a provider to fetch."""
     image = repo.get_face_image(owner, image_id)
-    if image is None or not image.fitted_key:
+    if image is None or not image.fitted_key or image.deleted_at is not None:
         raise JobGone(f"reference image {image_id} is gone")
     url, _ = storage.presign_get(
         storage.uploads_bucket, image.fitted_key, settings.provider_fetch_url_ttl_seconds
@@ -423,8 +423,18 @@ def copy_result(
     return {"avatar_id": avatar.avatar_id, "copied": True}
 
 
-def record_outcome(repo: AvatarRepository, spec: JobSpec, outcome: JobOutcome) -> dict[str, str]:
-    """Succeeded when every result was copied; otherwise failed, keeping what was copied."""
+def record_outcome(
+    repo: AvatarRepository, spec: JobSpec, outcome: JobOutcome, reference_retention_seconds: int
+) -> dict[str, object]:
+    """Succeeded when every result was copied; otherwise failed, keeping what was copied.
+    Face and instant jobs then release their reference image, after the retention."""
+    recorded: dict[str, object] = dict(_record_outcome(repo, spec, outcome))
+    recorded["reference"] = spec.record_type is not GenerationRecord
+    recorded["retention_seconds"] = reference_retention_seconds
+    return recorded
+
+
+def _record_outcome(repo: AvatarRepository, spec: JobSpec, outcome: JobOutcome) -> dict[str, str]:
     if outcome.outcome == "failed":
         reason = outcome.failure_reason()
         if outcome.poll is None:

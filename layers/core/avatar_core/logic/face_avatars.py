@@ -20,7 +20,12 @@ from avatar_core.models.api import (
     FaceUploadOut,
     FaceUploadRequest,
 )
-from avatar_core.models.records import FaceImageRecord, FaceJobRecord, SelfieStatus
+from avatar_core.models.records import (
+    FaceImageRecord,
+    FaceJobRecord,
+    InstantJobRecord,
+    SelfieStatus,
+)
 from avatar_core.settings import Settings
 from avatar_core.store.repository import AvatarRepository
 from avatar_core.store.storage import Storage, face_job_prefix, face_upload_key
@@ -123,18 +128,41 @@ def release_reference(
     repo: AvatarRepository, storage: Storage, owner: str, image_id: str, keep_record: bool
 ) -> bool:
     """A job made from this reference ended or was deleted: its image goes, unless another
-    open job of the owner still needs it (that job releases it when it ends). With
-    ``keep_record`` the record stays, marked ``deleted_at``, so GET shows what happened.
-    True when the image was deleted."""
+    open job of the owner still needs it (that job releases it when it ends). True when the
+    image was deleted.
+
+    With ``keep_record`` the record stays, marked ``deleted_at`` first so that no new job
+    takes the reference while its objects go (a retry after a failure half-way deletes
+    them again); without, the objects go first and the record last, as every delete."""
     image = repo.get_face_image(owner, image_id)
     if image is None or repo.open_jobs_using_image(owner, image_id):
         return False
-    _delete_reference_objects(storage, image)
     if keep_record:
         repo.mark_face_image_deleted(owner, image_id)
+        _delete_reference_objects(storage, image)
     else:
+        _delete_reference_objects(storage, image)
         repo.delete_face_image(owner, image_id)
     return True
+
+
+# The job kinds made from a reference image, as their workflows name them (JobRef.kind).
+REFERENCE_JOB_KINDS: dict[str, type[FaceJobRecord] | type[InstantJobRecord]] = {
+    "face": FaceJobRecord,
+    "instant": InstantJobRecord,
+}
+
+
+def release_finished_job_reference(
+    repo: AvatarRepository, storage: Storage, kind: str, owner: str, job_id: str
+) -> bool:
+    """The workflow's last step for a face/instant job, after ``ReferenceRetentionSeconds``:
+    the reference goes unless another open job still needs it. A job deleted meanwhile took
+    its reference along already."""
+    record = repo.get_job(REFERENCE_JOB_KINDS[kind], owner, job_id)
+    if not isinstance(record, FaceJobRecord | InstantJobRecord):
+        return False
+    return release_reference(repo, storage, owner, record.image_id, keep_record=True)
 
 
 def resolved_parameters(request: CreateFaceAvatarRequest, app_id: str) -> dict[str, Any]:
@@ -183,9 +211,14 @@ def get_face_job(repo: AvatarRepository, owner: str, job_id: str) -> FaceJobReco
 
 
 def cancel_face_job(
-    repo: AvatarRepository, workflows: WorkflowStopper, owner: str, job_id: str
+    repo: AvatarRepository, storage: Storage, workflows: WorkflowStopper, owner: str, job_id: str
 ) -> FaceJobRecord:
-    return cancel_job(repo, workflows, get_face_job(repo, owner, job_id))
+    """Cancel the job; its reference goes at once unless another open job needs it (its
+    workflow, stopped, would have released it after ``ReferenceRetentionSeconds``; nothing
+    was made from it to keep it for)."""
+    record = cancel_job(repo, workflows, get_face_job(repo, owner, job_id))
+    release_reference(repo, storage, owner, record.image_id, keep_record=True)
+    return record
 
 
 def delete_face_job(

@@ -73,9 +73,12 @@ def get_instant_job(repo: AvatarRepository, owner: str, job_id: str) -> InstantJ
 
 
 def cancel_instant_job(
-    repo: AvatarRepository, workflows: WorkflowStopper, owner: str, job_id: str
+    repo: AvatarRepository, storage: Storage, workflows: WorkflowStopper, owner: str, job_id: str
 ) -> InstantJobRecord:
-    return cancel_job(repo, workflows, get_instant_job(repo, owner, job_id))
+    """As a face-avatar job: cancelled, and its reference released at once."""
+    record = cancel_job(repo, workflows, get_instant_job(repo, owner, job_id))
+    release_reference(repo, storage, owner, record.image_id, keep_record=True)
+    return record
 
 
 def delete_instant_job(
