@@ -276,6 +276,20 @@ def test_a_training_already_handed_to_the_provider_cannot_be_cancelled(
     assert model is not None and model.status is ModelStatus.TRAINING
 
 
+def test_a_start_that_got_through_unseen_keeps_the_model_once_its_submit_began(
+    repo: AvatarRepository,
+) -> None:
+    model_id = model_with_accepted(repo, 5)
+    before = repo.begin_training("alice", model_id, 5)
+    assert repo.begin_training_submission("alice", model_id, 1)  # its execution did start
+
+    undone = repo.undo_training_start(before, 1)
+
+    model = repo.get_model("alice", model_id)
+    assert not undone
+    assert model is not None and model.status is ModelStatus.TRAINING
+
+
 def test_a_model_that_is_not_training_cannot_be_cancelled(repo: AvatarRepository) -> None:
     model_id = model_with_accepted(repo, 1)
     with pytest.raises(Conflict, match="only a training can be cancelled"):

@@ -279,7 +279,9 @@ class AvatarRepository:
 
     def undo_training_start(self, before: ModelRecord, attempt: int) -> bool:
         """Put a model whose workflow could not be started back as it was before
-        :meth:`begin_training`, unless that attempt has moved on. The attempt count stays."""
+        :meth:`begin_training`, unless that attempt has moved on. The attempt count stays.
+        Never once a submit task began (a start that got through unseen): its training
+        is being paid for, and it keeps the model."""
         restore: dict[str, Any] = {
             "status": before.status.value,
             "updated_at": now_iso(),
@@ -304,6 +306,7 @@ class AvatarRepository:
             ConditionExpression=(
                 "#status = :training AND training_attempt = :attempt"
                 " AND attribute_not_exists(provider_model_id)"
+                " AND attribute_not_exists(submitting_at)"
             ),
             ExpressionAttributeNames=names,
             ExpressionAttributeValues=values,
