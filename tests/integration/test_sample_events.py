@@ -33,6 +33,8 @@ EXPECTED: dict[str, tuple[str, Any]] = {
     "train_record_ready.json": ("TrainRecordFunction", {"errorType": "ModelGone"}),
     "train_record_failed.json": ("TrainRecordFunction", {"reason": "Not enough credits"}),
     "selfie_cleanup.json": ("SelfieCleanupFunction", {"deleted": 0}),
+    # the sample user has no such face-avatar job: nothing to release
+    "reference_cleanup.json": ("ReferenceCleanupFunction", {"deleted": False}),
     # an operator stopped the training of a model the sample user does not have
     "reconcile_execution_ended.json": (
         "ReconcileFunction",

@@ -36,6 +36,11 @@ class Conflict(AvatarError):
     """The resource's state forbids the action (409); the message says what is needed."""
 
 
+class PaidWorkKept(Conflict):
+    """A cancel or delete came after the provider was sent the work (409): it is paid for,
+    so it runs to its end and its results are kept."""
+
+
 class IdempotencyKeyReused(AvatarError):
     """The same Idempotency-Key was sent with a different body (422)."""
 

@@ -53,6 +53,9 @@ class Settings(BaseModel):
     selfie_retention_seconds: int = Field(default=0, ge=0)
     # hours a failed model keeps its selfies so it can be trained again; then we delete them
     failed_selfie_retention_hours: int = Field(default=24, ge=0, le=720)
+    # biometric data: seconds to keep a face/instant reference image once the last open job
+    # made from it has finished (0: delete at once); its workflow waits them out
+    reference_retention_seconds: int = Field(default=0, ge=0, le=900)
 
     # reconciliation: how many times a workflow that ended abnormally is started again
     # (only ever to poll and copy a provider job whose id is stored; never to submit)

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import timedelta
-from typing import Protocol
 
 from avatar_core import ids
 from avatar_core.errors import NotFound, WorkflowUnavailable
@@ -43,15 +42,11 @@ from avatar_core.observability import logger
 from avatar_core.settings import Settings
 from avatar_core.store.repository import AvatarRepository
 from avatar_core.store.storage import Storage, owner_prefixes
-from avatar_core.store.workflows import WorkflowStarter
+from avatar_core.store.workflows import WorkflowStarter, WorkflowStopper
 
 DELETION = "del"
 _STOPPED_BECAUSE = "the owner's data is being deleted (DELETE /v1/me)"
 _NOT_STARTED = "the deletion workflow could not be started; send DELETE /v1/me again"
-
-
-class ExecutionStopper(Protocol):
-    def stop(self, execution_arn: str, cause: str) -> bool: ...
 
 
 def deletion_execution_name(deletion_id: str) -> str:
@@ -97,7 +92,7 @@ def get_deletion(repo: AvatarRepository, owner: str) -> DeletionRecord:
 def delete_step(
     repo: AvatarRepository,
     storage: Storage,
-    executions: ExecutionStopper,
+    executions: WorkflowStopper,
     settings: Settings,
     step: DeletionStep,
     remaining_ms: Callable[[], int],

@@ -290,7 +290,10 @@ def sweep(
         record = repo.get_by_key(pk, sk)
         if record is None:
             continue
-        if isinstance(record, ModelRecord) and record.status is ModelStatus.FAILED:
+        if isinstance(record, ModelRecord) and record.status in (
+            ModelStatus.FAILED,
+            ModelStatus.CANCELLED,
+        ):
             report.selfies_deleted += _expire_failed_model(repo, storage, record, pk, sk)
             continue
         end = _overdue_end(record, executions, settings)
@@ -318,7 +321,8 @@ def _finished(record: ModelRecord | JobRecord | None) -> bool:
 def _expire_failed_model(
     repo: AvatarRepository, storage: Storage, model: ModelRecord, pk: str, sk: str
 ) -> int:
-    """A failed model's retry window has passed: its selfies are biometric data, so they go."""
+    """A failed (or cancelled) model's retry window has passed: its selfies are biometric
+    data, so they go."""
     deleted = 0
     if model.selfies_deleted_at is None:
         deleted = training.delete_training_selfies(

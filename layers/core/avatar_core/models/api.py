@@ -63,8 +63,8 @@ class ModelOut(BaseModel):
     selfies_deleted_at: str | None = None
     retry_until: str | None = Field(
         default=None,
-        description="A failed model can be trained again (POST .../training) until then, "
-        "while its selfies are kept",
+        description="A failed or cancelled model can be trained again (POST .../training) "
+        "until then, while its selfies are kept",
     )
     provider_accepted: bool = Field(
         default=False,
@@ -88,7 +88,8 @@ class ModelOut(BaseModel):
             training_progress=record.training_progress,
             selfies_deleted_at=record.selfies_deleted_at,
             retry_until=record.retry_until
-            if record.status is ModelStatus.FAILED and record.selfies_deleted_at is None
+            if record.status in (ModelStatus.FAILED, ModelStatus.CANCELLED)
+            and record.selfies_deleted_at is None
             else None,
             provider_accepted=record.provider_model_id is not None,
         )
@@ -246,6 +247,11 @@ class FaceImageOut(BaseModel):
     reason: str | None = None
     width: int | None = None
     height: int | None = None
+    deleted_at: str | None = Field(
+        default=None,
+        description="When the image was deleted, once the jobs made from it had finished "
+        "(after ReferenceRetentionSeconds); a new job needs a new upload",
+    )
 
     @classmethod
     def of(cls, record: FaceImageRecord) -> FaceImageOut:
@@ -255,6 +261,7 @@ class FaceImageOut(BaseModel):
             reason=record.reason,
             width=record.width,
             height=record.height,
+            deleted_at=record.deleted_at,
         )
 
 

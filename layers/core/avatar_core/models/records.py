@@ -16,6 +16,9 @@ class ModelStatus(StrEnum):
     TRAINING = "training"
     READY = "ready"
     FAILED = "failed"
+    # stopped by its owner before the provider was sent anything: trainable again, like a
+    # failed model, while its selfies are kept (until ``retry_until``)
+    CANCELLED = "cancelled"
 
 
 class SelfieStatus(StrEnum):
@@ -29,6 +32,8 @@ class JobStatusName(StrEnum):
     RUNNING = "running"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
+    # stopped by its owner before the provider was sent anything: nothing was charged
+    CANCELLED = "cancelled"
 
 
 class _Record(BaseModel):
@@ -59,6 +64,9 @@ class ModelRecord(_Record):
     resumes: int = 0
     # a failed model can be trained again until then, while its selfies are kept
     retry_until: str | None = None
+    # when the submit task of the current attempt began handing the selfies to the provider:
+    # from then on a cancel cannot promise that nothing was paid
+    submitting_at: str | None = None
 
 
 class SelfieRecord(_Record):
@@ -103,6 +111,9 @@ class JobRecordBase(_Record):
     unknown_provider_status: str | None = None
     # executions started again by reconciliation
     resumes: int = 0
+    # when the submit task began sending the job to the provider: from then on a cancel
+    # cannot promise that nothing was paid
+    submitting_at: str | None = None
     created_at: str
     updated_at: str
 
@@ -133,6 +144,8 @@ class FaceImageRecord(_Record):
     upload_expires_at: str
     created_at: str
     updated_at: str
+    # when its image objects were deleted once the jobs that needed it had finished
+    deleted_at: str | None = None
 
 
 class FaceJobRecord(JobRecordBase):
