@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable
+from functools import cached_property
 from typing import Any
 
 from aws_lambda_powertools.utilities.idempotency import (
@@ -24,6 +25,7 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import (
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from avatar_core.errors import IdempotencyKeyReused, InvalidRequest, RequestInProgress
+from avatar_core.store import clients
 
 HEADER = "idempotency-key"
 _MAX_KEY_LENGTH = 255
@@ -31,18 +33,25 @@ _MAX_KEY_LENGTH = 255
 
 class IdempotentRequests:
     def __init__(self, table_name: str, expires_after_seconds: int = 24 * 3600) -> None:
-        self.persistence = DynamoDBPersistenceLayer(
-            table_name=table_name,
-            key_attr="PK",
-            sort_key_attr="SK",
-            static_pk_value="IDEMPOTENCY",
-            expiry_attr="expires_at_epoch",
-        )
+        self.table_name = table_name
         self.config = IdempotencyConfig(
             event_key_jmespath="[owner, scope, key]",
             payload_validation_jmespath="body_hash",
             expires_after_seconds=expires_after_seconds,
             raise_on_no_idempotency_key=True,
+        )
+
+    @cached_property
+    def persistence(self) -> DynamoDBPersistenceLayer:
+        """Made by the first request that carries a key, not at import: a cold start without
+        one makes no DynamoDB client for it (and powertools' own would be a second session)."""
+        return DynamoDBPersistenceLayer(
+            table_name=self.table_name,
+            key_attr="PK",
+            sort_key_attr="SK",
+            static_pk_value="IDEMPOTENCY",
+            expiry_attr="expires_at_epoch",
+            boto3_client=clients.client("dynamodb"),
         )
 
     def register(self, context: LambdaContext) -> None:
