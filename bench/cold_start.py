@@ -102,6 +102,16 @@ FIRST_EVENT = {
     "WebhookDeliveryFunction": "webhook_delivery.json",
 }
 
+# What any function built on these libraries pays before a line of ours: boto3, pydantic,
+# powertools' logger, metrics and tracer (botocore patched, as ours) and an HTTP resolver
+# with validation, as every API function has.
+FLOOR = (
+    "import boto3, pydantic; from aws_lambda_powertools import Logger, Metrics, Tracer; "
+    "Logger(); Metrics(); Tracer(patch_modules=['botocore']); "
+    "from aws_lambda_powertools.event_handler import APIGatewayHttpResolver; "
+    "APIGatewayHttpResolver(enable_validation=True)"
+)
+
 # Runs in the child: import the handler's module, serve one event, report. Kept to what
 # the interpreter has loaded anyway (json aside), so the child measures the handler.
 CHILD = r"""
@@ -471,8 +481,10 @@ def main() -> None:
     scratch = Path(tempfile.mkdtemp(prefix="cold-start-"))
     python = sys.executable
     started = time.monotonic()
+    floor_ms: list[float] = []
     try:
         for _ in range(rounds):
+            floor_ms.append(timed([python, "-c", FLOOR], child_env(functions[0], endpoint, daemon)))
             for function in random.sample(functions, len(functions)):
                 env = child_env(function, endpoint, daemon)
                 for run in random.sample(RUNS, len(RUNS)):
@@ -482,19 +494,29 @@ def main() -> None:
                         function.import_ms.append(timed([python, "-c", "import app"], env))
                     elif function.event is not None:
                         serve_first_event(function, env, scratch, daemon)
-        report(functions, rounds, time.monotonic() - started, endpoint, daemon)
+        report(functions, floor_ms, rounds, time.monotonic() - started, endpoint, daemon)
     finally:
         receiver.shutdown()
         server.stop()
 
 
 def report(
-    functions: list[Function], rounds: int, seconds: float, endpoint: str, daemon: StandInDaemon
+    functions: list[Function],
+    floor_ms: list[float],
+    rounds: int,
+    seconds: float,
+    endpoint: str,
+    daemon: StandInDaemon,
 ) -> None:
     boto3_ms = statistics.median(ms for f in functions for ms in f.boto3_ms)
     print(
         f"Cold starts, median of {rounds} interleaved rounds of fresh processes "
         f"({seconds:.0f} s); python -c 'import boto3': {boto3_ms:.0f} ms (yardstick)."
+    )
+    floor = statistics.median(floor_ms)
+    print(
+        f"Floor: boto3, pydantic, powertools' logger, metrics, tracer and a validating HTTP "
+        f"resolver, nothing of ours: {floor:.0f} ms ({floor / boto3_ms:.2f}x)."
     )
     print(
         f"Targets: import <= {IMPORT_TARGET}x, import + first event <= {EVENT_TARGET}x the "
