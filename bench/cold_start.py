@@ -1,7 +1,9 @@
 """Benchmark: every function's cold start, against a bare ``import boto3`` in the same run.
 
-Run from the repository root: ``python bench/cold_start.py`` (about two minutes;
-``--rounds N`` for more rounds, at least 7; ``--only ModelsApiFunction,...`` for a few).
+Run from the repository root: ``python bench/cold_start.py`` (about three minutes;
+``--rounds N`` for more rounds, at least 7; ``--only ModelsApiFunction,...`` for a few;
+``--as-deployed python3.13`` runs the functions as Lambda does: that interpreter, the layer
+as layers/core/Makefile builds it, and the boto3 and botocore requirements-dev.txt pins).
 
 For every function in template.yaml, fresh interpreters get the environment a deployed
 function has: its CodeUri and the core layer on the path, Globals' and its own variables
@@ -47,6 +49,7 @@ import argparse  # noqa: E402
 import json  # noqa: E402
 import logging  # noqa: E402
 import random  # noqa: E402
+import shutil  # noqa: E402
 import socket  # noqa: E402
 import statistics  # noqa: E402
 import subprocess  # noqa: E402
@@ -160,6 +163,37 @@ with open(os.environ["BENCH_RESULT"], "w") as file:
         file,
     )
 """
+
+
+@dataclass
+class Runtime:
+    """The interpreter the functions run in, and what is on its path besides their code."""
+
+    python: str
+    path: list[str]
+
+
+# The venv's interpreter and the layer's source by default; --as-deployed replaces both.
+RUNTIME = Runtime(sys.executable, [str(LAYER)])
+
+
+def as_deployed(python: str, folder: Path) -> None:
+    """Run the children as Lambda would: ``python`` (3.13), the layer as layers/core/Makefile
+    builds it for Lambda, and the runtime's SDK at the versions requirements-dev.txt pins."""
+    pins = [
+        line.strip()
+        for line in (ROOT / "requirements-dev.txt").read_text().splitlines()
+        if line.startswith(("boto3==", "botocore=="))
+    ]
+    make = shutil.which("make") or "make"
+    pip = f"{sys.executable} -m pip"
+    build = [make, "-s", "-C", str(LAYER), "build-CoreLayer", f"ARTIFACTS_DIR={folder}"]
+    subprocess.run([*build, f"PIP={pip}"], check=True)  # noqa: S603 - the layer's own Makefile
+    sdk = ["--platform", "manylinux2014_x86_64", "--python-version", "3.13", "--only-binary=:all:"]
+    install = [sys.executable, "-m", "pip", "install", "--quiet", *sdk]
+    subprocess.run([*install, "--target", str(folder / "sdk"), *pins], check=True)  # noqa: S603
+    RUNTIME.python = python
+    RUNTIME.path = [str(folder / "python"), str(folder / "sdk")]
 
 
 @dataclass
@@ -378,7 +412,7 @@ def child_env(function: Function, endpoint: str, daemon: StandInDaemon) -> dict[
     return {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "LANG": "C.UTF-8",
-        "PYTHONPATH": f"{function.code_uri}{os.pathsep}{LAYER}",
+        "PYTHONPATH": os.pathsep.join([str(function.code_uri), *RUNTIME.path]),
         # what Lambda sets
         "LAMBDA_TASK_ROOT": str(function.code_uri),
         "AWS_EXECUTION_ENV": "AWS_Lambda_python3.13",
@@ -429,8 +463,8 @@ def timed(args: list[str], env: dict[str, str]) -> float:
 
 def import_costs(function: Function, env: dict[str, str]) -> list[tuple[str, float]]:
     """Self time of the handler's import, summed per top-level package, biggest first."""
-    run = subprocess.run(
-        [sys.executable, "-X", "importtime", "-c", "import app"],
+    run = subprocess.run(  # noqa: S603 - the functions' interpreter
+        [RUNTIME.python, "-X", "importtime", "-c", "import app"],
         env=env, cwd=tempfile.gettempdir(), check=True, capture_output=True, text=True,
     )  # fmt: skip
     costs: Counter[str] = Counter()
@@ -454,7 +488,7 @@ def serve_first_event(
         "BENCH_RESULT": str(result),
     }
     before = daemon.received
-    function.event_ms.append(timed([sys.executable, "-c", CHILD], env))
+    function.event_ms.append(timed([RUNTIME.python, "-c", CHILD], env))
     time.sleep(0.05)  # the last datagrams in flight
     function.segments.append(daemon.received - before)
     function.children.append(json.loads(result.read_text()))
@@ -464,6 +498,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rounds", type=int, default=MIN_ROUNDS)
     parser.add_argument("--only", default="", help="comma-separated logical ids")
+    parser.add_argument(
+        "--as-deployed",
+        metavar="PYTHON",
+        default="",
+        help="a CPython 3.13 to run the functions with the layer as built and the pinned SDK",
+    )
     options = parser.parse_args()
     rounds = max(options.rounds, MIN_ROUNDS)
 
@@ -479,7 +519,9 @@ def main() -> None:
         wanted = set(options.only.split(","))
         functions = [f for f in functions if f.logical_id in wanted]
     scratch = Path(tempfile.mkdtemp(prefix="cold-start-"))
-    python = sys.executable
+    if options.as_deployed:
+        as_deployed(options.as_deployed, Path(tempfile.mkdtemp(prefix="cold-start-layer-")))
+    python = RUNTIME.python
     started = time.monotonic()
     floor_ms: list[float] = []
     try:
@@ -510,7 +552,7 @@ def report(
 ) -> None:
     boto3_ms = statistics.median(ms for f in functions for ms in f.boto3_ms)
     print(
-        f"Cold starts, median of {rounds} interleaved rounds of fresh processes "
+        f"Cold starts ({RUNTIME.python}), median of {rounds} interleaved rounds of fresh processes "
         f"({seconds:.0f} s); python -c 'import boto3': {boto3_ms:.0f} ms (yardstick)."
     )
     floor = statistics.median(floor_ms)
