@@ -87,6 +87,7 @@ FIRST_EVENT = {
     "TrainCheckFunction": "train_check.json",
     "TrainRecordFunction": "train_record_ready.json",
     "SelfieCleanupFunction": "selfie_cleanup.json",
+    "ReferenceCleanupFunction": "reference_cleanup.json",
     "GenerationsApiFunction": "generations_api_selfie_rules.json",
     "FaceAvatarsApiFunction": "face_avatars_api_list_jobs.json",
     "GenerationSubmitFunction": "generation_submit.json",
@@ -102,6 +103,7 @@ FIRST_EVENT = {
     "SweepFunction": "sweep_scheduled.json",
     "EventPublisherFunction": "event_publisher_model_ready.json",
     "EventsApiFunction": "events_api_list_events.json",
+    "MeApiFunction": "me_api_usage.json",
     "WebhookDeliveryFunction": "webhook_delivery.json",
 }
 

@@ -847,6 +847,9 @@ class _Resolver:
 
 class _FrontServer(ThreadingHTTPServer):
     daemon_threads = True
+    # API Gateway takes a burst of connections; socketserver's default backlog of 5 resets
+    # the sixth simultaneous one, which no client of the real API would ever see
+    request_queue_size = 128
     front: ApiFront
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:

@@ -1,6 +1,7 @@
 // The try-it page and reference client of the avatar-pipeline API: session and settings,
 // tabs, and the custom-model journey (model, selfies, training, generations).
 
+import { initAccount, loadAccount, resetAccount } from "./account.js";
 import { Api, devToken } from "./api.js";
 import { $, announce, h, setError, show, toast } from "./dom.js";
 import { startEvents, stopEvents } from "./events.js";
@@ -40,6 +41,7 @@ function endSession(message = "") {
   resetModels();
   resetFaces();
   resetInstant();
+  resetAccount();
   show($("#session"), false);
   show($("#workspace"), false);
   show($("#signin"));
@@ -221,6 +223,7 @@ function selectTab(tab) {
     showFaces();
     showInstant();
   }
+  if (tab.id === "tab-account") loadAccount();
 }
 
 function initTabs() {
@@ -247,6 +250,7 @@ function main() {
   initModels();
   initFaces();
   initInstant();
+  initAccount({ onDeleted: () => endSession("All your data was deleted. Sign in to start afresh.") });
   $("#signin-form").addEventListener("submit", signIn);
   $("#sign-out").addEventListener("click", () => endSession());
   renderFooter();

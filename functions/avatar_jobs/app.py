@@ -12,7 +12,7 @@ from typing import Any
 import boto3
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from avatar_core.logic import avatar_jobs
+from avatar_core.logic import avatar_jobs, face_avatars
 from avatar_core.models.workflow import CopyTask, JobOutcome, JobRef, PollState
 from avatar_core.observability import MetricUnit, logger, metrics, observed
 from avatar_core.providers.picsart import PicsartClient
@@ -74,10 +74,23 @@ def copy(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
 
 
 @observed
-def record(event: dict[str, Any], context: LambdaContext) -> dict[str, str]:
+def record(event: dict[str, Any], context: LambdaContext) -> dict[str, object]:
     outcome = JobOutcome.model_validate(event)
-    result = avatar_jobs.record_outcome(repo, spec(outcome.kind), outcome)
+    result = avatar_jobs.record_outcome(
+        repo, spec(outcome.kind), outcome, settings.reference_retention_seconds
+    )
     if result["status"] == "failed":
         logger.warning("job failed", extra={"job_id": outcome.job_id, "reason": result["reason"]})
     metrics.add_metric(name=f"Jobs_{result['status']}", unit=MetricUnit.Count, value=1)
     return result
+
+
+@observed
+def release_reference(event: dict[str, Any], context: LambdaContext) -> dict[str, bool]:
+    ref = JobRef.model_validate(event)
+    logger.append_keys(job_id=ref.job_id, kind=ref.kind)
+    deleted = face_avatars.release_finished_job_reference(
+        repo, storage, ref.kind, ref.owner, ref.job_id
+    )
+    logger.info("reference image released after the job", extra={"deleted": deleted})
+    return {"deleted": deleted}

@@ -14,6 +14,7 @@ from avatar_core.api import (
     INVALID,
     NOT_FOUND,
     NOT_JSON,
+    OVER_QUOTA,
     UNAVAILABLE,
     IdempotencyKey,
     answers,
@@ -65,6 +66,16 @@ def get_upload(image_id: str) -> Response[FaceImageOut]:
     return json_response(HTTPStatus.OK, FaceImageOut.of(record).model_dump(mode="json"))
 
 
+@app.delete(
+    "/v1/face-avatars/uploads/<image_id>",
+    summary="Delete a reference image (refused while an open job still needs it)",
+    responses=answers(HTTPStatus.NO_CONTENT, "Deleted", NOT_FOUND, CONFLICT),
+)
+def delete_upload(image_id: str) -> Response[None]:
+    face_avatars.delete_face_image(repo, storage, caller(app), image_id)
+    return Response(status_code=HTTPStatus.NO_CONTENT)
+
+
 @app.post(
     "/v1/face-avatars",
     summary="Make a batch of face avatars from an accepted reference; honours Idempotency-Key",
@@ -76,6 +87,7 @@ def get_upload(image_id: str) -> Response[FaceImageOut]:
         INVALID,
         NOT_JSON,
         UNAVAILABLE,
+        OVER_QUOTA,
     ),
 )
 def create_job(
@@ -124,6 +136,30 @@ def get_job(job_id: str) -> Response[FaceJobOut]:
     record = face_avatars.get_face_job(repo, caller(app), job_id)
     body = face_avatars.face_job_out(record, storage, settings)
     return json_response(HTTPStatus.OK, body.model_dump(mode="json"))
+
+
+@app.post(
+    "/v1/face-avatars/<job_id>/cancel",
+    summary="Cancel a face-avatar job not yet sent to the provider, at no cost",
+    responses=answers(
+        HTTPStatus.OK, "Cancelled (or already cancelled): the job", NOT_FOUND, CONFLICT
+    ),
+)
+def cancel_job(job_id: str) -> Response[FaceJobOut]:
+    record = face_avatars.cancel_face_job(repo, storage, workflows, caller(app), job_id)
+    body = face_avatars.face_job_out(record, storage, settings)
+    return json_response(HTTPStatus.OK, body.model_dump(mode="json"))
+
+
+@app.delete(
+    "/v1/face-avatars/<job_id>",
+    summary="Delete a face-avatar job, its avatars and its reference image (unless another "
+    "open job needs it); one not yet submitted is cancelled first",
+    responses=answers(HTTPStatus.NO_CONTENT, "Deleted", NOT_FOUND, CONFLICT),
+)
+def delete_job(job_id: str) -> Response[None]:
+    face_avatars.delete_face_job(repo, storage, workflows, caller(app), job_id)
+    return Response(status_code=HTTPStatus.NO_CONTENT)
 
 
 @observed

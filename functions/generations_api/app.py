@@ -15,6 +15,7 @@ from avatar_core.api import (
     INVALID,
     NOT_FOUND,
     NOT_JSON,
+    OVER_QUOTA,
     UNAVAILABLE,
     IdempotencyKey,
     answers,
@@ -81,6 +82,7 @@ def selfie_rules_on_offer() -> SelfieRulesOut:
         CONFLICT,
         INVALID,
         UNAVAILABLE,
+        OVER_QUOTA,
         NOT_JSON,
     ),
 )
@@ -134,6 +136,32 @@ def get_generation(generation_id: str) -> Response[GenerationOut]:
     record = generations.get_generation(repo, caller(app), generation_id)
     body = generations.generation_out(record, storage, settings)
     return json_response(HTTPStatus.OK, body.model_dump(mode="json"))
+
+
+@app.post(
+    "/v1/generations/<generation_id>/cancel",
+    summary="Cancel a generation not yet sent to the provider, at no cost",
+    responses=answers(
+        HTTPStatus.OK,
+        "Cancelled (or already cancelled): the generation",
+        NOT_FOUND,
+        CONFLICT,
+    ),
+)
+def cancel_generation(generation_id: str) -> Response[GenerationOut]:
+    record = generations.cancel_generation(repo, workflows, caller(app), generation_id)
+    body = generations.generation_out(record, storage, settings)
+    return json_response(HTTPStatus.OK, body.model_dump(mode="json"))
+
+
+@app.delete(
+    "/v1/generations/<generation_id>",
+    summary="Delete a generation and its avatars (one not yet submitted is cancelled first)",
+    responses=answers(HTTPStatus.NO_CONTENT, "Deleted", NOT_FOUND, CONFLICT),
+)
+def delete_generation(generation_id: str) -> Response[None]:
+    generations.delete_generation(repo, storage, workflows, caller(app), generation_id)
+    return Response(status_code=HTTPStatus.NO_CONTENT)
 
 
 @observed

@@ -14,6 +14,7 @@ from avatar_core.api import (
     INVALID,
     NOT_FOUND,
     NOT_JSON,
+    OVER_QUOTA,
     UNAVAILABLE,
     IdempotencyKey,
     answers,
@@ -49,6 +50,7 @@ app = create_resolver()
         INVALID,
         NOT_JSON,
         UNAVAILABLE,
+        OVER_QUOTA,
     ),
 )
 def create_job(
@@ -97,6 +99,30 @@ def get_job(job_id: str) -> Response[InstantJobOut]:
     record = instant_avatars.get_instant_job(repo, caller(app), job_id)
     body = instant_avatars.instant_job_out(record, storage, settings)
     return json_response(HTTPStatus.OK, body.model_dump(mode="json"))
+
+
+@app.post(
+    "/v1/instant-avatars/<job_id>/cancel",
+    summary="Cancel an instant-avatar job not yet sent to the provider, at no cost",
+    responses=answers(
+        HTTPStatus.OK, "Cancelled (or already cancelled): the job", NOT_FOUND, CONFLICT
+    ),
+)
+def cancel_job(job_id: str) -> Response[InstantJobOut]:
+    record = instant_avatars.cancel_instant_job(repo, storage, workflows, caller(app), job_id)
+    body = instant_avatars.instant_job_out(record, storage, settings)
+    return json_response(HTTPStatus.OK, body.model_dump(mode="json"))
+
+
+@app.delete(
+    "/v1/instant-avatars/<job_id>",
+    summary="Delete an instant-avatar job, its avatars and its reference image (unless "
+    "another open job needs it); one not yet submitted is cancelled first",
+    responses=answers(HTTPStatus.NO_CONTENT, "Deleted", NOT_FOUND, CONFLICT),
+)
+def delete_job(job_id: str) -> Response[None]:
+    instant_avatars.delete_instant_job(repo, storage, workflows, caller(app), job_id)
+    return Response(status_code=HTTPStatus.NO_CONTENT)
 
 
 @observed

@@ -11,6 +11,7 @@ from avatar_core.api import (
     CONFLICT,
     INVALID,
     NOT_FOUND,
+    OVER_QUOTA,
     UNAVAILABLE,
     IdempotencyKey,
     answers,
@@ -43,6 +44,7 @@ app = create_resolver()
         CONFLICT,
         INVALID,
         UNAVAILABLE,
+        OVER_QUOTA,
     ),
 )
 def start_training(model_id: str, idempotency_key: IdempotencyKey = None) -> Response[ModelOut]:
@@ -61,6 +63,19 @@ def start_training(model_id: str, idempotency_key: IdempotencyKey = None) -> Res
         work=start,
     )
     return json_response(HTTPStatus.ACCEPTED, body)
+
+
+@app.post(
+    "/v1/models/<model_id>/training/cancel",
+    summary="Cancel a training not yet sent to the provider, at no cost; the model keeps "
+    "its selfies and can be trained again",
+    responses=answers(
+        HTTPStatus.OK, "Cancelled (or already cancelled): the model", NOT_FOUND, CONFLICT
+    ),
+)
+def cancel_training(model_id: str) -> Response[ModelOut]:
+    record = training.cancel_training(repo, workflows, settings, caller(app), model_id)
+    return json_response(HTTPStatus.OK, ModelOut.of(record).model_dump(mode="json"))
 
 
 @observed

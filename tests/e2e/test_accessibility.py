@@ -58,6 +58,9 @@ def test_every_screen_has_no_serious_accessibility_violation(
         found["model"] = violations(page)
         open_faces(page)
         found["face avatars"] = violations(page)
+        page.get_by_role("tab", name="Usage & data").click()
+        expect(page.locator("#limit-list .limit").first).to_be_visible()
+        found["usage and data"] = violations(page)
         page.get_by_role("button", name="Settings").click()
         found["settings dialog"] = violations(page)
     finally:

@@ -420,3 +420,18 @@ def test_the_event_log_shows_what_the_app_was_told_live(
     page.get_by_role("tab", name="Events").click()
     expect(log.locator(".event-item").first).to_contain_text("model.deleted", timeout=20_000)
     shots("08-events")
+
+
+def test_usage_shows_each_limit_and_what_we_hold(
+    page: Any, app_url: str, user: str, shots: Shots
+) -> None:
+    sign_in(page, app_url, user)
+    page.get_by_role("button", name="Create model").click()
+    expect(page.locator("#model-status")).to_have_text("Collecting")
+    page.get_by_role("tab", name="Usage & data").click()
+    limits = page.locator("#limit-list")
+    expect(limits.locator(".limit")).to_have_count(5)
+    expect(limits.locator(".limit").first).to_contain_text("Trainings running at once")
+    expect(limits.locator(".limit").first).to_contain_text("0 of 2")
+    expect(page.locator("#holdings-text")).to_have_text("We keep 1 model of yours.")
+    shots("09-usage")

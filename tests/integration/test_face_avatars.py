@@ -35,11 +35,16 @@ def upload_reference(client: ApiClient, data: bytes, content_type: str = "image/
     )
 
 
-@pytest.fixture(scope="module")
-def reference(owner: ApiClient) -> str:
-    image = upload_reference(owner, photos.selfie_jpeg(77, size=(900, 1200)))
+def accepted_reference(client: ApiClient, seed: int = 77) -> str:
+    image = upload_reference(client, photos.selfie_jpeg(seed, size=(900, 1200)))
     assert image["status"] == "accepted"
     return str(image["image_id"])
+
+
+@pytest.fixture()
+def reference(owner: ApiClient) -> str:
+    """A fresh reference per test: one is deleted once the jobs made from it have finished."""
+    return accepted_reference(owner)
 
 
 def run_job(client: ApiClient, body: dict[str, Any]) -> dict[str, Any]:
@@ -112,7 +117,12 @@ def test_the_default_prompt_names_the_gender_and_a_custom_prompt_is_sent_as_is(
     default = run_job(owner, {"image_id": reference, "batch": 1, "gender": "male"})
     custom = run_job(
         owner,
-        {"image_id": reference, "batch": 1, "gender": "male", "prompt": "a watercolour portrait"},
+        {
+            "image_id": accepted_reference(owner, 78),
+            "batch": 1,
+            "gender": "male",
+            "prompt": "a watercolour portrait",
+        },
     )
     assert "pleasurable nice man, looking at camera" in default["parameters"]["prompt"]
     assert custom["parameters"]["prompt"] == "a watercolour portrait"
@@ -121,11 +131,14 @@ def test_the_default_prompt_names_the_gender_and_a_custom_prompt_is_sent_as_is(
 def test_every_bound_is_accepted(owner: ApiClient, reference: str) -> None:
     lowest = {"batch": 1, "width": 256, "height": 256, "num_inference_steps": 1}
     highest = {"batch": 8, "width": 1536, "height": 1536, "num_inference_steps": 50}
-    for bounds, guidance in ((lowest, 1), (highest, 30)):
+    for image_id, bounds, guidance in (
+        (reference, lowest, 1),
+        (accepted_reference(owner, 79), highest, 30),
+    ):
         response = owner.call(
             "POST",
             "/face-avatars",
-            json={"image_id": reference, **bounds, "guidance_scale": guidance},
+            json={"image_id": image_id, **bounds, "guidance_scale": guidance},
         )
         assert response.status_code == 202, response.text
 

@@ -42,8 +42,9 @@ def upload_reference(client: ApiClient, data: bytes) -> dict[str, Any]:
     )
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture()
 def reference(owner: tuple[str, ApiClient]) -> str:
+    """A fresh reference per test: one is deleted once the jobs made from it have finished."""
     image = upload_reference(owner[1], photos.selfie_jpeg(91, size=(900, 1200)))
     assert image["status"] == "accepted"
     return str(image["image_id"])

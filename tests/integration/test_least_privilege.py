@@ -4,7 +4,8 @@ Locally IAM is not enforced, and moto's enforcement cannot stand in (it ignores 
 ``Resource`` of DynamoDB, Step Functions and SSM statements and checks operation names, not
 the IAM actions a call needs; see the README). So one journey through the product (intake
 with a bad file, training and the selfie cleanup, a generation, face and instant avatars,
-refused idempotent requests, listings, deleting a model) runs with
+refused idempotent requests, listings, cancels before submission, deleting jobs, a
+reference and a model) runs with
 :class:`local.aws_calls.CallRecorder` on, and each function's recorded IAM actions are
 compared, both ways, with the inline policies of the role moto's CloudFormation created
 from the template (SAM policy templates such as ``StepFunctionsExecutionPolicy`` arrive
@@ -41,6 +42,7 @@ from local.webhook_receiver import WebhookReceiver
 from tests.support.journeys import (
     generation_stopped_by_an_operator,
     model_with_selfies,
+    submits_held,
     upload_and_settle,
     wait_for_model,
 )
@@ -162,6 +164,52 @@ def _operator_stops_a_generation(stack: LocalStack, client: ApiClient, model_id:
     assert finished["status"] == "succeeded", finished
 
 
+def _accepted_reference(client: ApiClient, seed: int) -> str:
+    slot = client.call("POST", "/face-avatars/uploads", json={"content_type": "image/jpeg"})
+    slot.raise_for_status()
+    upload = slot.json()
+    assert ApiClient.upload(upload, photos.selfie_jpeg(seed, size=(600, 800))).ok
+    image = wait_until(
+        lambda: client.call("GET", f"/face-avatars/uploads/{upload['image_id']}").json(),
+        lambda image: image["status"] != "pending",
+        timeout=30,
+    )
+    assert image["status"] == "accepted", image
+    return str(image["image_id"])
+
+
+def _cancel_and_delete(stack: LocalStack, client: ApiClient, model_id: str) -> None:
+    """Each kind cancelled before its submit ran (its API stops its own execution and, for
+    face and instant jobs, releases the reference), then what finished is deleted."""
+    spare = model_with_selfies(client, 5, seed=720)
+    faces, instants = _accepted_reference(client, 721), _accepted_reference(client, 722)
+    held = ("TrainSubmitFunction", "GenerationSubmitFunction")
+    with submits_held(stack, *held, "FaceSubmitFunction", "InstantSubmitFunction"):
+        assert client.start_training(spare).status_code == 202
+        generation = client.create_generation(model_id, [{"style": "realistic", "count": 1}])
+        face = client.call("POST", "/face-avatars", json={"image_id": faces, "batch": 1})
+        instant = client.call(
+            "POST", "/instant-avatars", json={"image_id": instants, "subject": "man", "count": 1}
+        )
+        for path in (
+            f"/models/{spare}/training/cancel",
+            f"/generations/{generation.json()['generation_id']}/cancel",
+            f"/face-avatars/{face.json()['job_id']}/cancel",
+            f"/instant-avatars/{instant.json()['job_id']}/cancel",
+        ):
+            response = client.call("POST", path)
+            assert response.status_code == 200, response.text
+    generations = client.call("GET", f"/models/{model_id}/generations").json()["items"]
+    made = next(g for g in generations if g["status"] == "succeeded")
+    assert client.call("DELETE", f"/generations/{made['generation_id']}").status_code == 204
+    for path in ("/face-avatars", "/instant-avatars"):
+        job = next(j for j in client.call("GET", path).json()["items"] if j["avatars"])
+        assert client.call("DELETE", f"{path}/{job['job_id']}").status_code == 204
+    unused = _accepted_reference(client, 723)
+    assert client.call("DELETE", f"/face-avatars/uploads/{unused}").status_code == 204
+    client.delete_model(spare)
+
+
 def run_journey(stack: LocalStack, webhooks: WebhookReceiver, out_dir: Path) -> None:
     user = f"lp-{uuid.uuid4().hex[:10]}"
     # the app's backend fails one webhook (retried after a backoff) and refuses one (given up)
@@ -180,6 +228,8 @@ def run_journey(stack: LocalStack, webhooks: WebhookReceiver, out_dir: Path) -> 
     demo.instant_avatars(stack, user, out_dir)
     _refused_job(client, "/instant-avatars", {"subject": "man", "count": 1})
     assert client.call("GET", "/instant-avatars").status_code == 200
+    assert client.call("GET", "/me").json()["holdings"]["models"] == 2
+    _cancel_and_delete(stack, client, model_id)
 
     boto3.client("lambda").invoke(
         FunctionName=stack.stack.function_name("SweepFunction"), Payload=b"{}"

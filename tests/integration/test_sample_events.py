@@ -33,6 +33,8 @@ EXPECTED: dict[str, tuple[str, Any]] = {
     "train_record_ready.json": ("TrainRecordFunction", {"errorType": "ModelGone"}),
     "train_record_failed.json": ("TrainRecordFunction", {"reason": "Not enough credits"}),
     "selfie_cleanup.json": ("SelfieCleanupFunction", {"deleted": 0}),
+    # the sample user has no such face-avatar job: nothing to release
+    "reference_cleanup.json": ("ReferenceCleanupFunction", {"deleted": False}),
     # an operator stopped the training of a model the sample user does not have
     "reconcile_execution_ended.json": (
         "ReconcileFunction",
@@ -41,6 +43,7 @@ EXPECTED: dict[str, tuple[str, Any]] = {
     # a model's training finished: its event goes to the bus and the log, nothing fails
     "event_publisher_model_ready.json": ("EventPublisherFunction", {"batchItemFailures": []}),
     "events_api_list_events.json": ("EventsApiFunction", {"statusCode": 200}),
+    "me_api_usage.json": ("MeApiFunction", {"statusCode": 200}),
     "generations_api_selfie_rules.json": ("GenerationsApiFunction", {"statusCode": 200}),
     # one signed delivery to the session's receiver, which answers 200
     "webhook_delivery.json": ("WebhookDeliveryFunction", {"batchItemFailures": []}),

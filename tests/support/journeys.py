@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import boto3
@@ -119,3 +122,47 @@ def generation_stopped_by_an_operator(
         timeout=60,
     )
     return finished
+
+
+@contextmanager
+def submits_held(stack: LocalStack, *functions: str) -> Iterator[None]:
+    """The named workflow functions (logical ids) wait, before they run, until the block
+    ends: a job or training started inside it has not been submitted to the provider yet.
+    Their executions are running meanwhile, as between StartExecution and the submit."""
+    runtime = stack.runtime
+    assert runtime is not None
+    release = threading.Event()
+    earlier = runtime.fault
+
+    def hold(logical_id: str) -> str | None:
+        if logical_id in functions:
+            release.wait(timeout=60)
+        return earlier(logical_id) if earlier is not None else None
+
+    runtime.fault = hold
+    try:
+        yield
+    finally:
+        release.set()
+        runtime.fault = earlier
+
+
+def executions(stack: LocalStack, machine: str, prefix: str) -> dict[str, str]:
+    """Name → status of the machine's executions whose name starts with ``prefix``."""
+    assert stack.stack is not None
+    listed = boto3.client("stepfunctions").list_executions(
+        stateMachineArn=stack.stack.state_machine_arns[machine]
+    )
+    return {e["name"]: e["status"] for e in listed["executions"] if e["name"].startswith(prefix)}
+
+
+def bucket_keys(stack: LocalStack, bucket_output: str, containing: str) -> list[str]:
+    """Every key of the bucket (``UploadsBucketName`` or ``ResultsBucketName``) that
+    contains ``containing``, as the local AWS endpoint lists them."""
+    paginator = boto3.client("s3").get_paginator("list_objects_v2")
+    return sorted(
+        item["Key"]
+        for page in paginator.paginate(Bucket=stack.output(bucket_output))
+        for item in page.get("Contents", [])
+        if containing in item["Key"]
+    )

@@ -79,6 +79,17 @@ def test_a_training_stopped_before_the_provider_accepted_it_fails_saying_so(
     assert "stopped by an operator" in (model.error or "")
     assert "nothing was charged" in (model.error or "")
     assert model.retry_until is not None
+    assert repo.get_quota_ledger("alice", "trainings").entries == {}, "its quota came back"
+
+
+def test_a_training_stopped_after_the_provider_accepted_it_keeps_counting(
+    repo: AvatarRepository,
+) -> None:
+    settings = SETTINGS.model_copy(update={"max_resumes": 0})
+    model_id, end = training_model(repo, "prov-1")
+
+    assert reconcile(repo, FakeWorkflows(), settings, end).action is Action.FAILED
+    assert f"{model_id}#1" in repo.get_quota_ledger("alice", "trainings").entries
 
 
 def test_a_timed_out_training_says_after_how_long(repo: AvatarRepository) -> None:

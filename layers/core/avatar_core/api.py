@@ -25,7 +25,9 @@ from avatar_core.errors import (
     IdempotencyKeyReused,
     InvalidRequest,
     NotFound,
+    QuotaExceeded,
     RequestInProgress,
+    SpendingPaused,
     WorkflowUnavailable,
 )
 from avatar_core.ids import owner_id
@@ -47,6 +49,7 @@ CONFLICT = HTTPStatus.CONFLICT
 INVALID = HTTPStatus.UNPROCESSABLE_ENTITY
 NOT_JSON = HTTPStatus.UNSUPPORTED_MEDIA_TYPE
 UNAVAILABLE = HTTPStatus.SERVICE_UNAVAILABLE
+OVER_QUOTA = HTTPStatus.TOO_MANY_REQUESTS
 
 # The header of the POSTs that start paid work (``avatar_core.idempotency`` checks its value).
 IdempotencyKey = Annotated[
@@ -63,8 +66,12 @@ _ERROR_MEANING: dict[HTTPStatus, str] = {
     HTTPStatus.CONFLICT: "The resource's state forbids the action; the message says what is needed",
     HTTPStatus.UNPROCESSABLE_ENTITY: "The request is not valid; `field` names the culprit",
     HTTPStatus.UNSUPPORTED_MEDIA_TYPE: "The body is not `application/json`",
-    HTTPStatus.SERVICE_UNAVAILABLE: "The workflow could not be started and nothing changed; "
-    "retry after the `Retry-After` header's seconds",
+    HTTPStatus.SERVICE_UNAVAILABLE: "Nothing was started and nothing changed: the workflow could "
+    "not be started, or the service's hourly cap on paid work is reached (the message says "
+    "which); retry after the `Retry-After` header's seconds",
+    HTTPStatus.TOO_MANY_REQUESTS: "A limit of yours is reached and nothing was started: the "
+    "message names it and when it frees (GET /v1/me shows them all); retry after the "
+    "`Retry-After` header's seconds",
 }
 
 
@@ -178,6 +185,18 @@ def create_resolver() -> APIGatewayHttpResolver:
     @app.exception_handler(WorkflowUnavailable)
     def _unavailable(error: WorkflowUnavailable) -> Response:
         logger.warning("workflow could not be started", extra={"reason": error.message})
+        response = error_response(HTTPStatus.SERVICE_UNAVAILABLE, error.message)
+        response.headers["Retry-After"] = str(error.retry_after_seconds)
+        return response
+
+    @app.exception_handler(QuotaExceeded)
+    def _over_quota(error: QuotaExceeded) -> Response:
+        response = error_response(HTTPStatus.TOO_MANY_REQUESTS, error.message)
+        response.headers["Retry-After"] = str(error.retry_after_seconds)
+        return response
+
+    @app.exception_handler(SpendingPaused)
+    def _spending_paused(error: SpendingPaused) -> Response:
         response = error_response(HTTPStatus.SERVICE_UNAVAILABLE, error.message)
         response.headers["Retry-After"] = str(error.retry_after_seconds)
         return response

@@ -36,6 +36,11 @@ class Conflict(AvatarError):
     """The resource's state forbids the action (409); the message says what is needed."""
 
 
+class PaidWorkKept(Conflict):
+    """A cancel or delete came after the provider was sent the work (409): it is paid for,
+    so it runs to its end and its results are kept."""
+
+
 class IdempotencyKeyReused(AvatarError):
     """The same Idempotency-Key was sent with a different body (422)."""
 
@@ -52,6 +57,25 @@ class WorkflowUnavailable(AvatarError):
     def __init__(self, message: str, retry_after_seconds: int = 30) -> None:
         super().__init__(message)
         self.retry_after_seconds = retry_after_seconds
+
+
+class QuotaExceeded(AvatarError):
+    """The owner has used a limit of theirs (429 with ``Retry-After``): the message names the
+    limit and when it frees. Nothing was started or reserved."""
+
+    def __init__(self, message: str, limit: str, retry_after_seconds: int) -> None:
+        super().__init__(message)
+        self.limit = limit
+        self.retry_after_seconds = max(1, retry_after_seconds)
+
+
+class SpendingPaused(AvatarError):
+    """The stack's cap on paid submissions per hour is reached (503 with ``Retry-After``):
+    no new paid work for anyone until the hour turns, whatever each owner's quota says."""
+
+    def __init__(self, message: str, retry_after_seconds: int) -> None:
+        super().__init__(message)
+        self.retry_after_seconds = max(1, retry_after_seconds)
 
 
 class PaidWorkPending(AvatarError):

@@ -53,6 +53,9 @@ class Settings(BaseModel):
     selfie_retention_seconds: int = Field(default=0, ge=0)
     # hours a failed model keeps its selfies so it can be trained again; then we delete them
     failed_selfie_retention_hours: int = Field(default=24, ge=0, le=720)
+    # biometric data: seconds to keep a face/instant reference image once the last open job
+    # made from it has finished (0: delete at once); its workflow waits them out
+    reference_retention_seconds: int = Field(default=0, ge=0, le=900)
 
     # reconciliation: how many times a workflow that ended abnormally is started again
     # (only ever to poll and copy a provider job whose id is stored; never to submit)
@@ -66,6 +69,16 @@ class Settings(BaseModel):
     def deadline(self, seconds: int) -> str:
         """The ISO time ``seconds`` from now, for ``active_until``."""
         return iso(now() + timedelta(seconds=seconds))
+
+    # the app builder's wallet (logic/quotas.py): per-owner limits, 0 = unlimited, each over
+    # a rolling 24 h except the concurrent trainings; and a cap on the whole stack's paid
+    # submissions per clock hour (the spending guard)
+    owner_concurrent_trainings: int = Field(default=2, ge=0)
+    owner_trainings_per_day: int = Field(default=5, ge=0)
+    owner_avatars_per_day: int = Field(default=200, ge=0)
+    owner_face_batches_per_day: int = Field(default=20, ge=0)
+    owner_face_images_per_day: int = Field(default=100, ge=0)
+    paid_submissions_per_hour: int = Field(default=1000, ge=0)
 
     # providers: URLs and the names of the parameters that hold their secrets
     picsart_base_url: str = "https://genai-avatars-api.picsart.io/v1"

@@ -11,8 +11,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, TypeVar
 
-from avatar_core.errors import Conflict, NotFound, PaidWorkPending, WorkflowUnavailable
+from avatar_core.errors import (
+    Conflict,
+    NotFound,
+    PaidWorkKept,
+    PaidWorkPending,
+    WorkflowUnavailable,
+)
 from avatar_core.logic.polling import next_poll
+from avatar_core.logic.quotas import job_work, never_paid, release
 from avatar_core.models.records import (
     AvatarRecord,
     FaceJobRecord,
@@ -38,7 +45,7 @@ from avatar_core.store.storage import (
     generation_avatar_key,
     instant_avatar_key,
 )
-from avatar_core.store.workflows import WorkflowStarter
+from avatar_core.store.workflows import WorkflowStarter, WorkflowStopper
 
 if TYPE_CHECKING:
     # Only the workflow's tasks talk to providers and copy results; the API functions that
@@ -68,6 +75,19 @@ def _expect(record: JobRecord, kind: type[R]) -> R:
 
 class JobGone(NotFound):
     """The job (or the model it belongs to) was deleted while its workflow ran."""
+
+
+class JobCancelled(Conflict):
+    """The job was cancelled before anything was sent to the provider: its workflow ends
+    (the state machines catch this by name) and nothing is submitted."""
+
+
+# What the API calls each kind of job in its messages.
+JOB_NOUNS: dict[type[JobRecord], str] = {
+    GenerationRecord: "generation",
+    FaceJobRecord: "face-avatar job",
+    InstantJobRecord: "instant-avatar job",
+}
 
 
 class Copier(Protocol):
@@ -140,7 +160,7 @@ def _reference_url(
 ) -> str:
     """A presigned GET of the fitted reference image, for a provider to fetch."""
     image = repo.get_face_image(owner, image_id)
-    if image is None or not image.fitted_key:
+    if image is None or not image.fitted_key or image.deleted_at is not None:
         raise JobGone(f"reference image {image_id} is gone")
     url, _ = storage.presign_get(
         storage.uploads_bucket, image.fitted_key, settings.provider_fetch_url_ttl_seconds
@@ -252,6 +272,70 @@ def launch_job(
     repo.set_job_execution(type(record), record.owner, record.job_id, arn)
 
 
+def cancel_job(repo: AvatarRepository, workflows: WorkflowStopper, record: R) -> R:
+    """Cancel a job that has not been sent to the provider, at no cost, and stop its
+    workflow. The conditional write closes the race with the submit task: either this
+    cancel wins and nothing is ever submitted, or the submit began first and the work is
+    paid for (409). Cancelling a cancelled job answers it as it is."""
+    return _expect(_cancel(repo, workflows, record), type(record))
+
+
+def _cancel(repo: AvatarRepository, workflows: WorkflowStopper, record: JobRecord) -> JobRecord:
+    kind = type(record)
+    noun = JOB_NOUNS[kind]
+    cancelled = repo.cancel_job(kind, record.owner, record.job_id)
+    if cancelled is None:
+        current = repo.get_job(kind, record.owner, record.job_id)
+        if current is None:
+            raise NotFound(f"{noun} {record.job_id} not found")
+        if current.status is JobStatusName.CANCELLED:
+            return current
+        if current.status not in _OPEN:
+            raise Conflict(f"the {noun} has already {current.status.value}; nothing to cancel")
+        raise PaidWorkKept(
+            f"the {noun} was already sent to the provider, so its work is paid for: it runs "
+            "to its end and its avatars will be kept"
+        )
+    if cancelled.execution_arn:
+        workflows.stop(cancelled.execution_arn, f"{noun} {record.job_id} cancelled by its owner")
+    job_cancelled(repo, cancelled)
+    return cancelled
+
+
+def job_cancelled(repo: AvatarRepository, record: JobRecord) -> None:
+    """Runs once after each successful cancel: the job is cancelled and nothing was sent to
+    the provider, so its quota is given back."""
+    kind = JOB_KINDS[type(record)]
+    logger.info(
+        "job cancelled before it was submitted",
+        extra={"kind": kind, "job_id": record.job_id, "owner": record.owner},
+    )
+    release(repo, record.owner, job_work(kind, record.job_id))
+
+
+def delete_job(
+    repo: AvatarRepository,
+    storage: Storage,
+    workflows: WorkflowStopper,
+    record: JobRecord,
+    results_prefix: str,
+) -> None:
+    """Delete a job and its avatars. A job still waiting to be submitted is cancelled
+    first (at no cost); one the provider has is refused until it ends (409), so no copy
+    can land after its objects went. Objects first, the record last: a failure half-way
+    leaves the job listed, and deleting it again finishes the work."""
+    noun = JOB_NOUNS[type(record)]
+    if record.status in _OPEN:
+        if record.provider_job_id or record.submitting_at:
+            raise PaidWorkKept(
+                f"the {noun} is still running at the provider, which is paid for; delete it "
+                "once it has finished"
+            )
+        _cancel(repo, workflows, record)
+    storage.delete_prefix(storage.results_bucket, results_prefix)
+    repo.delete_finished_job(type(record), record.owner, record.job_id)
+
+
 def avatar_id(job_id: str, index: int) -> str:
     """Deterministic, so a retried check or copy names the same avatar."""
     return f"av_{job_id.split('_', 1)[-1]}_{index:02d}"
@@ -264,11 +348,25 @@ def _load(repo: AvatarRepository, spec: JobSpec, ref: JobRef) -> JobRecord:
     return record
 
 
-def submit_job(repo: AvatarRepository, spec: JobSpec, ref: JobRef) -> PollState:
+def _submittable(repo: AvatarRepository, spec: JobSpec, ref: JobRef) -> JobRecord:
+    """The job, once it is marked as being submitted (see :meth:`begin_job_submission`):
+    from here on a cancel answers that the work is paid for. A cancel that came first
+    ends the workflow here, before anything reaches the provider."""
     record = _load(repo, spec, ref)
+    if record.provider_job_id is None and record.status is JobStatusName.QUEUED:
+        if repo.begin_job_submission(spec.record_type, ref.owner, ref.job_id):
+            return record
+        record = _load(repo, spec, ref)
+    if record.provider_job_id is not None:
+        return record
+    if record.status is JobStatusName.CANCELLED:
+        raise JobCancelled(f"{ref.kind} {ref.job_id} was cancelled before it was submitted")
+    raise Conflict(f"{ref.kind} {ref.job_id} is {record.status.value}, not queued")
+
+
+def submit_job(repo: AvatarRepository, spec: JobSpec, ref: JobRef) -> PollState:
+    record = _submittable(repo, spec, ref)
     if record.provider_job_id is None:
-        if record.status is not JobStatusName.QUEUED:
-            raise Conflict(f"{ref.kind} {ref.job_id} is {record.status.value}, not queued")
         job = spec.submit(record)
         logger.info(
             "provider accepted job", extra={"provider_job_id": job.job_id, **ref.model_dump()}
@@ -335,8 +433,18 @@ def copy_result(
     return {"avatar_id": avatar.avatar_id, "copied": True}
 
 
-def record_outcome(repo: AvatarRepository, spec: JobSpec, outcome: JobOutcome) -> dict[str, str]:
-    """Succeeded when every result was copied; otherwise failed, keeping what was copied."""
+def record_outcome(
+    repo: AvatarRepository, spec: JobSpec, outcome: JobOutcome, reference_retention_seconds: int
+) -> dict[str, object]:
+    """Succeeded when every result was copied; otherwise failed, keeping what was copied.
+    Face and instant jobs then release their reference image, after the retention."""
+    recorded: dict[str, object] = dict(_record_outcome(repo, spec, outcome))
+    recorded["reference"] = spec.record_type is not GenerationRecord
+    recorded["retention_seconds"] = reference_retention_seconds
+    return recorded
+
+
+def _record_outcome(repo: AvatarRepository, spec: JobSpec, outcome: JobOutcome) -> dict[str, str]:
     if outcome.outcome == "failed":
         reason = outcome.failure_reason()
         if outcome.poll is None:
@@ -346,9 +454,16 @@ def record_outcome(repo: AvatarRepository, spec: JobSpec, outcome: JobOutcome) -
                     f"the provider accepted job {record.provider_job_id} but the submit step "
                     f"failed ({reason}); the workflow ends so it is resumed, not failed"
                 )
-        repo.finish_job(
+        finished = repo.finish_job(
             spec.record_type, outcome.owner, outcome.job_id, JobStatusName.FAILED, reason
         )
+        if finished and outcome.poll is None:
+            record = repo.get_job(spec.record_type, outcome.owner, outcome.job_id)
+            if never_paid(
+                outcome.error.Error if outcome.error else None,
+                record.provider_job_id if record else None,
+            ):
+                release(repo, outcome.owner, job_work(outcome.kind, outcome.job_id))
         return {"status": JobStatusName.FAILED.value, "reason": reason}
     failures = [copy for copy in outcome.copies if not copy.get("copied")]
     if not outcome.copies:

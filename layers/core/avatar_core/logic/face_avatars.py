@@ -12,19 +12,25 @@ from typing import Any
 
 from avatar_core import ids
 from avatar_core.errors import Conflict, NotFound
-from avatar_core.logic.avatar_jobs import launch_job
+from avatar_core.logic.avatar_jobs import cancel_job, delete_job, launch_job
 from avatar_core.logic.generations import avatars_out
+from avatar_core.logic.quotas import PaidWork, Quotas
 from avatar_core.models.api import (
     CreateFaceAvatarRequest,
     FaceJobOut,
     FaceUploadOut,
     FaceUploadRequest,
 )
-from avatar_core.models.records import FaceImageRecord, FaceJobRecord, SelfieStatus
+from avatar_core.models.records import (
+    FaceImageRecord,
+    FaceJobRecord,
+    InstantJobRecord,
+    SelfieStatus,
+)
 from avatar_core.settings import Settings
 from avatar_core.store.repository import AvatarRepository
-from avatar_core.store.storage import Storage, face_upload_key
-from avatar_core.store.workflows import WorkflowStarter
+from avatar_core.store.storage import Storage, face_job_prefix, face_upload_key
+from avatar_core.store.workflows import WorkflowStarter, WorkflowStopper
 
 DEFAULT_PROMPT = (
     "SFW Content, black plain background, joyous dating profile, VECTOR CARTOON ILLUSTRATION, "
@@ -91,7 +97,73 @@ def accepted_reference(repo: AvatarRepository, owner: str, image_id: str) -> Fac
         raise Conflict("the reference image is still being checked; retry when it is accepted")
     if image.status is SelfieStatus.REJECTED:
         raise Conflict(f"the reference image was rejected ({image.reason}); upload another one")
+    if image.deleted_at is not None:
+        raise Conflict(
+            f"the reference image was deleted at {image.deleted_at}, once the jobs made from "
+            "it had finished; upload it again"
+        )
     return image
+
+
+def _delete_reference_objects(storage: Storage, image: FaceImageRecord) -> None:
+    storage.delete_upload(image.upload_key)
+    if image.fitted_key:
+        storage.delete_upload(image.fitted_key)
+
+
+def delete_face_image(repo: AvatarRepository, storage: Storage, owner: str, image_id: str) -> None:
+    """Delete a reference image, objects first and its record last (a failure half-way
+    leaves it listed, to be deleted again); refused while an open job still needs it."""
+    image = get_face_image(repo, owner, image_id)
+    users = repo.open_jobs_using_image(owner, image_id)
+    if users:
+        raise Conflict(
+            f"the reference image is still needed by {len(users)} open job(s) "
+            f"({', '.join(users)}); cancel them or wait until they finish, then delete it"
+        )
+    _delete_reference_objects(storage, image)
+    repo.delete_face_image(owner, image_id)
+
+
+def release_reference(
+    repo: AvatarRepository, storage: Storage, owner: str, image_id: str, keep_record: bool
+) -> bool:
+    """A job made from this reference ended or was deleted: its image goes, unless another
+    open job of the owner still needs it (that job releases it when it ends). True when the
+    image was deleted.
+
+    With ``keep_record`` the record stays, marked ``deleted_at`` first so that no new job
+    takes the reference while its objects go (a retry after a failure half-way deletes
+    them again); without, the objects go first and the record last, as every delete."""
+    image = repo.get_face_image(owner, image_id)
+    if image is None or repo.open_jobs_using_image(owner, image_id):
+        return False
+    if keep_record:
+        repo.mark_face_image_deleted(owner, image_id)
+        _delete_reference_objects(storage, image)
+    else:
+        _delete_reference_objects(storage, image)
+        repo.delete_face_image(owner, image_id)
+    return True
+
+
+# The job kinds made from a reference image, as their workflows name them (JobRef.kind).
+REFERENCE_JOB_KINDS: dict[str, type[FaceJobRecord] | type[InstantJobRecord]] = {
+    "face": FaceJobRecord,
+    "instant": InstantJobRecord,
+}
+
+
+def release_finished_job_reference(
+    repo: AvatarRepository, storage: Storage, kind: str, owner: str, job_id: str
+) -> bool:
+    """The workflow's last step for a face/instant job, after ``ReferenceRetentionSeconds``:
+    the reference goes unless another open job still needs it. A job deleted meanwhile took
+    its reference along already."""
+    record = repo.get_job(REFERENCE_JOB_KINDS[kind], owner, job_id)
+    if not isinstance(record, FaceJobRecord | InstantJobRecord):
+        return False
+    return release_reference(repo, storage, owner, record.image_id, keep_record=True)
 
 
 def resolved_parameters(request: CreateFaceAvatarRequest, app_id: str) -> dict[str, Any]:
@@ -121,14 +193,16 @@ def create_face_job(
         created_at=stamp,
         updated_at=stamp,
     )
-    launch_job(
-        repo,
-        workflows,
-        settings.face_state_machine_arn,
-        face_execution_name(record.job_id),
-        record,
-        settings.deadline(settings.job_deadline_seconds),
-    )
+    images = int(str(record.parameters.get("batch", 1)))
+    with Quotas(repo, settings).reserved(owner, PaidWork.face_batch(record.job_id, images)):
+        launch_job(
+            repo,
+            workflows,
+            settings.face_state_machine_arn,
+            face_execution_name(record.job_id),
+            record,
+            settings.deadline(settings.job_deadline_seconds),
+        )
     return record
 
 
@@ -137,6 +211,27 @@ def get_face_job(repo: AvatarRepository, owner: str, job_id: str) -> FaceJobReco
     if not isinstance(record, FaceJobRecord):
         raise NotFound(f"face-avatar job {job_id} not found")
     return record
+
+
+def cancel_face_job(
+    repo: AvatarRepository, storage: Storage, workflows: WorkflowStopper, owner: str, job_id: str
+) -> FaceJobRecord:
+    """Cancel the job; its reference goes at once unless another open job needs it (its
+    workflow, stopped, would have released it after ``ReferenceRetentionSeconds``; nothing
+    was made from it to keep it for)."""
+    record = cancel_job(repo, workflows, get_face_job(repo, owner, job_id))
+    release_reference(repo, storage, owner, record.image_id, keep_record=True)
+    return record
+
+
+def delete_face_job(
+    repo: AvatarRepository, storage: Storage, workflows: WorkflowStopper, owner: str, job_id: str
+) -> None:
+    """The job, its avatars, then its reference image (unless another open job of the owner
+    still needs it): the job goes first, so a failure half-way leaves the reference listed."""
+    record = get_face_job(repo, owner, job_id)
+    delete_job(repo, storage, workflows, record, face_job_prefix(owner, job_id))
+    release_reference(repo, storage, owner, record.image_id, keep_record=False)
 
 
 def face_job_out(record: FaceJobRecord, storage: Storage, settings: Settings) -> FaceJobOut:

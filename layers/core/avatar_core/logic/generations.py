@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from avatar_core import ids
 from avatar_core.errors import Conflict, InvalidRequest, NotFound
-from avatar_core.logic.avatar_jobs import launch_job
+from avatar_core.logic.avatar_jobs import cancel_job, delete_job, launch_job
 from avatar_core.logic.models import get_model
+from avatar_core.logic.quotas import PaidWork, Quotas
 from avatar_core.models.api import AvatarOut, CreateGenerationRequest, GenerationOut
 from avatar_core.models.records import GenerationRecord, JobRecordBase, ModelStatus
 from avatar_core.settings import Settings
 from avatar_core.store.repository import AvatarRepository
-from avatar_core.store.storage import Storage
-from avatar_core.store.workflows import WorkflowStarter
+from avatar_core.store.storage import Storage, generation_prefix
+from avatar_core.store.workflows import WorkflowStarter, WorkflowStopper
 
 
 def generation_execution_name(generation_id: str) -> str:
@@ -59,14 +60,16 @@ def create_generation(
         created_at=stamp,
         updated_at=stamp,
     )
-    launch_job(
-        repo,
-        workflows,
-        settings.generate_state_machine_arn,
-        generation_execution_name(record.generation_id),
-        record,
-        settings.deadline(settings.job_deadline_seconds),
-    )
+    total = sum(r.count for r in request.requests)
+    with Quotas(repo, settings).reserved(owner, PaidWork.avatars(record.generation_id, total)):
+        launch_job(
+            repo,
+            workflows,
+            settings.generate_state_machine_arn,
+            generation_execution_name(record.generation_id),
+            record,
+            settings.deadline(settings.job_deadline_seconds),
+        )
     return record
 
 
@@ -79,6 +82,24 @@ def get_generation(repo: AvatarRepository, owner: str, generation_id: str) -> Ge
     if not isinstance(record, GenerationRecord):
         raise NotFound(f"generation {generation_id} not found")
     return record
+
+
+def cancel_generation(
+    repo: AvatarRepository, workflows: WorkflowStopper, owner: str, generation_id: str
+) -> GenerationRecord:
+    return cancel_job(repo, workflows, get_generation(repo, owner, generation_id))
+
+
+def delete_generation(
+    repo: AvatarRepository,
+    storage: Storage,
+    workflows: WorkflowStopper,
+    owner: str,
+    generation_id: str,
+) -> None:
+    record = get_generation(repo, owner, generation_id)
+    prefix = generation_prefix(owner, record.model_id, generation_id)
+    delete_job(repo, storage, workflows, record, prefix)
 
 
 def avatars_out(record: JobRecordBase, storage: Storage, settings: Settings) -> list[AvatarOut]:

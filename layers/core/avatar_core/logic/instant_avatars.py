@@ -8,16 +8,17 @@ from __future__ import annotations
 
 from avatar_core import ids
 from avatar_core.errors import InvalidRequest, NotFound
-from avatar_core.logic.avatar_jobs import launch_job
-from avatar_core.logic.face_avatars import accepted_reference
+from avatar_core.logic.avatar_jobs import cancel_job, delete_job, launch_job
+from avatar_core.logic.face_avatars import accepted_reference, release_reference
 from avatar_core.logic.generations import avatars_out
 from avatar_core.logic.models import require_subject
+from avatar_core.logic.quotas import PaidWork, Quotas
 from avatar_core.models.api import CreateInstantAvatarRequest, InstantJobOut
 from avatar_core.models.records import InstantJobRecord
 from avatar_core.settings import Settings
 from avatar_core.store.repository import AvatarRepository
-from avatar_core.store.storage import Storage
-from avatar_core.store.workflows import WorkflowStarter
+from avatar_core.store.storage import Storage, instant_job_prefix
+from avatar_core.store.workflows import WorkflowStarter, WorkflowStopper
 
 
 def instant_execution_name(job_id: str) -> str:
@@ -50,14 +51,15 @@ def create_instant_job(
         created_at=stamp,
         updated_at=stamp,
     )
-    launch_job(
-        repo,
-        workflows,
-        settings.instant_state_machine_arn,
-        instant_execution_name(record.job_id),
-        record,
-        settings.deadline(settings.job_deadline_seconds),
-    )
+    with Quotas(repo, settings).reserved(owner, PaidWork.avatars(record.job_id, record.count)):
+        launch_job(
+            repo,
+            workflows,
+            settings.instant_state_machine_arn,
+            instant_execution_name(record.job_id),
+            record,
+            settings.deadline(settings.job_deadline_seconds),
+        )
     return record
 
 
@@ -70,6 +72,24 @@ def get_instant_job(repo: AvatarRepository, owner: str, job_id: str) -> InstantJ
     if not isinstance(record, InstantJobRecord):
         raise NotFound(f"instant-avatar job {job_id} not found")
     return record
+
+
+def cancel_instant_job(
+    repo: AvatarRepository, storage: Storage, workflows: WorkflowStopper, owner: str, job_id: str
+) -> InstantJobRecord:
+    """As a face-avatar job: cancelled, and its reference released at once."""
+    record = cancel_job(repo, workflows, get_instant_job(repo, owner, job_id))
+    release_reference(repo, storage, owner, record.image_id, keep_record=True)
+    return record
+
+
+def delete_instant_job(
+    repo: AvatarRepository, storage: Storage, workflows: WorkflowStopper, owner: str, job_id: str
+) -> None:
+    """As a face-avatar job: the job, its avatars, then its reference unless still needed."""
+    record = get_instant_job(repo, owner, job_id)
+    delete_job(repo, storage, workflows, record, instant_job_prefix(owner, job_id))
+    release_reference(repo, storage, owner, record.image_id, keep_record=False)
 
 
 def instant_job_out(

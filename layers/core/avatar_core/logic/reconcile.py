@@ -28,11 +28,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from avatar_core.errors import WorkflowUnavailable
 from avatar_core.ids import now_iso
-from avatar_core.logic import training
+from avatar_core.logic import quotas, training
 from avatar_core.logic.avatar_jobs import JOB_KINDS
 from avatar_core.logic.face_avatars import face_execution_name
 from avatar_core.logic.generations import generation_execution_name
 from avatar_core.logic.instant_avatars import instant_execution_name
+from avatar_core.logic.quotas import PaidWork
 from avatar_core.models.records import JobStatusName, ModelRecord, ModelStatus
 from avatar_core.models.workflow import JobRef, ModelRef, StepFailure
 from avatar_core.observability import logger
@@ -189,6 +190,8 @@ def _reconcile_training(
         repo, settings, ref.owner, ref.model_id, reason, only_execution=end.execution_arn
     ):
         logger.warning("training reconciled as failed", extra={"reason": reason, **_ids(end)})
+        if not model.provider_model_id:  # "nothing was charged": its quota comes back
+            quotas.release(repo, ref.owner, PaidWork.training(ref.model_id, ref.attempt))
         return Reconciled(action=Action.FAILED, detail=reason)
     return Reconciled(action=Action.UNCHANGED, detail="the model moved on meanwhile")
 
@@ -217,6 +220,8 @@ def _reconcile_job(
         kind, ref.owner, ref.job_id, JobStatusName.FAILED, reason, only_execution=end.execution_arn
     ):
         logger.warning(f"{ref.kind} reconciled as failed", extra={"reason": reason, **_ids(end)})
+        if not record.provider_job_id:
+            quotas.release(repo, ref.owner, quotas.job_work(ref.kind, ref.job_id))
         return Reconciled(action=Action.FAILED, detail=reason)
     return Reconciled(action=Action.UNCHANGED, detail=f"the {ref.kind} moved on meanwhile")
 
@@ -285,7 +290,10 @@ def sweep(
         record = repo.get_by_key(pk, sk)
         if record is None:
             continue
-        if isinstance(record, ModelRecord) and record.status is ModelStatus.FAILED:
+        if isinstance(record, ModelRecord) and record.status in (
+            ModelStatus.FAILED,
+            ModelStatus.CANCELLED,
+        ):
             report.selfies_deleted += _expire_failed_model(repo, storage, record, pk, sk)
             continue
         end = _overdue_end(record, executions, settings)
@@ -313,7 +321,8 @@ def _finished(record: ModelRecord | JobRecord | None) -> bool:
 def _expire_failed_model(
     repo: AvatarRepository, storage: Storage, model: ModelRecord, pk: str, sk: str
 ) -> int:
-    """A failed model's retry window has passed: its selfies are biometric data, so they go."""
+    """A failed (or cancelled) model's retry window has passed: its selfies are biometric
+    data, so they go."""
     deleted = 0
     if model.selfies_deleted_at is None:
         deleted = training.delete_training_selfies(

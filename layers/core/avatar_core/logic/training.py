@@ -10,10 +10,17 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from avatar_core.errors import Conflict, NotFound, PaidWorkPending, WorkflowUnavailable
+from avatar_core.errors import (
+    Conflict,
+    NotFound,
+    PaidWorkKept,
+    PaidWorkPending,
+    WorkflowUnavailable,
+)
 from avatar_core.ids import iso, now, now_iso
 from avatar_core.logic.models import expire_abandoned_uploads, get_model
 from avatar_core.logic.polling import next_poll
+from avatar_core.logic.quotas import PaidWork, Quotas, never_paid, release
 from avatar_core.models.records import ModelRecord, ModelStatus, SelfieStatus
 from avatar_core.models.workflow import ModelRef, PollState, TrainingFailed, TrainingReady
 from avatar_core.observability import logger
@@ -21,7 +28,7 @@ from avatar_core.providers.base import TrainingProvider
 from avatar_core.settings import Settings
 from avatar_core.store.repository import AvatarRepository
 from avatar_core.store.storage import Storage, model_prefixes
-from avatar_core.store.workflows import WorkflowStarter
+from avatar_core.store.workflows import WorkflowStarter, WorkflowStopper
 
 
 class ModelGone(NotFound):
@@ -30,6 +37,11 @@ class ModelGone(NotFound):
 
 class StaleTraining(Conflict):
     """A workflow of an earlier training attempt: the model has been trained again since."""
+
+
+class TrainingCancelled(Conflict):
+    """The training was cancelled before the selfies were sent to the provider: its
+    workflow ends (the state machine catches this by name) and nothing is submitted."""
 
 
 def training_execution_name(model_id: str, attempt: int = 1, resume: int = 0) -> str:
@@ -54,32 +66,36 @@ def start_training(
     if expire_abandoned_uploads(repo, model):
         model = get_model(repo, owner, model_id)
     _check_trainable(model, settings.min_selfies_for_training)
-    before = repo.begin_training(
-        owner,
-        model_id,
-        settings.min_selfies_for_training,
-        settings.deadline(settings.training_deadline_seconds),
-    )
-    attempt = before.training_attempt + 1
-    try:
-        arn = workflows.start(
-            settings.train_state_machine_arn,
-            training_execution_name(model_id, attempt),
-            ModelRef(owner=owner, model_id=model_id, attempt=attempt).model_dump(),
+    # Counted before it starts; a refusal (429) or a start that fails (503) leaves nothing.
+    with Quotas(repo, settings).reserved(
+        owner, PaidWork.training(model_id, model.training_attempt + 1)
+    ):
+        before = repo.begin_training(
+            owner,
+            model_id,
+            settings.min_selfies_for_training,
+            settings.deadline(settings.training_deadline_seconds),
         )
-    except WorkflowUnavailable:
-        # Nothing runs for this attempt: the model goes back to where it was, so the
-        # client's retry (after Retry-After) starts it. The attempt number is spent, so a
-        # start that did get through unseen is stale and submits nothing.
-        repo.undo_training_start(before, attempt)
-        raise
+        attempt = before.training_attempt + 1
+        try:
+            arn = workflows.start(
+                settings.train_state_machine_arn,
+                training_execution_name(model_id, attempt),
+                ModelRef(owner=owner, model_id=model_id, attempt=attempt).model_dump(),
+            )
+        except WorkflowUnavailable:
+            # Nothing runs for this attempt: the model goes back to where it was, so the
+            # client's retry (after Retry-After) starts it. The attempt number is spent, so
+            # a start that did get through unseen is stale and submits nothing.
+            repo.undo_training_start(before, attempt)
+            raise
     return repo.update_model(owner, model_id, training_execution_arn=arn)
 
 
 def retrainable(model: ModelRecord) -> bool:
-    """A failed model can be trained again while we still keep its selfies."""
+    """A failed or cancelled model can be trained again while we still keep its selfies."""
     return (
-        model.status is ModelStatus.FAILED
+        model.status in (ModelStatus.FAILED, ModelStatus.CANCELLED)
         and model.selfies_deleted_at is None
         and model.retry_until is not None
         and model.retry_until > now_iso()
@@ -95,6 +111,11 @@ def _check_trainable(model: ModelRecord, minimum: int) -> None:
         raise Conflict(
             f"the model's training failed ({model.error}) and its selfies are no longer "
             "kept; create a new model to retry"
+        )
+    if model.status is ModelStatus.CANCELLED and not retrainable(model):
+        raise Conflict(
+            "the model's training was cancelled and its selfies are no longer kept; "
+            "create a new model to train"
         )
     if model.pending:
         raise Conflict(
@@ -133,6 +154,12 @@ def submit_training(
             "training already submitted", extra={"provider_model_id": model.provider_model_id}
         )
         return _first_poll(provider, model.provider_model_id)
+    if model.status is ModelStatus.TRAINING and not repo.begin_training_submission(
+        ref.owner, ref.model_id, ref.attempt
+    ):
+        model = _model_in_workflow(repo, ref)
+    if model.status is ModelStatus.CANCELLED:
+        raise TrainingCancelled(f"model {ref.model_id}'s training was cancelled before it began")
     if model.status is not ModelStatus.TRAINING:
         raise Conflict(f"model {ref.model_id} is {model.status.value}, not training")
     keys = [
@@ -156,6 +183,47 @@ def submit_training(
         )
         raise StaleTraining(f"model {ref.model_id} left training attempt {ref.attempt}")
     return _first_poll(provider, job.job_id)
+
+
+def cancel_training(
+    repo: AvatarRepository,
+    workflows: WorkflowStopper,
+    settings: Settings,
+    owner: str,
+    model_id: str,
+) -> ModelRecord:
+    """Cancel a training whose selfies have not been sent to the provider, at no cost, and
+    stop its workflow. The model keeps its selfies and can be trained again until
+    ``retry_until``, like a failed one. The conditional write closes the race with the
+    submit task: either this cancel wins and nothing is submitted, or the submit began
+    first and the training is paid for (409). Cancelling a cancelled training answers it."""
+    get_model(repo, owner, model_id)
+    retry_until = iso(now() + timedelta(hours=settings.failed_selfie_retention_hours))
+    if not repo.cancel_training(owner, model_id, retry_until):
+        current = get_model(repo, owner, model_id)
+        if current.status is ModelStatus.CANCELLED:
+            return current
+        if current.status is ModelStatus.TRAINING:
+            raise PaidWorkKept(
+                "the training was already handed to the provider, so it is paid for: it runs "
+                "to its end and the trained model will be kept"
+            )
+        raise Conflict(f"the model is {current.status.value}: only a training can be cancelled")
+    model = get_model(repo, owner, model_id)
+    if model.training_execution_arn:
+        workflows.stop(model.training_execution_arn, f"training of {model_id} cancelled")
+    training_cancelled(repo, model)
+    return model
+
+
+def training_cancelled(repo: AvatarRepository, model: ModelRecord) -> None:
+    """Runs once after each successful cancel of a training: nothing was sent to the
+    provider, so the training's quota is given back."""
+    logger.info(
+        "training cancelled before it was submitted",
+        extra={"model_id": model.model_id, "owner": model.owner},
+    )
+    release(repo, model.owner, PaidWork.training(model.model_id, max(model.training_attempt, 1)))
 
 
 def _first_poll(provider: TrainingProvider, provider_model_id: str) -> PollState:
@@ -199,6 +267,10 @@ def record_failed(repo: AvatarRepository, settings: Settings, failure: TrainingF
             f"failed ({reason}); the workflow ends so it is resumed, not failed"
         )
     fail_training(repo, settings, failure.owner, failure.model_id, reason)
+    if failure.poll is None and never_paid(
+        failure.error.Error if failure.error else None, model.provider_model_id
+    ):
+        release(repo, failure.owner, PaidWork.training(failure.model_id, failure.attempt))
     return reason
 
 

@@ -69,8 +69,8 @@ class ModelOut(_Body):
     selfies_deleted_at: str | None = None
     retry_until: str | None = Field(
         default=None,
-        description="A failed model can be trained again (POST .../training) until then, "
-        "while its selfies are kept",
+        description="A failed or cancelled model can be trained again (POST .../training) "
+        "until then, while its selfies are kept",
     )
     provider_accepted: bool = Field(
         default=False,
@@ -94,7 +94,8 @@ class ModelOut(_Body):
             training_progress=record.training_progress,
             selfies_deleted_at=record.selfies_deleted_at,
             retry_until=record.retry_until
-            if record.status is ModelStatus.FAILED and record.selfies_deleted_at is None
+            if record.status in (ModelStatus.FAILED, ModelStatus.CANCELLED)
+            and record.selfies_deleted_at is None
             else None,
             provider_accepted=record.provider_model_id is not None,
         )
@@ -252,6 +253,11 @@ class FaceImageOut(_Body):
     reason: str | None = None
     width: int | None = None
     height: int | None = None
+    deleted_at: str | None = Field(
+        default=None,
+        description="When the image was deleted, once the jobs made from it had finished "
+        "(after ReferenceRetentionSeconds); a new job needs a new upload",
+    )
 
     @classmethod
     def of(cls, record: FaceImageRecord) -> FaceImageOut:
@@ -261,6 +267,7 @@ class FaceImageOut(_Body):
             reason=record.reason,
             width=record.width,
             height=record.height,
+            deleted_at=record.deleted_at,
         )
 
 
@@ -355,3 +362,34 @@ class EventPage(_Body):
         description="Pass as `since` to continue; given even when `items` is empty"
     )
     has_more: bool = Field(description="More events are waiting: ask again at once")
+
+
+class LimitOut(BaseModel):
+    name: str
+    description: str
+    # None: unlimited (the stack's parameter is 0)
+    limit: int | None
+    used: int
+    remaining: int | None
+    # the rolling window in hours; None for concurrent trainings, which free as one ends
+    window_hours: int | None
+    # when the next unit frees (the oldest counted work leaves the window); None when
+    # nothing is counted or the limit is not a window
+    frees_at: str | None = None
+
+
+class HoldingsOut(BaseModel):
+    """What we keep of the owner now; selfies counts those whose images we still hold."""
+
+    models: int
+    selfies: int
+    generations: int
+    avatars: int
+    face_images: int
+    face_jobs: int
+    instant_jobs: int
+
+
+class MeOut(BaseModel):
+    limits: list[LimitOut]
+    holdings: HoldingsOut

@@ -39,6 +39,8 @@ EVENT_TYPES: dict[str, str] = {
     "model.failed": "Training failed; `reason` says why and whether it can be trained again.",
     "model.collecting": "A training could not be started and the model is as before, "
     "collecting selfies; nothing was charged.",
+    "model.cancelled": "Its owner cancelled the training before the selfies were sent to the "
+    "provider; nothing was charged, and it can be trained again until `retry_until`.",
     "model.deleted": "The model and its selfies, generations and avatars were deleted.",
     "selfie.accepted": "An uploaded selfie passed the checks and was normalised.",
     "selfie.rejected": "An uploaded selfie was refused; `reason` says what to change.",
@@ -56,6 +58,11 @@ EVENT_TYPES: dict[str, str] = {
             ("running", "The provider accepted the {job}: it is paid work from now on."),
             ("succeeded", "The {job} finished; `avatars` lists every stored image."),
             ("failed", "The {job} failed; `reason` says why and whether it was charged."),
+            (
+                "cancelled",
+                "Its owner cancelled the {job} before it was sent to the provider; "
+                "nothing was charged.",
+            ),
             ("deleted", "The {job} and its avatars were deleted."),
         )
     },

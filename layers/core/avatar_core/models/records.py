@@ -16,6 +16,9 @@ class ModelStatus(StrEnum):
     TRAINING = "training"
     READY = "ready"
     FAILED = "failed"
+    # stopped by its owner before the provider was sent anything: trainable again, like a
+    # failed model, while its selfies are kept (until ``retry_until``)
+    CANCELLED = "cancelled"
 
 
 class SelfieStatus(StrEnum):
@@ -29,6 +32,8 @@ class JobStatusName(StrEnum):
     RUNNING = "running"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
+    # stopped by its owner before the provider was sent anything: nothing was charged
+    CANCELLED = "cancelled"
 
 
 class _Record(BaseModel):
@@ -60,6 +65,9 @@ class ModelRecord(_Record):
     resumes: int = 0
     # a failed model can be trained again until then, while its selfies are kept
     retry_until: str | None = None
+    # when the submit task of the current attempt began handing the selfies to the provider:
+    # from then on a cancel cannot promise that nothing was paid
+    submitting_at: str | None = None
 
 
 class SelfieRecord(_Record):
@@ -104,6 +112,9 @@ class JobRecordBase(_Record):
     unknown_provider_status: str | None = None
     # executions started again by reconciliation
     resumes: int = 0
+    # when the submit task began sending the job to the provider: from then on a cancel
+    # cannot promise that nothing was paid
+    submitting_at: str | None = None
     created_at: str
     updated_at: str
 
@@ -134,6 +145,8 @@ class FaceImageRecord(_Record):
     upload_expires_at: str
     created_at: str
     updated_at: str
+    # when its image objects were deleted once the jobs that needed it had finished
+    deleted_at: str | None = None
 
 
 class FaceJobRecord(JobRecordBase):
@@ -150,3 +163,21 @@ class InstantJobRecord(JobRecordBase):
     subject: str
     count: int
     prompt: str | None = None
+
+
+class QuotaEntry(_Record):
+    """One piece of paid work counted against an owner's limits."""
+
+    at: str
+    units: int = 1
+    # trainings only: seen no longer running, so it counts for the day, not as concurrent
+    ended: bool = False
+
+
+class QuotaLedger(_Record):
+    """An owner's paid work of one family (trainings, avatars, face) in the last 24 hours,
+    keyed by the work's id; ``version`` makes every change a compare-and-set."""
+
+    family: str
+    entries: dict[str, QuotaEntry] = Field(default_factory=dict)
+    version: int = 0

@@ -10,6 +10,8 @@ Item layout (PK / SK):
 - instant job  ``OWNER#<owner>`` / ``INSTANT#<job_id>``
 - idempotency  ``OWNER#<owner>`` / ``IDEM#<scope>#<key digest>``
 - event        ``OWNER#<owner>`` / ``EVENT#<log position>`` (kept 7 days, by TTL)
+- quota ledger ``OWNER#<owner>`` / ``QUOTA#<family>`` (the last 24 h of paid work)
+- spending     ``STACK`` / ``PAID#<hour>`` (paid submissions of the whole stack that hour)
 
 Conditional writes turn races into domain errors: two requests that reserve the last
 selfie slots, or a duplicate S3 event, cannot both win.
@@ -42,6 +44,8 @@ from avatar_core.models.records import (
     JobStatusName,
     ModelRecord,
     ModelStatus,
+    QuotaEntry,
+    QuotaLedger,
     SelfieRecord,
     SelfieStatus,
 )
@@ -257,10 +261,10 @@ class AvatarRepository:
                     " training_attempt = if_not_exists(training_attempt, :zero) + :one,"
                     " active_pk = :active, active_until = :deadline"
                     " REMOVE provider_model_id, #error, retry_until, training_execution_arn,"
-                    " training_started_at"
+                    " training_started_at, submitting_at"
                 ),
                 ConditionExpression=(
-                    "(#status = :collecting OR (#status = :failed"
+                    "(#status = :collecting OR (#status IN (:failed, :cancelled)"
                     " AND attribute_not_exists(selfies_deleted_at) AND retry_until > :now))"
                     " AND pending = :zero AND accepted >= :minimum"
                 ),
@@ -269,6 +273,7 @@ class AvatarRepository:
                     ":training": ModelStatus.TRAINING.value,
                     ":collecting": ModelStatus.COLLECTING.value,
                     ":failed": ModelStatus.FAILED.value,
+                    ":cancelled": ModelStatus.CANCELLED.value,
                     ":zero": 0,
                     ":one": 1,
                     ":minimum": minimum,
@@ -286,7 +291,9 @@ class AvatarRepository:
 
     def undo_training_start(self, before: ModelRecord, attempt: int) -> bool:
         """Put a model whose workflow could not be started back as it was before
-        :meth:`begin_training`, unless that attempt has moved on. The attempt count stays."""
+        :meth:`begin_training`, unless that attempt has moved on. The attempt count stays.
+        Never once a submit task began (a start that got through unseen): its training
+        is being paid for, and it keeps the model."""
         restore: dict[str, Any] = {
             "status": before.status.value,
             "updated_at": now_iso(),
@@ -311,6 +318,7 @@ class AvatarRepository:
             ConditionExpression=(
                 "#status = :training AND training_attempt = :attempt"
                 " AND attribute_not_exists(provider_model_id)"
+                " AND attribute_not_exists(submitting_at)"
             ),
             ExpressionAttributeNames=names,
             ExpressionAttributeValues=values,
@@ -340,6 +348,49 @@ class AvatarRepository:
                 ":now": stamp,
                 ":training": ModelStatus.TRAINING.value,
                 ":attempt": attempt,
+            },
+        )
+
+    def begin_training_submission(self, owner: str, model_id: str, attempt: int) -> bool:
+        """Mark that this attempt's submit task is about to hand the selfies to the provider:
+        only while the model is training this attempt (so not cancelled). Once it is set,
+        :meth:`cancel_training` no longer passes. A retried submit sets it again."""
+        same_attempt = "training_attempt = :attempt"
+        if attempt == 1:  # a training started before attempts were counted
+            same_attempt = f"({same_attempt} OR attribute_not_exists(training_attempt))"
+        stamp = now_iso()
+        return self._update_if(
+            Key={"PK": _owner_pk(owner), "SK": f"MODEL#{model_id}"},
+            UpdateExpression="SET submitting_at = if_not_exists(submitting_at, :now)",
+            ConditionExpression=f"#status = :training AND {same_attempt}",
+            ExpressionAttributeNames={"#status": "status"},
+            ExpressionAttributeValues={
+                ":now": stamp,
+                ":training": ModelStatus.TRAINING.value,
+                ":attempt": attempt,
+            },
+        )
+
+    def cancel_training(self, owner: str, model_id: str, retry_until: str) -> bool:
+        """training → cancelled, only while no submission has begun (the other side of
+        :meth:`begin_training_submission`); the selfies are kept until ``retry_until``, when
+        the sweep deletes them, as for a failed model. False if the condition failed."""
+        return self._update_if(
+            Key={"PK": _owner_pk(owner), "SK": f"MODEL#{model_id}"},
+            UpdateExpression=(
+                "SET #status = :cancelled, updated_at = :now, retry_until = :retry_until,"
+                " active_until = :retry_until"
+            ),
+            ConditionExpression=(
+                "#status = :training AND attribute_not_exists(submitting_at)"
+                " AND attribute_not_exists(provider_model_id)"
+            ),
+            ExpressionAttributeNames={"#status": "status"},
+            ExpressionAttributeValues={
+                ":cancelled": ModelStatus.CANCELLED.value,
+                ":training": ModelStatus.TRAINING.value,
+                ":now": now_iso(),
+                ":retry_until": retry_until,
             },
         )
 
@@ -768,6 +819,78 @@ class AvatarRepository:
             return current.provider_job_id
         return provider_job_id
 
+    def begin_job_submission(self, kind: type[JobRecord], owner: str, job_id: str) -> bool:
+        """Mark that the submit task is about to send the job to the provider: only while it
+        is queued (so not cancelled). Once it is set, :meth:`cancel_job` no longer passes.
+        A submit retried after a crash finds it set and proceeds."""
+        return self._update_if(
+            Key={"PK": _owner_pk(owner), "SK": _JOB_PREFIX[kind] + job_id},
+            UpdateExpression="SET submitting_at = if_not_exists(submitting_at, :now)",
+            ConditionExpression="#status = :queued",
+            ExpressionAttributeNames={"#status": "status"},
+            ExpressionAttributeValues={":queued": JobStatusName.QUEUED.value, ":now": now_iso()},
+        )
+
+    def cancel_job(self, kind: type[JobRecord], owner: str, job_id: str) -> JobRecord | None:
+        """queued → cancelled, only while no submission has begun (the other side of
+        :meth:`begin_job_submission`): answers the cancelled record, or None if the
+        condition failed. It leaves the sweep: nothing of it runs any more."""
+        try:
+            item = self._table.update_item(
+                Key={"PK": _owner_pk(owner), "SK": _JOB_PREFIX[kind] + job_id},
+                UpdateExpression=(
+                    "SET #status = :cancelled, updated_at = :now REMOVE active_pk, active_until"
+                ),
+                ConditionExpression=(
+                    "#status = :queued AND attribute_not_exists(submitting_at)"
+                    " AND attribute_not_exists(provider_job_id)"
+                ),
+                ExpressionAttributeNames={"#status": "status"},
+                ExpressionAttributeValues={
+                    ":cancelled": JobStatusName.CANCELLED.value,
+                    ":queued": JobStatusName.QUEUED.value,
+                    ":now": now_iso(),
+                },
+                ReturnValues="ALL_NEW",
+            )["Attributes"]
+        except ClientError as error:
+            if _is_condition_failure(error):
+                return None
+            raise
+        return kind.model_validate(from_item(item))
+
+    def delete_finished_job(self, kind: type[JobRecord], owner: str, job_id: str) -> bool:
+        """Delete a job that nothing works on any more (succeeded, failed or cancelled);
+        False when it is gone or still open."""
+        try:
+            self._table.delete_item(
+                Key={"PK": _owner_pk(owner), "SK": _JOB_PREFIX[kind] + job_id},
+                ConditionExpression="attribute_exists(PK) AND NOT (#status IN (:queued, :running))",
+                ExpressionAttributeNames={"#status": "status"},
+                ExpressionAttributeValues={":queued": _OPEN_JOB[0], ":running": _OPEN_JOB[1]},
+            )
+        except ClientError as error:
+            if _is_condition_failure(error):
+                return False
+            raise
+        return True
+
+    def open_jobs_using_image(self, owner: str, image_id: str) -> list[str]:
+        """Ids of the owner's open face-avatar and instant-avatar jobs made from this
+        reference image (one Query per kind, reading only the key, image and status)."""
+        found: list[str] = []
+        for kind in (FaceJobRecord, InstantJobRecord):
+            for item in self._query_all(
+                KeyConditionExpression=Key("PK").eq(_owner_pk(owner))
+                & Key("SK").begins_with(_JOB_PREFIX[kind]),
+                ProjectionExpression="SK, image_id, #status",
+                ExpressionAttributeNames={"#status": "status"},
+                ConsistentRead=True,
+            ):
+                if item.get("image_id") == image_id and item.get("status") in _OPEN_JOB:
+                    found.append(str(item["SK"]).split("#", 1)[1])
+        return found
+
     def note_unknown_status(
         self, kind: type[JobRecord], owner: str, job_id: str, provider_status: str
     ) -> bool:
@@ -910,6 +1033,20 @@ class AvatarRepository:
             },
         )
 
+    def mark_face_image_deleted(self, owner: str, image_id: str) -> bool:
+        """Note that the reference's image objects were deleted (its record stays, so GET
+        says so); False if the record is gone."""
+        stamp = now_iso()
+        return self._update_if(
+            Key={"PK": _owner_pk(owner), "SK": f"FACEIMG#{image_id}"},
+            UpdateExpression="SET deleted_at = if_not_exists(deleted_at, :now), updated_at = :now",
+            ConditionExpression="attribute_exists(PK)",
+            ExpressionAttributeValues={":now": stamp},
+        )
+
+    def delete_face_image(self, owner: str, image_id: str) -> None:
+        self._table.delete_item(Key={"PK": _owner_pk(owner), "SK": f"FACEIMG#{image_id}"})
+
     # -- the event log ----------------------------------------------------------------------
 
     def put_events(self, events: list[Event], at: datetime | None = None) -> None:
@@ -954,6 +1091,95 @@ class AvatarRepository:
         events = [Event.model_validate_json(item["document"]) for item in items]
         cursor = items[-1]["SK"].removeprefix("EVENT#") if items else start
         return events, cursor, more
+
+    # -- quotas and the spending guard -------------------------------------------------------
+
+    def get_quota_ledger(self, owner: str, family: str) -> QuotaLedger:
+        item = self._table.get_item(
+            Key={"PK": _owner_pk(owner), "SK": f"QUOTA#{family}"}, ConsistentRead=True
+        ).get("Item")
+        return QuotaLedger.model_validate(from_item(item)) if item else QuotaLedger(family=family)
+
+    def put_quota_ledger(
+        self, owner: str, read: QuotaLedger, entries: dict[str, QuotaEntry]
+    ) -> bool:
+        """Replace the ledger's entries if nobody changed it since ``read`` (False if someone
+        did: read it again and decide again)."""
+        item = {
+            "PK": _owner_pk(owner),
+            "SK": f"QUOTA#{read.family}",
+            "kind": "quota",
+            "family": read.family,
+            "version": read.version + 1,
+            "entries": {k: e.model_dump(mode="json") for k, e in entries.items()},
+        }
+        condition = "attribute_not_exists(PK)" if read.version == 0 else "version = :read"
+        extra = {} if read.version == 0 else {"ExpressionAttributeValues": {":read": read.version}}
+        try:
+            self._table.put_item(Item=to_item(item), ConditionExpression=condition, **extra)
+        except ClientError as error:
+            if _is_condition_failure(error):
+                return False
+            raise
+        return True
+
+    def drop_quota_entry(self, owner: str, family: str, key: str) -> None:
+        """The work stops counting; concurrent reservations see the new version and decide
+        again. Nothing happens if it was not counted."""
+        self._update_if(
+            Key={"PK": _owner_pk(owner), "SK": f"QUOTA#{family}"},
+            UpdateExpression="REMOVE entries.#key SET version = version + :one",
+            ConditionExpression="attribute_exists(entries.#key)",
+            ExpressionAttributeNames={"#key": key},
+            ExpressionAttributeValues={":one": 1},
+        )
+
+    def count_paid_submission(self, hour: datetime, cap: int) -> bool:
+        """Count one paid submission in ``hour``, unless ``cap`` are counted already."""
+        return self._update_if(
+            Key={"PK": "STACK", "SK": f"PAID#{hour:%Y-%m-%dT%H}"},
+            UpdateExpression="ADD submissions :one SET expires_at_epoch = :expires",
+            ConditionExpression="attribute_not_exists(submissions) OR submissions < :cap",
+            ExpressionAttributeValues={
+                ":one": 1,
+                ":cap": cap,
+                ":expires": int((hour + timedelta(days=2)).timestamp()),
+            },
+        )
+
+    def holdings(self, owner: str) -> dict[str, int]:
+        """Counts of what we keep of the owner: records and the images behind them."""
+        counts = dict.fromkeys(
+            (
+                "models",
+                "selfies",
+                "generations",
+                "avatars",
+                "face_images",
+                "face_jobs",
+                "instant_jobs",
+            ),
+            0,
+        )
+        kinds = {
+            "MODEL#": "models",
+            "GEN#": "generations",
+            "FACEIMG#": "face_images",
+            "FACE#": "face_jobs",
+            "INSTANT#": "instant_jobs",
+        }
+        for prefix, name in kinds.items():
+            for item in self._query_all(
+                KeyConditionExpression=Key("PK").eq(_owner_pk(owner))
+                & Key("SK").begins_with(prefix),
+                ProjectionExpression="SK, accepted, pending, selfies_deleted_at, avatars, "
+                "deleted_at",
+            ):
+                counts[name] += 1
+                if name == "models" and "selfies_deleted_at" not in item:
+                    counts["selfies"] += int(item.get("accepted", 0)) + int(item.get("pending", 0))
+                counts["avatars"] += len(item.get("avatars") or {})
+        return counts
 
     # -- plumbing -------------------------------------------------------------------------
 

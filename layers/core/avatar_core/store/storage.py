@@ -61,6 +61,19 @@ def instant_avatar_key(owner: str, job_id: str, avatar_id: str) -> str:
     return f"instant-avatars/{owner}/{job_id}/{avatar_id}"
 
 
+def generation_prefix(owner: str, model_id: str, generation_id: str) -> str:
+    """The results prefix that holds one generation's avatars."""
+    return f"avatars/{owner}/{model_id}/{generation_id}/"
+
+
+def face_job_prefix(owner: str, job_id: str) -> str:
+    return f"face-avatars/{owner}/{job_id}/"
+
+
+def instant_job_prefix(owner: str, job_id: str) -> str:
+    return f"instant-avatars/{owner}/{job_id}/"
+
+
 def parse_face_key(key: str) -> tuple[str, str] | None:
     """(owner, image_id) of a face-avatar reference upload, or None."""
     match = FACE_KEY.fullmatch(key)

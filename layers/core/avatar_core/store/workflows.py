@@ -16,6 +16,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from avatar_core.errors import WorkflowUnavailable
+from avatar_core.observability import logger
 from avatar_core.store import clients
 
 _RETRIES = Config(retries={"mode": "standard", "max_attempts": 5})
@@ -37,6 +38,12 @@ class WorkflowStarter(Protocol):
     """What logic needs to start a workflow (a fake in tests, :class:`Workflows` in Lambda)."""
 
     def start(self, state_machine_arn: str, name: str, payload: dict[str, Any]) -> str: ...
+
+
+class WorkflowStopper(Protocol):
+    """What logic needs to stop one execution (a cancelled job's)."""
+
+    def stop(self, execution_arn: str, cause: str) -> bool: ...
 
 
 class Workflows:
@@ -75,6 +82,29 @@ class Workflows:
             ) from error
         arn: str = response["executionArn"]
         return arn
+
+    def stop(self, execution_arn: str, cause: str) -> bool:
+        """StopExecution on this one execution; False when it was not stopped (unknown,
+        already ended, or Step Functions failing: then it ends by itself, see below)."""
+        try:
+            self._sfn.stop_execution(executionArn=execution_arn, error="Cancelled", cause=cause)
+        except ClientError as error:
+            code = error.response.get("Error", {}).get("Code")
+            if code not in ("ExecutionDoesNotExist", "ExecutionNotRunning"):
+                # the record is cancelled already: the submit task finds it so and the
+                # execution ends by itself, sending nothing; stopping it only saves time
+                logger.warning(
+                    "cancelled job's execution could not be stopped",
+                    extra={"execution_arn": execution_arn, "code": code},
+                )
+            return False
+        except BotoCoreError:
+            logger.warning(
+                "cancelled job's execution could not be stopped",
+                extra={"execution_arn": execution_arn},
+            )
+            return False
+        return True
 
     def describe(self, execution_arn: str) -> dict[str, Any] | None:
         """DescribeExecution's answer, or None when Step Functions knows no such execution."""
