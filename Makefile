@@ -109,12 +109,27 @@ bench: install  ## speed, memory and cost ratios measured in one run each
 	$(BIN)/python bench/chaos.py
 	$(BIN)/python bench/fuzz.py
 	$(BIN)/python bench/selfie_checks.py
+	$(BIN)/python bench/cold_start.py
+	$(BIN)/python bench/worst_image.py
 
 bench-checks: install  ## the selfie checks on good photos and bad versions: false refusals and misses
 	$(BIN)/python bench/selfie_checks.py
 
 clean:
 	rm -rf $(VENV) $(SAM_VENV) $(CHECKOV_VENV) $(BANDIT_VENV) .tools .pytest_cache .mypy_cache .ruff_cache demo-output test-output .local
+
+# The core layer as `sam build` makes it (layers/core/Makefile), built into a temporary
+# folder: its unzipped size, against Lambda's 250 MB for a function and its layers.
+LAYER_GOAL_MB := 40
+.PHONY: layer-size
+layer-size:  ## build the core layer's Lambda wheels into a temp dir and print its unzipped size
+	@out=$$(mktemp -d) && trap 'rm -rf "$$out"' EXIT && \
+	$(MAKE) --no-print-directory -C layers/core build-CoreLayer ARTIFACTS_DIR="$$out" \
+		PIP="$(abspath $(PYTHON)) -m pip" && \
+	du -sk "$$out"/python/* | sort -rn | head -8 | awk '{printf "  %6.1f MB  %s\n", $$1/1024, $$2}' | sed "s|$$out/python/||" && \
+	kb=$$(du -sk "$$out" | cut -f1) && \
+	awk -v kb=$$kb -v goal=$(LAYER_GOAL_MB) 'BEGIN {printf "core layer: %.1f MB unzipped (goal <= %d MB)\n", kb/1024, goal}' && \
+	if [ -d "$$out/python/botocore" ]; then echo "a second botocore is in the layer"; exit 1; fi
 
 .PHONY: openapi schemas fuzz
 openapi: install  ## regenerate openapi.json from the API functions' resolvers (a unit test compares)

@@ -25,8 +25,8 @@ from avatar_core.api import (
 )
 from avatar_core.idempotency import IdempotentRequests
 from avatar_core.logic import generations
-from avatar_core.logic.ingest import selfie_rules
 from avatar_core.logic.models import get_model
+from avatar_core.logic.selfie_rules import selfie_rules
 from avatar_core.models.api import (
     CreateGenerationRequest,
     GenerationOut,

@@ -67,6 +67,16 @@ EXPECTED: dict[str, tuple[str, Any]] = {
         "DeletionRecordFunction",
         {"reason": "send DELETE /v1/me again"},
     ),
+    # the avatar-job workflow's tasks, each on a job the sample user does not have
+    "face_avatars_api_list_jobs.json": ("FaceAvatarsApiFunction", {"statusCode": 200}),
+    "generation_submit.json": ("GenerationSubmitFunction", {"errorType": "JobGone"}),
+    "generation_check.json": ("GenerationCheckFunction", {"errorType": "JobGone"}),
+    "face_submit.json": ("FaceSubmitFunction", {"errorType": "JobGone"}),
+    "face_check.json": ("FaceCheckFunction", {"errorType": "JobGone"}),
+    "instant_submit.json": ("InstantSubmitFunction", {"errorType": "JobGone"}),
+    "instant_check.json": ("InstantCheckFunction", {"errorType": "JobGone"}),
+    "result_copy.json": ("ResultCopyFunction", {"errorType": "JobGone"}),
+    "job_record.json": ("JobRecordFunction", {"reason": "could not find a face"}),
     # the sweep answers what it looked at; on a fresh stack nothing is overdue
     "sweep_scheduled.json": ("SweepFunction", {"keys": {"examined", "running", "reconciled"}}),
 }

@@ -14,7 +14,6 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-import boto3
 from aws_lambda_powertools.utilities.idempotency import (
     DynamoDBPersistenceLayer,
     IdempotencyConfig,
@@ -27,6 +26,7 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import (
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from avatar_core.errors import IdempotencyKeyReused, InvalidRequest, RequestInProgress
+from avatar_core.store import clients
 
 HEADER = "idempotency-key"
 _MAX_KEY_LENGTH = 255
@@ -54,7 +54,6 @@ class OwnerScopedPersistence(DynamoDBPersistenceLayer):
 class IdempotentRequests:
     def __init__(self, table_name: str, expires_after_seconds: int = 24 * 3600) -> None:
         self.table_name = table_name
-        self._client: Any = None
         self.config = IdempotencyConfig(
             event_key_jmespath="[owner, scope, key]",
             payload_validation_jmespath="body_hash",
@@ -90,9 +89,8 @@ class IdempotentRequests:
             "body_hash": hashlib.sha256(canonical.encode()).hexdigest(),
         }
 
-        if self._client is None:
-            self._client = boto3.client("dynamodb")
-        persistence = OwnerScopedPersistence(self.table_name, owner, self._client)
+        # the stack's one DynamoDB client, made on first use (avatar_core.store.clients)
+        persistence = OwnerScopedPersistence(self.table_name, owner, clients.client("dynamodb"))
 
         @idempotent_function(
             data_keyword_argument="request", config=self.config, persistence_store=persistence

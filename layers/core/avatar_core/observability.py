@@ -1,21 +1,33 @@
 """One observability setup for every function: structured logs, traces, metrics.
 
 Service name, namespace and log level come from the POWERTOOLS_* variables the template sets.
+
+Traces: X-Ray through powertools' Tracer, patching only what we call. botocore (every AWS
+call) is patched at once; requests (provider and webhook calls) when a function first
+imports it, so the API functions, which never do, do not import it for the tracer's sake.
+Tracer's default would patch every library the X-Ray SDK knows and import each to do so.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from types import ModuleType
 from typing import Any, TypeVar, cast
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
+from wrapt import when_imported
 
 logger = Logger()
-tracer = Tracer()
+tracer = Tracer(patch_modules=["botocore"])
 metrics = Metrics()
 
 Handler = TypeVar("Handler", bound=Callable[..., Any])
+
+
+@when_imported("requests")
+def _trace_requests(_: ModuleType) -> None:
+    tracer.patch(["requests"])
 
 
 def observed(handler: Handler) -> Handler:

@@ -9,7 +9,7 @@ which style each result has — is a small :class:`JobSpec` per kind.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol, TypeVar
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from avatar_core.errors import (
     Conflict,
@@ -37,11 +37,8 @@ from avatar_core.models.workflow import (
 )
 from avatar_core.observability import logger
 from avatar_core.providers.base import JobState, JobStatus, PollAdvice, SubmittedJob
-from avatar_core.providers.picsart import PicsartClient, StyleRequest
-from avatar_core.providers.qolaba import FaceAvatarRequest, QolabaClient
 from avatar_core.settings import Settings
 from avatar_core.store.repository import AvatarRepository, JobRecord
-from avatar_core.store.result_copy import CopiedObject
 from avatar_core.store.storage import (
     Storage,
     face_avatar_key,
@@ -49,6 +46,13 @@ from avatar_core.store.storage import (
     instant_avatar_key,
 )
 from avatar_core.store.workflows import WorkflowStarter, WorkflowStopper
+
+if TYPE_CHECKING:
+    # Only the workflow's tasks talk to providers and copy results; the API functions that
+    # launch jobs (launch_job) do not import the clients, requests or Pillow for them.
+    from avatar_core.providers.picsart import PicsartClient
+    from avatar_core.providers.qolaba import QolabaClient
+    from avatar_core.store.result_copy import CopiedObject
 
 R = TypeVar("R", GenerationRecord, FaceJobRecord, InstantJobRecord)
 _OPEN = (JobStatusName.QUEUED, JobStatusName.RUNNING)
@@ -126,6 +130,8 @@ class GenerationSpec:
         return model.provider_model_id
 
     def submit(self, record: JobRecord) -> SubmittedJob:
+        from avatar_core.providers.picsart import StyleRequest
+
         generation = _expect(record, GenerationRecord)
         requests = [StyleRequest.model_validate(r) for r in generation.requests]
         return self.provider.submit_generation(self._provider_model_id(record), requests)
@@ -177,6 +183,8 @@ class FaceSpec:
         return self.settings.face_max_polls
 
     def submit(self, record: JobRecord) -> SubmittedJob:
+        from avatar_core.providers.qolaba import FaceAvatarRequest
+
         job = _expect(record, FaceJobRecord)
         url = _reference_url(self.repo, self.storage, self.settings, job.owner, job.image_id)
         return self.provider.submit_face_avatar(

@@ -322,7 +322,7 @@ def _header_matches(image: Image.Image, header: _Header, image_format: str) -> b
 @cache
 def _register_heif() -> None:
     """Imported here, not at module level: loading libheif costs every cold start otherwise."""
-    from pillow_heif import register_heif_opener
+    from pi_heif import register_heif_opener
 
     register_heif_opener()
 

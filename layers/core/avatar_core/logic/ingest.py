@@ -20,12 +20,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import get_args
 
 from avatar_core.errors import ImageRejected
 from avatar_core.logic import photo_checks
 from avatar_core.logic.images import ImageLimits, fit_reference, normalise_selfie
-from avatar_core.models.api import ImageContentType, SelfieCheck, SelfieRulesOut
+from avatar_core.logic.selfie_rules import thresholds_from
 from avatar_core.models.records import SelfieStatus
 from avatar_core.settings import Settings
 from avatar_core.store.repository import AvatarRepository
@@ -59,55 +58,6 @@ def limits_from(settings: Settings) -> ImageLimits:
         max_bytes=settings.upload_max_bytes,
         max_pixels=settings.max_image_pixels,
         min_side=settings.min_image_side,
-    )
-
-
-def thresholds_from(settings: Settings) -> photo_checks.CheckThresholds:
-    return photo_checks.CheckThresholds(
-        max_transparent_share=settings.selfie_max_transparent_share,
-        min_grey_stddev=settings.selfie_min_grey_stddev,
-        min_sharpness=settings.selfie_min_sharpness,
-        max_duplicate_distance=settings.selfie_duplicate_max_distance,
-    )
-
-
-def selfie_rules(settings: Settings) -> SelfieRulesOut:
-    """The rules ingest applies, in the words and numbers a client can show before upload."""
-    thresholds = thresholds_from(settings)
-    transparent = round(thresholds.max_transparent_share * 100)
-    return SelfieRulesOut(
-        content_types=list(get_args(ImageContentType)),
-        max_bytes=settings.upload_max_bytes,
-        min_side=settings.min_image_side,
-        max_pixels=settings.max_image_pixels,
-        normalised_side=settings.normalised_side,
-        min_selfies_for_training=settings.min_selfies_for_training,
-        max_selfies_per_model=settings.max_selfies_per_model,
-        checks=[
-            SelfieCheck(
-                name="transparency",
-                rule=f"at most {transparent}% of the picture may be transparent",
-                refusal=photo_checks.MOSTLY_TRANSPARENT,
-            ),
-            SelfieCheck(
-                name="single_colour",
-                rule="the picture must show more than a plain colour or a faint wash",
-                refusal=photo_checks.SINGLE_COLOUR,
-            ),
-            SelfieCheck(
-                name="blur",
-                rule="the photo must be in focus, with visible detail such as hair and eyes",
-                refusal=photo_checks.BLURRED,
-            ),
-            SelfieCheck(
-                name="near_duplicate",
-                rule=(
-                    "each photo must differ from the model's accepted selfies: another angle, "
-                    "expression or light, not the same shot re-saved, resized or cropped"
-                ),
-                refusal=photo_checks.duplicate_message("N"),
-            ),
-        ],
     )
 
 

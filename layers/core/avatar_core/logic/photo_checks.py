@@ -19,24 +19,19 @@ from io import BytesIO
 from PIL import Image, ImageFilter, ImageStat
 
 from avatar_core.logic.images import ProcessedImage
-
-MOSTLY_TRANSPARENT = "the image is mostly transparent: upload a photo"
-SINGLE_COLOUR = "the image is almost a single colour"
-BLURRED = "the photo is blurred: take it again in better light"
+from avatar_core.logic.selfie_rules import (
+    BLURRED,
+    MOSTLY_TRANSPARENT,
+    SINGLE_COLOUR,
+    CheckThresholds,
+    duplicate_message,
+)
 
 # The discrete Laplacian: 0 on flat areas and even gradients, large across edges and fine
 # detail. The offset keeps negative responses inside L's 0-255; only responses beyond ±127,
 # which only sharp photos have, are clipped.
 _LAPLACIAN = ImageFilter.Kernel((3, 3), (0, 1, 0, 1, -4, 1, 0, 1, 0), scale=1, offset=128)
 _HASH_SIDE = 8  # dHash: 8 rows of 9 columns give 8 comparisons per row, 64 bits
-
-
-@dataclass(frozen=True)
-class CheckThresholds:
-    max_transparent_share: float  # of pixels with alpha below TRANSPARENT_ALPHA
-    min_grey_stddev: float  # of the normalised image's grey levels
-    min_sharpness: float  # variance of the Laplacian of the normalised grey image
-    max_duplicate_distance: int  # differing bits of the dHash, out of 64
 
 
 @dataclass(frozen=True)
@@ -94,10 +89,6 @@ def duplicate_refusal(
         return None
     _, position = min(close)
     return duplicate_message(position)
-
-
-def duplicate_message(position: int | str) -> str:
-    return f"this photo is almost the same as selfie {position}: use different angles"
 
 
 def laplacian_variance(grey: Image.Image) -> float:

@@ -20,7 +20,13 @@ from avatar_core.models.records import (
 ImageContentType = Literal["image/jpeg", "image/png", "image/heic", "image/heif", "image/webp"]
 
 
-class _Request(BaseModel):
+class _Body(BaseModel):
+    # Each model's validator and schema are built on first use, not at import: a cold start
+    # builds those of the route it serves (and of the records it reads), not all of them.
+    model_config = ConfigDict(defer_build=True)
+
+
+class _Request(_Body):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
 
@@ -44,13 +50,13 @@ class RequestUploadsRequest(_Request):
     files: list[UploadFile] = Field(min_length=1, max_length=30)
 
 
-class SelfieCounts(BaseModel):
+class SelfieCounts(_Body):
     pending: int
     accepted: int
     rejected: int
 
 
-class ModelOut(BaseModel):
+class ModelOut(_Body):
     model_id: str
     subject: Subject
     name: str | None
@@ -95,23 +101,23 @@ class ModelOut(BaseModel):
         )
 
 
-class ModelPage(BaseModel):
+class ModelPage(_Body):
     items: list[ModelOut]
     next_cursor: str | None
 
 
-class UploadSlot(BaseModel):
+class UploadSlot(_Body):
     selfie_id: str
     url: str
     fields: dict[str, str]
     expires_at: str
 
 
-class UploadsOut(BaseModel):
+class UploadsOut(_Body):
     uploads: list[UploadSlot]
 
 
-class SelfieOut(BaseModel):
+class SelfieOut(_Body):
     selfie_id: str
     status: SelfieStatus
     reason: str | None = None
@@ -135,16 +141,16 @@ class SelfieOut(BaseModel):
         )
 
 
-class SelfieList(BaseModel):
+class SelfieList(_Body):
     items: list[SelfieOut]
 
 
-class ErrorOut(BaseModel):
+class ErrorOut(_Body):
     message: str
     field: str | None = None
 
 
-class HealthOut(BaseModel):
+class HealthOut(_Body):
     status: Literal["ok"] = "ok"
 
 
@@ -165,7 +171,7 @@ class CreateGenerationRequest(_Request):
     requests: list[StyleRequestIn] = Field(min_length=1, max_length=10)
 
 
-class AvatarOut(BaseModel):
+class AvatarOut(_Body):
     avatar_id: str
     url: str
     expires_at: str
@@ -175,7 +181,7 @@ class AvatarOut(BaseModel):
     content_type: str
 
 
-class GenerationOut(BaseModel):
+class GenerationOut(_Body):
     generation_id: str
     model_id: str
     status: JobStatusName
@@ -186,12 +192,12 @@ class GenerationOut(BaseModel):
     updated_at: str
 
 
-class GenerationPage(BaseModel):
+class GenerationPage(_Body):
     items: list[GenerationOut]
     next_cursor: str | None
 
 
-class StylesOut(BaseModel):
+class StylesOut(_Body):
     """What a client can ask for: styles for generations, the subjects a model can be
     trained for, and the (fewer) subjects Instant Avatars take."""
 
@@ -202,7 +208,7 @@ class StylesOut(BaseModel):
     max_instant_avatars: int
 
 
-class SelfieCheck(BaseModel):
+class SelfieCheck(_Body):
     """One reason ingest refuses a photo that decodes: what it looks at, and what it says."""
 
     name: Literal["transparency", "single_colour", "blur", "near_duplicate"]
@@ -210,7 +216,7 @@ class SelfieCheck(BaseModel):
     refusal: str
 
 
-class SelfieRulesOut(BaseModel):
+class SelfieRulesOut(_Body):
     """What a selfie must be, for a client to say it before the upload (``GET
     /v1/selfie-rules``). Refusals arrive on the selfie as its ``reason``."""
 
@@ -234,14 +240,14 @@ class FaceUploadRequest(_Request):
     content_type: ImageContentType
 
 
-class FaceUploadOut(BaseModel):
+class FaceUploadOut(_Body):
     image_id: str
     url: str
     fields: dict[str, str]
     expires_at: str
 
 
-class FaceImageOut(BaseModel):
+class FaceImageOut(_Body):
     image_id: str
     status: SelfieStatus
     reason: str | None = None
@@ -295,7 +301,7 @@ class CreateFaceAvatarRequest(FaceAvatarParameters):
     image_id: str = Field(min_length=1, max_length=64)
 
 
-class FaceJobOut(BaseModel):
+class FaceJobOut(_Body):
     job_id: str
     image_id: str
     status: JobStatusName
@@ -306,7 +312,7 @@ class FaceJobOut(BaseModel):
     updated_at: str
 
 
-class FaceJobPage(BaseModel):
+class FaceJobPage(_Body):
     items: list[FaceJobOut]
     next_cursor: str | None
 
@@ -330,7 +336,7 @@ class CreateInstantAvatarRequest(_Request):
     prompt: PromptText | None = None
 
 
-class InstantJobOut(BaseModel):
+class InstantJobOut(_Body):
     job_id: str
     image_id: str
     subject: str
@@ -343,12 +349,12 @@ class InstantJobOut(BaseModel):
     updated_at: str
 
 
-class InstantJobPage(BaseModel):
+class InstantJobPage(_Body):
     items: list[InstantJobOut]
     next_cursor: str | None
 
 
-class EventPage(BaseModel):
+class EventPage(_Body):
     """The owner's recent events, oldest first: the same documents the bus and webhooks get."""
 
     items: list[Event]

@@ -83,7 +83,8 @@ def _absent(value: object) -> bool:
 
 
 class _Document(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # validators built on first use, not at import (see models/api.py)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 class AvatarSummary(_Document):

@@ -37,7 +37,8 @@ class JobStatusName(StrEnum):
 
 
 class _Record(BaseModel):
-    model_config = ConfigDict(extra="ignore", use_enum_values=False)
+    # validators built on first use, not at import (see models/api.py)
+    model_config = ConfigDict(extra="ignore", use_enum_values=False, defer_build=True)
 
 
 class ModelRecord(_Record):

@@ -15,7 +15,8 @@ from avatar_core.providers.base import JobState
 
 
 class _Io(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    # validators built on first use, not at import (see models/api.py)
+    model_config = ConfigDict(extra="ignore", defer_build=True)
 
 
 class ModelRef(_Io):

@@ -8,11 +8,11 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
-import boto3
 from boto3.dynamodb.types import TypeDeserializer
 
 from avatar_core.logic.events import Change
 from avatar_core.models.events import Event
+from avatar_core.store import clients
 from avatar_core.store.repository import AvatarRepository, from_item
 
 _DESERIALIZER = TypeDeserializer()
@@ -59,7 +59,7 @@ class _AwsSink:
     @property
     def client(self) -> Any:
         if self._client is None:
-            self._client = boto3.client(self.service)
+            self._client = clients.client(self.service)
         return self._client
 
 

@@ -33,9 +33,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
+from functools import cached_property
 from typing import Any, TypeVar
 
-import boto3
 from boto3.dynamodb.conditions import Key
 from botocore.exceptions import ClientError
 
@@ -57,6 +57,7 @@ from avatar_core.models.records import (
     SelfieRecord,
     SelfieStatus,
 )
+from avatar_core.store import clients
 
 JobRecord = GenerationRecord | FaceJobRecord | InstantJobRecord
 _JOB_PREFIX: dict[type[Any], str] = {
@@ -180,10 +181,21 @@ class Cursor:
 
 class AvatarRepository:
     def __init__(self, table_name: str, resource: Any = None) -> None:
-        self._resource = resource or boto3.resource("dynamodb")
-        self._table = self._resource.Table(table_name)
-        self._client = self._resource.meta.client
         self.table_name = table_name
+        self._given = resource
+
+    @cached_property
+    def _resource(self) -> Any:
+        """Made on the first read or write, not at import (``avatar_core.store.clients``)."""
+        return self._given or clients.resource("dynamodb")
+
+    @cached_property
+    def _table(self) -> Any:
+        return self._resource.Table(self.table_name)
+
+    @cached_property
+    def _client(self) -> Any:
+        return self._table.meta.client
 
     def _update_if(self, **update: Any) -> bool:
         """One conditional UpdateItem: True if it was applied, False if its condition failed."""

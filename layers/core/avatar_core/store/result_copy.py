@@ -57,7 +57,6 @@ from urllib.parse import urljoin
 
 import requests
 import urllib3
-from PIL import Image
 from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
@@ -470,6 +469,10 @@ def _dimensions(data: bytes, image_format: str, where: str) -> tuple[int, int] |
     if image_format == "WEBP":
         size = _webp_dimensions(data)
     else:
+        # Pillow is imported here, by the one step that reads a header: the webhook
+        # delivery and the job tasks share this module's network guards, not its decoding.
+        from PIL import Image
+
         try:
             with Image.open(io.BytesIO(data), formats=[image_format]) as image:
                 size = image.size

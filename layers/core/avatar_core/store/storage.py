@@ -16,14 +16,15 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import cached_property
 from typing import Any
 
-import boto3
 from botocore.exceptions import ClientError
 
 from avatar_core.errors import ImageRejected
 from avatar_core.ids import FACE_IMAGE, OWNER_PATTERN, SELFIE, id_pattern, iso, now
 from avatar_core.ids import MODEL as MODEL_KIND
+from avatar_core.store import clients
 
 SELFIE_KEY = re.compile(
     rf"selfies/(?P<owner>{OWNER_PATTERN})/(?P<model_id>{id_pattern(MODEL_KIND)})"
@@ -127,7 +128,12 @@ class Storage:
     def __init__(self, uploads_bucket: str, results_bucket: str, client: Any = None) -> None:
         self.uploads_bucket = uploads_bucket
         self.results_bucket = results_bucket
-        self._s3 = client or boto3.client("s3")
+        self._given = client
+
+    @cached_property
+    def _s3(self) -> Any:
+        """Made on first use, not at import (``avatar_core.store.clients``)."""
+        return self._given or clients.client("s3")
 
     def presign_upload(
         self, key: str, content_type: str, max_bytes: int, ttl_seconds: int

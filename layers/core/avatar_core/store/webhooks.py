@@ -24,7 +24,6 @@ from datetime import UTC, datetime
 from functools import cached_property
 from typing import Any
 
-import boto3
 import requests
 from standardwebhooks import Webhook
 from urllib3.util import parse_url
@@ -33,6 +32,7 @@ from avatar_core.errors import WebhookRefused
 from avatar_core.models.webhooks import DeliveryAttempt, DeliveryOutcome, QueuedWebhook
 from avatar_core.providers.transport import secret_from_parameter
 from avatar_core.settings import Settings
+from avatar_core.store import clients
 from avatar_core.store.result_copy import (
     DEFAULT_PORTS,
     PinningAdapter,
@@ -247,7 +247,7 @@ class DeliveryQueue:
 
     @cached_property
     def _sqs(self) -> Any:
-        return boto3.client("sqs")
+        return clients.client("sqs")
 
     def retry_later(self, message: QueuedWebhook, delay_seconds: int) -> None:
         self._sqs.change_message_visibility(

@@ -9,14 +9,15 @@ the caller that nothing was started, so it can put its record back and answer 50
 from __future__ import annotations
 
 import json
+from functools import cached_property
 from typing import Any, Protocol
 
-import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from avatar_core.errors import WorkflowUnavailable
 from avatar_core.observability import logger
+from avatar_core.store import clients
 
 _RETRIES = Config(retries={"mode": "standard", "max_attempts": 5})
 # Error codes of a StartExecution that may pass if tried again later.
@@ -47,7 +48,12 @@ class WorkflowStopper(Protocol):
 
 class Workflows:
     def __init__(self, client: Any = None) -> None:
-        self._sfn = client or boto3.client("stepfunctions", config=_RETRIES)
+        self._given = client
+
+    @cached_property
+    def _sfn(self) -> Any:
+        """Made on first use, not at import (``avatar_core.store.clients``)."""
+        return self._given or clients.client("stepfunctions", config=_RETRIES)
 
     def start(self, state_machine_arn: str, name: str, payload: dict[str, Any]) -> str:
         """Start ``name`` once. A second start of the same name returns the first execution.
