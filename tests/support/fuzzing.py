@@ -244,7 +244,11 @@ class Fuzzer:
         self.report = FuzzReport()
 
     def operations(self) -> list[Any]:
+        """Every operation but ``DELETE /v1/me``: it closes the fuzzed user's account, after
+        which every other route would only answer 409 (tests/integration/test_account_deletion.py
+        covers it)."""
         found = [result.ok() for result in self.schema.get_all_operations()]
+        found = [op for op in found if (op.method.upper(), op.path) != ("DELETE", "/v1/me")]
         return sorted(found, key=lambda op: (op.path, op.method))
 
     def run(self, examples_per_operation: int, every_probe_everywhere: bool = True) -> FuzzReport:
@@ -280,7 +284,7 @@ class Fuzzer:
             plan.append((operation.as_strategy(schemathesis.GenerationMode.NEGATIVE), examples))
         for strategy, budget in plan:
             self._drive(strategy, budget)
-        if is_delete:
+        if is_delete and names == ["model_id"]:
             for model_id in self.fixtures.disposable_models:
                 self._send_case(operation.Case(path_parameters={names[0]: model_id}))
 
