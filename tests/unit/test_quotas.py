@@ -121,7 +121,7 @@ def test_concurrent_trainings_free_when_a_training_ends_by_any_path(
     repo.update_model("alice", first, status=ModelStatus.FAILED.value)
     assert ledger.reserve("alice", PaidWork.training(third, 1))
     running = {u.limit.name: u.used for u in ledger.usage("alice")}["concurrent_trainings"]
-    assert running == 1  # the third is not training yet: only the second is
+    assert running == 2  # the second is training; the third, reserved, is starting
 
 
 def test_the_spending_guard_stops_all_paid_work_past_its_hourly_cap(

@@ -43,6 +43,8 @@ _ATTEMPTS = 30
 _PAUSE_SECONDS = 0.02
 # what a refused concurrent training is told to wait: a training takes minutes, not seconds
 _CONCURRENT_RETRY_SECONDS = 300
+# how long a reserved training whose model has not begun it yet still counts as starting
+_STARTING_GRACE = timedelta(minutes=5)
 
 
 @dataclass(frozen=True)
@@ -307,7 +309,14 @@ class Quotas:
                 continue
             model_id, _, attempt = key.rpartition("#")
             model = self.repo.get_model(owner, model_id)
-            still = (
+            # reserved moments ago by a request that has not begun the training yet: it is
+            # starting, not ended (unless its request died, which the grace period covers)
+            starting = (
+                model is not None
+                and model.training_attempt < int(attempt or 0)
+                and _parse(entry.at) > now() - _STARTING_GRACE
+            )
+            still = starting or (
                 model is not None
                 and model.status is ModelStatus.TRAINING
                 and str(model.training_attempt) == attempt
