@@ -50,8 +50,10 @@ def copier() -> ResultCopier:
 def submit(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     ref = JobRef.model_validate(event)
     logger.append_keys(job_id=ref.job_id, kind=ref.kind)
-    poll = avatar_jobs.submit_job(repo, spec(ref.kind), ref)
-    metrics.add_metric(name=f"{ref.kind.title()}JobsSubmitted", unit=MetricUnit.Count, value=1)
+    earlier = PollState.model_validate(event["poll"]) if event.get("poll") else None
+    poll = avatar_jobs.submit_job(repo, spec(ref.kind), ref, earlier)
+    if poll.submitted:
+        metrics.add_metric(name=f"{ref.kind.title()}JobsSubmitted", unit=MetricUnit.Count, value=1)
     return poll.model_dump(mode="json")
 
 

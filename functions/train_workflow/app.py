@@ -27,8 +27,10 @@ provider = PicsartClient.from_settings(settings)
 def submit(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     ref = ModelRef.model_validate(event)
     logger.append_keys(model_id=ref.model_id)
-    poll = training.submit_training(repo, storage, provider, settings, ref)
-    metrics.add_metric(name="TrainingsSubmitted", unit=MetricUnit.Count, value=1)
+    earlier = PollState.model_validate(event["poll"]) if event.get("poll") else None
+    poll = training.submit_training(repo, storage, provider, settings, ref, earlier)
+    if poll.submitted:
+        metrics.add_metric(name="TrainingsSubmitted", unit=MetricUnit.Count, value=1)
     return poll.model_dump(mode="json")
 
 

@@ -39,7 +39,7 @@ from avatar_core.errors import (
 )
 from avatar_core.providers.base import JobState, JobStatus
 from avatar_core.providers.picsart import PicsartClient, StyleRequest
-from avatar_core.providers.transport import secret_from_parameter
+from avatar_core.providers.transport import parse_wait_header, secret_from_parameter
 from avatar_core.settings import Settings
 from tests.support.transport import expected_failure, transport_failures
 
@@ -403,7 +403,8 @@ def test_rate_limit_understands_a_retry_after_date(rsps, client):
     method, path, invoke = CALLS["training_status"]
     answer = dict(RECORDINGS["errors"]["rate_limited"])
     later = datetime.now(UTC) + timedelta(seconds=90)
-    answer["headers"] = {**answer["headers"], "Retry-After": format_datetime(later, usegmt=True)}
+    headers = {k: v for k, v in answer["headers"].items() if k != "X-Picsart-RateLimit-Reset-Time"}
+    answer["headers"] = {**headers, "Retry-After": format_datetime(later, usegmt=True)}
     add_answer(rsps, method, path, answer)
 
     with pytest.raises(ProviderRateLimited) as raised:
@@ -825,3 +826,79 @@ def test_every_call_and_every_failed_call_is_counted_for_the_error_rate_alarm(rs
     # a 404 is the provider answering, not failing; no answer, 429 and 5xx are failures;
     # every answer's latency is measured
     assert _counts() == {"PicsartCalls": 5, "PicsartErrors": 3, "PicsartLatency": 4}
+
+
+# --- how long to wait: X-Picsart-RateLimit-Reset-Time, in every shape it may take -------------
+
+NOW = 1_767_225_600.0  # 2026-01-01T00:00:00Z
+
+
+@pytest.mark.parametrize(
+    ("header", "seconds"),
+    [
+        ("30", 30.0),  # documented "how long to wait": delta-seconds, our reading
+        ("12.5", 12.5),
+        ("0", 0.0),
+        (str(int(NOW + 45)), 45.0),  # a Unix epoch in seconds (assumed)
+        (str(int((NOW + 45) * 1000)), 45.0),  # a Unix epoch in milliseconds (assumed)
+        ("Thu, 01 Jan 2026 00:01:00 GMT", 60.0),  # an HTTP date, as Retry-After allows
+        ("2026-01-01T00:00:20Z", 20.0),  # an ISO 8601 moment (assumed)
+        ("2026-01-01T00:00:20+00:00", 20.0),
+        (str(int(NOW - 100)), 0.0),  # a moment already past: ask now
+    ],
+)
+def test_the_reset_time_header_is_read_in_every_shape(header: str, seconds: float) -> None:
+    assert parse_wait_header(header, now=NOW) == pytest.approx(seconds)
+
+
+@pytest.mark.parametrize("header", [None, "", "soon", "nan", "inf", "-"])
+def test_a_reset_time_we_cannot_read_is_ignored(header: str | None) -> None:
+    assert parse_wait_header(header, now=NOW) is None
+
+
+def test_the_reset_time_wins_over_retry_after(rsps, client):
+    method, path, invoke = CALLS["training_status"]
+    answer = dict(RECORDINGS["errors"]["rate_limited"])
+    answer["headers"] = {**answer["headers"], "X-Picsart-RateLimit-Reset-Time": "7"}
+    add_answer(rsps, method, path, answer)
+
+    with pytest.raises(ProviderRateLimited) as raised:
+        invoke(client)
+
+    assert raised.value.retry_after == 7.0
+
+
+def test_a_503_with_retry_after_carries_the_wait_too(rsps, client):
+    method, path, invoke = CALLS["training_status"]
+    add_answer(
+        rsps,
+        method,
+        path,
+        {"status": 503, "headers": {"Retry-After": "11"}, "json": {"message": "busy"}},
+    )
+
+    with pytest.raises(ProviderUnavailable) as raised:
+        invoke(client)
+
+    assert raised.value.retry_after == 11.0
+
+
+@pytest.mark.parametrize(
+    ("recording", "sentence"),
+    [
+        (
+            "out_of_credits",
+            "the Picsart account is out of credits: nothing more can be generated until the "
+            "operator tops it up",
+        ),
+        ("quota_exhausted", "the Picsart account has used up its request quota"),
+    ],
+)
+def test_an_exhausted_account_says_the_operator_must_act(rsps, client, recording, sentence):
+    method, path, invoke = CALLS["submit_generation"]
+    add_answer(rsps, method, path, RECORDINGS["errors"][recording])
+
+    with pytest.raises((ProviderOutOfCredits, ProviderQuotaExhausted)) as raised:
+        invoke(client)
+
+    assert str(raised.value).startswith(sentence)

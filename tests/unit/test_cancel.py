@@ -30,6 +30,7 @@ from avatar_core.models.records import (
 )
 from avatar_core.models.workflow import JobOutcome, JobRef, ModelRef
 from avatar_core.providers.base import JobStatus, PollAdvice, SubmittedJob
+from avatar_core.settings import Settings
 from avatar_core.store.repository import AvatarRepository, JobRecord
 from avatar_core.store.storage import Storage, face_avatar_key, generation_avatar_key
 from avatar_core.store.workflows import execution_arn
@@ -63,6 +64,7 @@ class CountingSpec:
     repo: AvatarRepository
     record_type: type[JobRecord] = FaceJobRecord
     max_polls: int = 3
+    settings: Settings = SETTINGS
     submitted: list[str] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -10,7 +11,7 @@ import pytest
 
 from avatar_core import ids
 from avatar_core.errors import Conflict
-from avatar_core.logic import training
+from avatar_core.logic import polling, training
 from avatar_core.logic.models import create_model
 from avatar_core.models.api import CreateModelRequest
 from avatar_core.models.records import ModelStatus, SelfieRecord, SelfieStatus
@@ -145,14 +146,22 @@ def test_when_submitted_the_provider_id_is_stored_before_returning_and_never_res
     assert first.provider_job_id == retried.provider_job_id == "prov-model-1"
     assert len(provider.submitted) == 1, "a retried submit must not train twice"
     assert provider.stored_when_submitted == [None]
-    assert first.wait_seconds == 300
+    assert 150 <= first.wait_seconds <= 450, "first check after 5 minutes, give or take jitter"
     urls = provider.submitted[0]["urls"]
     assert len(urls) == 5 and all("normalised/alice/" in url for url in urls)
 
 
+class Midpoint(random.Random):
+    """Jitter that always draws the middle of its range (the schedule's own wait)."""
+
+    def uniform(self, a: float, b: float) -> float:
+        return (a + b) / 2
+
+
 def test_polls_are_bounded_and_the_wait_follows_the_provider(
-    repo: AvatarRepository,
+    repo: AvatarRepository, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(polling, "RNG", Midpoint())  # the jitter's mean, to follow the sums
     model_id = model_with_accepted(repo, 5)
     provider = FakeProvider(repo)
     provider.statuses = [

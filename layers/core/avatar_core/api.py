@@ -25,6 +25,7 @@ from avatar_core.errors import (
     IdempotencyKeyReused,
     InvalidRequest,
     NotFound,
+    ProviderPaused,
     QuotaExceeded,
     RequestInProgress,
     SpendingPaused,
@@ -197,6 +198,12 @@ def create_resolver() -> APIGatewayHttpResolver:
 
     @app.exception_handler(SpendingPaused)
     def _spending_paused(error: SpendingPaused) -> Response:
+        response = error_response(HTTPStatus.SERVICE_UNAVAILABLE, error.message)
+        response.headers["Retry-After"] = str(error.retry_after_seconds)
+        return response
+
+    @app.exception_handler(ProviderPaused)
+    def _provider_paused(error: ProviderPaused) -> Response:
         response = error_response(HTTPStatus.SERVICE_UNAVAILABLE, error.message)
         response.headers["Retry-After"] = str(error.retry_after_seconds)
         return response

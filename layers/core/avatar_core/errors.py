@@ -78,6 +78,17 @@ class SpendingPaused(AvatarError):
         self.retry_after_seconds = max(1, retry_after_seconds)
 
 
+class ProviderPaused(AvatarError):
+    """A provider's account is exhausted (out of credits, or its quota used up): new paid
+    work for that provider answers 503 with ``Retry-After`` until a probe submission gets
+    through (the circuit breaker in ``logic/breaker.py``). Nothing was started or reserved."""
+
+    def __init__(self, message: str, provider: str, retry_after_seconds: int) -> None:
+        super().__init__(message)
+        self.provider = provider
+        self.retry_after_seconds = max(1, retry_after_seconds)
+
+
 class PaidWorkPending(AvatarError):
     """A workflow's submit step failed (a timeout, a crash) after the provider accepted the
     work and its id was stored: recording 'failed' would waste paid work, so the workflow
@@ -112,6 +123,8 @@ class ProviderError(AvatarError):
         self.provider = provider
         self.status_code = status_code
         self.provider_message = provider_message
+        # seconds the provider asked us to wait (Retry-After, Picsart's reset time), if it did
+        self.retry_after: float | None = None
 
 
 class ProviderRateLimited(ProviderError):
@@ -124,6 +137,10 @@ class ProviderRateLimited(ProviderError):
 
 class ProviderUnavailable(ProviderError):
     """5xx, timeout, dropped connection or an unreadable answer: retry with backoff."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None, **kwargs: object) -> None:
+        super().__init__(message, **kwargs)  # type: ignore[arg-type]
+        self.retry_after = retry_after
 
 
 class ProviderOutcomeUnknown(ProviderError):
@@ -140,10 +157,19 @@ class ProviderRejected(ProviderError):
 class ProviderOutOfCredits(ProviderRejected):
     """402: the account has no credits left; retrying costs nothing but time."""
 
+    account_problem = (
+        "is out of credits: nothing more can be generated until the operator tops it up"
+    )
+
 
 class ProviderQuotaExhausted(ProviderRejected):
     """The account's quota is used up (Picsart answers 429 with a ``fault`` body naming
     ``QuotaViolation``): unlike a rate limit, waiting a few seconds does not fix it."""
+
+    account_problem = (
+        "has used up its request quota: nothing more can be generated until the operator "
+        "raises the quota or it renews"
+    )
 
 
 class ProviderAuthFailed(ProviderRejected):
@@ -177,5 +203,11 @@ class ResultRefused(AvatarError):
 class ResultFetchFailed(AvatarError):
     """A transient failure while fetching a result (timeout, 5xx, reset): retry."""
 
+
+# The provider's account needs a person (credits, quota): no retry can help, new paid work
+# for that provider pauses behind its breaker.
+ACCOUNT_EXHAUSTED = (ProviderOutOfCredits, ProviderQuotaExhausted)
+# The provider cannot take the call right now: wait as it advises and ask again.
+PROVIDER_BUSY = (ProviderRateLimited, ProviderUnavailable)
 
 RETRYABLE_PROVIDER_ERRORS = (ProviderRateLimited.__name__, ProviderUnavailable.__name__)

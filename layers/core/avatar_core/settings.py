@@ -90,6 +90,12 @@ class Settings(BaseModel):
     provider_read_timeout_seconds: float = Field(default=20.0, gt=0)
     secret_cache_seconds: int = Field(default=300, ge=0)
 
+    # the providers' circuit breaker (logic/breaker.py): once an account is exhausted, new
+    # paid work for it answers 503 for this long, then one probe submission is let through
+    # (and has this long to show whether the account works again before another may go)
+    breaker_cool_off_seconds: int = Field(default=900, ge=1)
+    breaker_probe_seconds: int = Field(default=600, ge=1)
+
     # poll schedules (seconds) and bounds
     training_first_poll_seconds: int = Field(default=300, ge=1)
     training_poll_seconds: int = Field(default=120, ge=1)

@@ -12,13 +12,16 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from avatar_core.errors import (
+    ACCOUNT_EXHAUSTED,
+    PROVIDER_BUSY,
     Conflict,
     NotFound,
     PaidWorkKept,
     PaidWorkPending,
     WorkflowUnavailable,
 )
-from avatar_core.logic.polling import next_poll
+from avatar_core.logic.breaker import ProviderBreaker
+from avatar_core.logic.polling import busy_poll, busy_submit, first_poll, next_poll
 from avatar_core.logic.quotas import job_work, never_paid, release
 from avatar_core.models.records import (
     AvatarRecord,
@@ -64,6 +67,8 @@ JOB_KINDS: dict[type[JobRecord], str] = {
     FaceJobRecord: "face",
     InstantJobRecord: "instant",
 }
+# Whose account each kind's work runs on (and whose breaker it answers to).
+JOB_PROVIDERS: dict[str, str] = {"generation": "picsart", "face": "qolaba", "instant": "picsart"}
 
 
 def _expect(record: JobRecord, kind: type[R]) -> R:
@@ -97,6 +102,7 @@ class Copier(Protocol):
 class JobSpec(Protocol):
     record_type: type[JobRecord]
     max_polls: int
+    settings: Settings
 
     def submit(self, record: JobRecord) -> SubmittedJob: ...
 
@@ -364,10 +370,21 @@ def _submittable(repo: AvatarRepository, spec: JobSpec, ref: JobRef) -> JobRecor
     raise Conflict(f"{ref.kind} {ref.job_id} is {record.status.value}, not queued")
 
 
-def submit_job(repo: AvatarRepository, spec: JobSpec, ref: JobRef) -> PollState:
+def submit_job(
+    repo: AvatarRepository, spec: JobSpec, ref: JobRef, poll: PollState | None = None
+) -> PollState:
+    """``poll`` is the loop's state when the provider refused an earlier submit for now."""
     record = _submittable(repo, spec, ref)
     if record.provider_job_id is None:
-        job = spec.submit(record)
+        try:
+            job = spec.submit(record)
+        except PROVIDER_BUSY as busy:
+            # Refused for now (429, 5xx): nothing was bought; wait as advised, submit again.
+            return busy_submit(poll, busy, _schedule_seconds(spec))
+        except ACCOUNT_EXHAUSTED as exhausted:
+            ProviderBreaker(repo, spec.settings).trip(exhausted.provider, exhausted)
+            raise
+        ProviderBreaker(repo, spec.settings).accepted(JOB_PROVIDERS[ref.kind])
         logger.info(
             "provider accepted job", extra={"provider_job_id": job.job_id, **ref.model_dump()}
         )
@@ -376,13 +393,25 @@ def submit_job(repo: AvatarRepository, spec: JobSpec, ref: JobRef) -> PollState:
         )
     else:
         provider_job_id = record.provider_job_id
-    advice = spec.advice(0, None, None)
-    return PollState(provider_job_id=provider_job_id, wait_seconds=advice.wait_seconds)
+    return first_poll(provider_job_id, spec.advice(0, None, None).wait_seconds)
+
+
+def _schedule_seconds(spec: JobSpec) -> int:
+    """The regular interval between polls: what a busy answer's backoff starts from."""
+    return spec.advice(1, None, None).wait_seconds
 
 
 def check_job(repo: AvatarRepository, spec: JobSpec, ref: JobRef, poll: PollState) -> PollState:
     record = _load(repo, spec, ref)
-    status = spec.status(record, poll.provider_job_id)
+    try:
+        status = spec.status(record, poll.provider_job_id)
+    except PROVIDER_BUSY as busy:
+        # Throttled or down: not a failure of a job the provider is running for us.
+        return busy_poll(poll, busy, _schedule_seconds(spec))
+    except ACCOUNT_EXHAUSTED as exhausted:
+        # The job is paid for: wait for the account, never fail it for that.
+        ProviderBreaker(repo, spec.settings).trip(exhausted.provider, exhausted)
+        return busy_poll(poll, exhausted, spec.settings.breaker_cool_off_seconds)
     if not status.known_status and repo.note_unknown_status(
         spec.record_type, ref.owner, ref.job_id, status.provider_status or "(no status)"
     ):
@@ -447,7 +476,7 @@ def record_outcome(
 def _record_outcome(repo: AvatarRepository, spec: JobSpec, outcome: JobOutcome) -> dict[str, str]:
     if outcome.outcome == "failed":
         reason = outcome.failure_reason()
-        if outcome.poll is None:
+        if outcome.in_submit():
             record = repo.get_job(spec.record_type, outcome.owner, outcome.job_id)
             if record is not None and record.provider_job_id and record.status in _OPEN:
                 raise PaidWorkPending(
@@ -457,7 +486,7 @@ def _record_outcome(repo: AvatarRepository, spec: JobSpec, outcome: JobOutcome) 
         finished = repo.finish_job(
             spec.record_type, outcome.owner, outcome.job_id, JobStatusName.FAILED, reason
         )
-        if finished and outcome.poll is None:
+        if finished and outcome.in_submit():
             record = repo.get_job(spec.record_type, outcome.owner, outcome.job_id)
             if never_paid(
                 outcome.error.Error if outcome.error else None,

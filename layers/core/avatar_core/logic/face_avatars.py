@@ -12,7 +12,8 @@ from typing import Any
 
 from avatar_core import ids
 from avatar_core.errors import Conflict, NotFound
-from avatar_core.logic.avatar_jobs import cancel_job, delete_job, launch_job
+from avatar_core.logic.avatar_jobs import JOB_PROVIDERS, cancel_job, delete_job, launch_job
+from avatar_core.logic.breaker import ProviderBreaker
 from avatar_core.logic.generations import avatars_out
 from avatar_core.logic.quotas import PaidWork, Quotas
 from avatar_core.models.api import (
@@ -194,6 +195,7 @@ def create_face_job(
         updated_at=stamp,
     )
     images = int(str(record.parameters.get("batch", 1)))
+    ProviderBreaker(repo, settings).admit(JOB_PROVIDERS["face"])
     with Quotas(repo, settings).reserved(owner, PaidWork.face_batch(record.job_id, images)):
         launch_job(
             repo,

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from avatar_core import ids
 from avatar_core.errors import Conflict, InvalidRequest, NotFound
-from avatar_core.logic.avatar_jobs import cancel_job, delete_job, launch_job
+from avatar_core.logic.avatar_jobs import JOB_PROVIDERS, cancel_job, delete_job, launch_job
+from avatar_core.logic.breaker import ProviderBreaker
 from avatar_core.logic.models import get_model
 from avatar_core.logic.quotas import PaidWork, Quotas
 from avatar_core.models.api import AvatarOut, CreateGenerationRequest, GenerationOut
@@ -61,6 +62,7 @@ def create_generation(
         updated_at=stamp,
     )
     total = sum(r.count for r in request.requests)
+    ProviderBreaker(repo, settings).admit(JOB_PROVIDERS["generation"])
     with Quotas(repo, settings).reserved(owner, PaidWork.avatars(record.generation_id, total)):
         launch_job(
             repo,

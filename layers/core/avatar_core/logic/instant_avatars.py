@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from avatar_core import ids
 from avatar_core.errors import InvalidRequest, NotFound
-from avatar_core.logic.avatar_jobs import cancel_job, delete_job, launch_job
+from avatar_core.logic.avatar_jobs import JOB_PROVIDERS, cancel_job, delete_job, launch_job
+from avatar_core.logic.breaker import ProviderBreaker
 from avatar_core.logic.face_avatars import accepted_reference, release_reference
 from avatar_core.logic.generations import avatars_out
 from avatar_core.logic.models import require_subject
@@ -51,6 +52,7 @@ def create_instant_job(
         created_at=stamp,
         updated_at=stamp,
     )
+    ProviderBreaker(repo, settings).admit(JOB_PROVIDERS["instant"])
     with Quotas(repo, settings).reserved(owner, PaidWork.avatars(record.job_id, record.count)):
         launch_job(
             repo,

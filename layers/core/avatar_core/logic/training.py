@@ -11,6 +11,8 @@ from __future__ import annotations
 from datetime import timedelta
 
 from avatar_core.errors import (
+    ACCOUNT_EXHAUSTED,
+    PROVIDER_BUSY,
     Conflict,
     NotFound,
     PaidWorkKept,
@@ -18,8 +20,9 @@ from avatar_core.errors import (
     WorkflowUnavailable,
 )
 from avatar_core.ids import iso, now, now_iso
+from avatar_core.logic.breaker import ProviderBreaker
 from avatar_core.logic.models import expire_abandoned_uploads, get_model
-from avatar_core.logic.polling import next_poll
+from avatar_core.logic.polling import busy_poll, busy_submit, first_poll, next_poll
 from avatar_core.logic.quotas import PaidWork, Quotas, never_paid, release
 from avatar_core.models.records import ModelRecord, ModelStatus, SelfieStatus
 from avatar_core.models.workflow import ModelRef, PollState, TrainingFailed, TrainingReady
@@ -29,6 +32,10 @@ from avatar_core.settings import Settings
 from avatar_core.store.repository import AvatarRepository
 from avatar_core.store.storage import Storage, model_prefixes
 from avatar_core.store.workflows import WorkflowStarter, WorkflowStopper
+
+# Trainings run on Picsart (its breaker gates them); named here, not imported, so the API
+# function does not load the provider client.
+TRAINING_PROVIDER = "picsart"
 
 
 class ModelGone(NotFound):
@@ -66,6 +73,7 @@ def start_training(
     if expire_abandoned_uploads(repo, model):
         model = get_model(repo, owner, model_id)
     _check_trainable(model, settings.min_selfies_for_training)
+    ProviderBreaker(repo, settings).admit(TRAINING_PROVIDER)
     # Counted before it starts; a refusal (429) or a start that fails (503) leaves nothing.
     with Quotas(repo, settings).reserved(
         owner, PaidWork.training(model_id, model.training_attempt + 1)
@@ -147,7 +155,9 @@ def submit_training(
     provider: TrainingProvider,
     settings: Settings,
     ref: ModelRef,
+    poll: PollState | None = None,
 ) -> PollState:
+    """``poll`` is the loop's state when the provider refused an earlier submit for now."""
     model = _model_in_workflow(repo, ref)
     if model.provider_model_id:
         logger.info(
@@ -171,7 +181,15 @@ def submit_training(
         storage.presign_get(storage.uploads_bucket, key, settings.provider_fetch_url_ttl_seconds)[0]
         for key in keys
     ]
-    job = provider.submit_training(image_urls=urls, subject=model.subject)
+    try:
+        job = provider.submit_training(image_urls=urls, subject=model.subject)
+    except PROVIDER_BUSY as busy:
+        # Refused for now (429, 5xx): nothing was bought; wait as advised and submit again.
+        return busy_submit(poll, busy, settings.training_poll_seconds)
+    except ACCOUNT_EXHAUSTED as exhausted:
+        ProviderBreaker(repo, settings).trip(exhausted.provider, exhausted)
+        raise
+    ProviderBreaker(repo, settings).accepted(TRAINING_PROVIDER)
     # Logged before it is stored: if the write below failed, the id is still recoverable.
     logger.info(
         "provider accepted training", extra={"provider_model_id": job.job_id, **ref.model_dump()}
@@ -227,8 +245,7 @@ def training_cancelled(repo: AvatarRepository, model: ModelRecord) -> None:
 
 
 def _first_poll(provider: TrainingProvider, provider_model_id: str) -> PollState:
-    advice = provider.training_poll_advice(0)
-    return PollState(provider_job_id=provider_model_id, wait_seconds=advice.wait_seconds)
+    return first_poll(provider_model_id, provider.training_poll_advice(0).wait_seconds)
 
 
 def check_training(
@@ -239,7 +256,15 @@ def check_training(
     poll: PollState,
 ) -> PollState:
     _model_in_workflow(repo, ref)
-    status = provider.training_status(poll.provider_job_id)
+    try:
+        status = provider.training_status(poll.provider_job_id)
+    except PROVIDER_BUSY as busy:
+        # Throttled or down: not a failure of a training the provider is running for us.
+        return busy_poll(poll, busy, settings.training_poll_seconds)
+    except ACCOUNT_EXHAUSTED as exhausted:
+        # The training is paid for and running: wait for the account, never fail it for that.
+        ProviderBreaker(repo, settings).trip(exhausted.provider, exhausted)
+        return busy_poll(poll, exhausted, settings.breaker_cool_off_seconds)
     if status.progress is not None:
         repo.update_model(ref.owner, ref.model_id, training_progress=status.progress)
     return next_poll(poll, status, provider.training_poll_advice, settings.training_max_polls)
@@ -261,13 +286,13 @@ def record_failed(repo: AvatarRepository, settings: Settings, failure: TrainingF
     model = repo.get_model(failure.owner, failure.model_id)
     if model is None or max(model.training_attempt, 1) != failure.attempt:
         return reason
-    if failure.poll is None and model.provider_model_id and model.status is ModelStatus.TRAINING:
+    if failure.in_submit() and model.provider_model_id and model.status is ModelStatus.TRAINING:
         raise PaidWorkPending(
             f"the provider accepted training {model.provider_model_id} but the submit step "
             f"failed ({reason}); the workflow ends so it is resumed, not failed"
         )
     fail_training(repo, settings, failure.owner, failure.model_id, reason)
-    if failure.poll is None and never_paid(
+    if failure.in_submit() and never_paid(
         failure.error.Error if failure.error else None, model.provider_model_id
     ):
         release(repo, failure.owner, PaidWork.training(failure.model_id, failure.attempt))

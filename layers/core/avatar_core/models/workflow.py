@@ -57,6 +57,11 @@ class PollState(_Io):
     exhausted: bool = False
     error: str | None = None
     items: list[CopyItem] = Field(default_factory=list)
+    # False while the provider has refused the submit for now (429, 5xx): the loop waits
+    # and submits again, and ``provider_job_id`` is empty
+    submitted: bool = True
+    # busy answers (429, 5xx, no answer) in a row: they cost no poll and no Retry
+    busy: int = Field(default=0, ge=0)
 
     def last_answer(self) -> str:
         """`` (<what the provider last said>)`` when its answer was one we could not place."""
@@ -88,6 +93,11 @@ class TrainingFailed(ModelRef):
     error: StepFailure | None = None
     poll: PollState | None = None
 
+    def in_submit(self) -> bool:
+        """The failure came from the submit step (the provider never took the work from
+        this execution, or the answer with its id was lost)."""
+        return self.poll is None or not self.poll.submitted
+
     def reason(self) -> str:
         if self.poll is not None and self.poll.state is JobState.FAILED:
             return self.poll.error or "the provider reported that training failed"
@@ -116,6 +126,10 @@ class JobOutcome(JobRef):
     copies: list[dict[str, Any]] = Field(default_factory=list)
     error: StepFailure | None = None
     poll: PollState | None = None
+
+    def in_submit(self) -> bool:
+        """The failure came from the submit step (see ``TrainingFailed.in_submit``)."""
+        return self.poll is None or not self.poll.submitted
 
     def failure_reason(self) -> str:
         if self.poll is not None and self.poll.state is JobState.FAILED:

@@ -58,7 +58,15 @@ F_FAULT = "fault"  # documented (quota answer)
 F_FAULT_STRING = "faultstring"
 F_FAULT_DETAIL = "detail"
 F_FAULT_CODE = "errorcode"
-QUOTA_FAULT_CODE = "QuotaViolation"
+QUOTA_FAULT_CODE = "QuotaViolation"  # documented: "policies.ratelimit.QuotaViolation"
+# How long to wait after a 429. "Quotas and limits" documents the header and that it tells
+# "how long to wait before retrying your request", not its unit: delta-seconds is our
+# reading of those words (documented meaning, assumed unit); a Unix epoch (seconds or ms)
+# and an HTTP/ISO date are accepted too (assumed), read by transport.parse_wait_header.
+# Retry-After (not documented by Picsart) is read if the reset time is missing (assumed).
+RESET_TIME_HEADER = "X-Picsart-RateLimit-Reset-Time"
+WAIT_HEADERS = (RESET_TIME_HEADER, "Retry-After")
+# 402 {"message": "Payment Required"}: the credits are used up (documented).
 STATUS_ACCEPTED = "ACCEPTED"
 STATUS_IMAGE_NOT_VALID = "IMAGE_NOT_VALID"
 STATES = {
@@ -201,6 +209,7 @@ class PicsartClient:
             auth_headers=lambda key: {API_KEY_HEADER: key},
             describe_error=describe_error,
             is_quota_fault=is_quota_fault,
+            wait_headers=WAIT_HEADERS,
             connect_timeout_seconds=connect_timeout_seconds,
             read_timeout_seconds=read_timeout_seconds,
             session=session,

@@ -30,7 +30,10 @@ from avatar_core.settings import Settings
 # theneo's Qolaba reference ("Get Status"). The status words are not documented anywhere:
 # the task-status page says tasks are scheduled "through Celery", so Celery's state names are
 # our assumption, and an answer we cannot place is judged by its documented fields.
+# Rate limits: Qolaba documents none, nor how a throttled call is answered; we assume 429
+# with ``Retry-After`` (delta-seconds or HTTP date) and 402 for an account out of credits.
 PROVIDER = "qolaba"
+WAIT_HEADERS = ("Retry-After",)  # assumed
 AUTH_HEADER = "Authorization"
 AUTH_SCHEME = "Bearer"
 SUBMIT_PATH = "/getImageToImage"
@@ -222,6 +225,7 @@ class QolabaClient:
             api_key=api_key,
             auth_headers=lambda key: {AUTH_HEADER: f"{AUTH_SCHEME} {key}"},
             describe_error=describe_error,
+            wait_headers=WAIT_HEADERS,
             connect_timeout_seconds=connect_timeout_seconds,
             read_timeout_seconds=read_timeout_seconds,
             session=session,

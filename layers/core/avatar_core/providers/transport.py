@@ -131,24 +131,54 @@ def compact_json(value: object) -> str:
     return json.dumps(value, separators=(",", ":"), sort_keys=True, default=str)
 
 
-def parse_retry_after(value: str | None) -> float | None:
-    """``Retry-After`` is either delta-seconds or an HTTP date; anything else is ignored."""
+# A bare number this large is a moment (Unix epoch seconds or milliseconds), not a delay:
+# 10^9 seconds is 31 years, so no provider means it as "wait this long".
+EPOCH_SECONDS_FROM = 1_000_000_000
+EPOCH_MILLISECONDS_FROM = 1_000_000_000_000
+
+
+def parse_wait_header(value: str | None, now: float | None = None) -> float | None:
+    """Seconds to wait from a header that says when to ask again, in any shape a provider
+    uses for it: delta-seconds (``Retry-After: 30``, ``12.5``), a Unix epoch in seconds or
+    milliseconds (``1767225600``, ``1767225600000``), an HTTP date (``Retry-After``'s other
+    form) or an ISO 8601 moment. A moment in the past means "now" (0); anything else that
+    cannot be read is ignored (None), so the caller falls back to its own schedule."""
     if not value:
         return None
     value = value.strip()
+    moment = time.time() if now is None else now
     try:
-        seconds = float(value)
+        number = float(value)
     except ValueError:
-        try:
-            when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError):
+        number = None
+    if number is not None:
+        if math.isnan(number) or math.isinf(number):
             return None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=UTC)
-        seconds = (when - datetime.now(UTC)).total_seconds()
-    if math.isnan(seconds) or math.isinf(seconds):
+        if number >= EPOCH_MILLISECONDS_FROM:
+            return max(0.0, number / 1000 - moment)
+        if number >= EPOCH_SECONDS_FROM:
+            return max(0.0, number - moment)
+        return max(0.0, number)
+    when = _parse_moment(value)
+    if when is None:
         return None
-    return max(0.0, seconds)
+    return max(0.0, when.timestamp() - moment)
+
+
+def _parse_moment(value: str) -> datetime | None:
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        try:
+            when = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            return None
+    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """``Retry-After`` is either delta-seconds or an HTTP date; anything else is ignored."""
+    return parse_wait_header(value)
 
 
 def parse_body(
@@ -206,6 +236,7 @@ class ProviderHttp:
         read_timeout_seconds: float,
         session: requests.Session | None = None,
         is_quota_fault: Callable[[object], bool] = lambda body: False,
+        wait_headers: tuple[str, ...] = ("Retry-After",),
     ) -> None:
         if not base_url:
             raise ValueError(f"the {provider} base URL is not configured")
@@ -217,6 +248,7 @@ class ProviderHttp:
         self._auth_headers = auth_headers
         self._describe_error = describe_error
         self._is_quota_fault = is_quota_fault
+        self._wait_headers = wait_headers
         self.timeout = (connect_timeout_seconds, read_timeout_seconds)
         self._session = session or requests.Session()
 
@@ -365,18 +397,33 @@ class ProviderHttp:
         }
         if status in (401, 403):
             return ProviderAuthFailed(summary, **common)
+        name = self.provider.title()
         if status == 402:
-            return ProviderOutOfCredits(summary, **common)
+            return ProviderOutOfCredits(
+                f"the {name} account {ProviderOutOfCredits.account_problem} ({summary})", **common
+            )
         if self._is_quota_fault(decoded):
-            return ProviderQuotaExhausted(summary, **common)
+            return ProviderQuotaExhausted(
+                f"the {name} account {ProviderQuotaExhausted.account_problem} ({summary})",
+                **common,
+            )
+        wait = self.advised_wait(response)
         if status == 429:
-            retry_after = parse_retry_after(response.headers.get("Retry-After"))
-            return ProviderRateLimited(summary, retry_after=retry_after, **common)
+            return ProviderRateLimited(summary, retry_after=wait, **common)
         if status == 408 or status >= 500:
-            return ProviderUnavailable(summary, **common)
+            return ProviderUnavailable(summary, retry_after=wait, **common)
         if 400 <= status < 500:
             return ProviderRejected(summary, **common)
         return ProviderUnavailable(f"{summary}, which is not an answer we expect", **common)
+
+    def advised_wait(self, response: requests.Response) -> float | None:
+        """Seconds the provider asks us to wait: the first of ``wait_headers`` it sent that
+        we can read (Picsart's reset time before ``Retry-After``), or None."""
+        for header in self._wait_headers:
+            seconds = parse_wait_header(response.headers.get(header))
+            if seconds is not None:
+                return seconds
+        return None
 
     def _provider_message(
         self, response: requests.Response, decoded: object, key: str

@@ -13,6 +13,8 @@ Item layout (PK / SK):
 - event        ``OWNER#<owner>`` / ``EVENT#<log position>`` (kept 7 days, by TTL)
 - quota ledger ``OWNER#<owner>`` / ``QUOTA#<family>`` (the last 24 h of paid work)
 - spending     ``STACK`` / ``PAID#<hour>`` (paid submissions of the whole stack that hour)
+- breaker      ``BREAKER#<provider>`` / ``BREAKER`` (only while the provider's account is
+               exhausted: logic/breaker.py)
 - deletion     ``DELETION#<owner>`` / ``RECEIPT``: the receipt of ``DELETE /v1/me`` (kept
                30 days, by TTL), outside the owner's partition so deleting it all spares it
 
@@ -1391,6 +1393,55 @@ class AvatarRepository:
                 counts["avatars"] += len(item.get("avatars") or {})
         return counts
 
+    # -- provider circuit breakers (logic/breaker.py) -------------------------------------
+    # One item per provider, present only while its breaker is open. ISO stamps compare as
+    # text, so the conditions below are plain string comparisons.
+
+    def get_breaker(self, provider: str) -> dict[str, Any] | None:
+        item = self._table.get_item(Key=_breaker_key(provider), ConsistentRead=True).get("Item")
+        return from_item(item) if item else None
+
+    def open_breaker(self, provider: str, reason: str, opened_at: str, probe_after: str) -> None:
+        """Open (or open again, after a failed probe): no probe before ``probe_after``."""
+        self._table.put_item(
+            Item={
+                **_breaker_key(provider),
+                "provider": provider,
+                "reason": reason,
+                "opened_at": opened_at,
+                "probe_after": probe_after,
+            }
+        )
+
+    def claim_breaker_probe(self, provider: str, at: str, probe_until: str) -> bool:
+        """Half-open: let one submission through as the probe. Conditional, so of many
+        concurrent requests after the cool-off exactly one wins; False for the others."""
+        try:
+            self._table.update_item(
+                Key=_breaker_key(provider),
+                UpdateExpression="SET probe_until = :until",
+                ConditionExpression="attribute_exists(PK) AND probe_after <= :at AND "
+                "(attribute_not_exists(probe_until) OR probe_until <= :at)",
+                ExpressionAttributeValues={":at": at, ":until": probe_until},
+            )
+        except ClientError as error:
+            if _is_condition_failure(error):
+                return False
+            raise
+        return True
+
+    def close_breaker(self, provider: str) -> bool:
+        """A paid submission got through: the account works. False if it was not open."""
+        try:
+            self._table.delete_item(
+                Key=_breaker_key(provider), ConditionExpression="attribute_exists(PK)"
+            )
+        except ClientError as error:
+            if _is_condition_failure(error):
+                return False
+            raise
+        return True
+
     # -- plumbing -------------------------------------------------------------------------
 
     # -- the sweep ------------------------------------------------------------------------
@@ -1437,3 +1488,7 @@ class AvatarRepository:
             if "LastEvaluatedKey" not in page:
                 return
             query["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+def _breaker_key(provider: str) -> dict[str, str]:
+    return {"PK": f"BREAKER#{provider}", "SK": "BREAKER"}
