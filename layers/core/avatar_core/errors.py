@@ -141,6 +141,26 @@ class AdmissionDenied(ProviderRateLimited):
     seconds and ask again), and certainly nothing was bought."""
 
 
+class SubmissionQueued(AdmissionDenied):
+    """A paid submission waits its turn in the provider's queue (``logic/provider_queue.py``):
+    ``position`` tickets are ahead of it. It keeps ``ticket`` for its next turn, in
+    ``retry_after`` seconds; ``estimated_start_seconds`` is what the client is told."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        ticket: int,
+        position: int,
+        estimated_start_seconds: int,
+        **kwargs: object,
+    ) -> None:
+        super().__init__(message, **kwargs)  # type: ignore[arg-type]
+        self.ticket = ticket
+        self.position = position
+        self.estimated_start_seconds = estimated_start_seconds
+
+
 class ProviderUnavailable(ProviderError):
     """5xx, timeout, dropped connection or an unreadable answer: retry with backoff."""
 

@@ -19,6 +19,17 @@ class _Io(BaseModel):
     model_config = ConfigDict(extra="ignore", defer_build=True)
 
 
+class QueueState(_Io):
+    """A provider's submission queue (logic/provider_queue.py): the last ticket ``issued``,
+    how many were ``admitted`` and when the last one was (epoch seconds)."""
+
+    model_config = ConfigDict(frozen=True, defer_build=True)
+
+    issued: int = 0
+    admitted: int = 0
+    admitted_at: float | None = None
+
+
 class ModelRef(_Io):
     owner: str = Field(min_length=1)
     model_id: str = Field(min_length=1)
@@ -62,6 +73,10 @@ class PollState(_Io):
     submitted: bool = True
     # busy answers (429, 5xx, no answer) in a row: they cost no poll and no Retry
     busy: int = Field(default=0, ge=0)
+    # the submission's ticket in the provider's queue (logic/provider_queue.py), kept from
+    # turn to turn while it waits, and where it stood the last time it looked
+    ticket: int | None = None
+    queue_position: int | None = None
 
     def last_answer(self) -> str:
         """`` (<what the provider last said>)`` when its answer was one we could not place."""

@@ -18,6 +18,8 @@ Item layout (PK / SK):
 - limiter      ``LIMIT#<provider>#<shard>`` / ``W#<window>``: requests admitted to a provider
                in one shard of one fixed window, attribute ``n`` (kept minutes, by TTL;
                logic/limiter.py)
+- queue        ``QUEUE#<provider>`` / ``QUEUE``: tickets ``issued`` to paid submissions of
+               the provider and how many were ``admitted`` (logic/provider_queue.py)
 - deletion     ``DELETION#<owner>`` / ``RECEIPT``: the receipt of ``DELETE /v1/me`` (kept
                30 days, by TTL), outside the owner's partition so deleting it all spares it
 
@@ -62,6 +64,7 @@ from avatar_core.models.records import (
     SelfieRecord,
     SelfieStatus,
 )
+from avatar_core.models.workflow import QueueState
 from avatar_core.store import clients
 
 JobRecord = GenerationRecord | FaceJobRecord | InstantJobRecord
@@ -1459,6 +1462,32 @@ class AvatarRepository:
             ExpressionAttributeValues={":one": 1, ":cap": cap, ":expires": expires_at},
         )
 
+    # -- provider submission queues (logic/provider_queue.py) -------------------------------
+    # The queue's QueueStore: one counter item per provider; every method one request.
+
+    def take_ticket(self, provider: str) -> tuple[int, QueueState]:
+        """The next ticket of ``provider``'s queue (one ADD), and the queue as it now is."""
+        item = self._table.update_item(
+            Key=_queue_key(provider),
+            UpdateExpression="ADD issued :one",
+            ExpressionAttributeValues={":one": 1},
+            ReturnValues="ALL_NEW",
+        )["Attributes"]
+        state = _queue_state(item)
+        return state.issued, state
+
+    def read(self, provider: str) -> QueueState:
+        item = self._table.get_item(Key=_queue_key(provider), ConsistentRead=True).get("Item")
+        return _queue_state(item or {})
+
+    def advance(self, provider: str, at: float) -> None:
+        """One more submission of ``provider``'s queue got through, at ``at``."""
+        self._table.update_item(
+            Key=_queue_key(provider),
+            UpdateExpression="ADD admitted :one SET admitted_at = :at",
+            ExpressionAttributeValues={":one": 1, ":at": Decimal(str(round(at, 3)))},
+        )
+
     # -- plumbing -------------------------------------------------------------------------
 
     # -- the sweep ------------------------------------------------------------------------
@@ -1505,6 +1534,19 @@ class AvatarRepository:
             if "LastEvaluatedKey" not in page:
                 return
             query["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+def _queue_key(provider: str) -> dict[str, str]:
+    return {"PK": f"QUEUE#{provider}", "SK": "QUEUE"}
+
+
+def _queue_state(item: dict[str, Any]) -> QueueState:
+    at = item.get("admitted_at")
+    return QueueState(
+        issued=int(item.get("issued", 0)),
+        admitted=int(item.get("admitted", 0)),
+        admitted_at=float(at) if at is not None else None,
+    )
 
 
 def _breaker_key(provider: str) -> dict[str, str]:

@@ -1,0 +1,210 @@
+"""Paid submissions wait their turn in arrival order when the provider is at its limit: a
+ticket each, only the front asks for tokens, the far back sleeps long, holes cannot hold the
+queue, and a waiting submission keeps its ticket from turn to turn."""
+
+from __future__ import annotations
+
+import random
+import threading
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+
+import boto3
+import pytest
+
+from avatar_core.errors import PROVIDER_BUSY, SubmissionQueued
+from avatar_core.logic import polling
+from avatar_core.logic.limiter import Limiter, MemoryWindowStore
+from avatar_core.logic.provider_queue import (
+    MAX_QUEUE_WAIT_SECONDS,
+    STALL_WINDOWS,
+    MemoryQueueStore,
+    SubmitQueue,
+)
+from avatar_core.store.repository import AvatarRepository
+from local import dynamodb_atomic
+from tests.support.moto_server import moto_server
+from tests.unit.conftest import table_definition
+
+
+class Clock:
+    def __init__(self, start: float = 1_800_000_000.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def queue(rate: int = 60, window: float = 10, seed: int = 3) -> tuple[SubmitQueue, Clock]:
+    clock = Clock()
+    limiter = Limiter(
+        MemoryWindowStore(), clock, rate, window, 1, random.Random(seed), provider="picsart"
+    )
+    return SubmitQueue(MemoryQueueStore(), limiter, clock, random.Random(seed)), clock
+
+
+def test_the_first_submissions_go_at_once_each_with_its_own_ticket() -> None:
+    q, _ = queue(rate=60)  # 60 a minute in 10 s windows: 8 a window
+
+    tickets = [q.admit(None) for _ in range(q.lookahead)]
+
+    assert tickets == list(range(1, q.lookahead + 1))
+
+
+def test_past_the_front_a_submission_waits_without_asking_for_a_token() -> None:
+    q, _ = queue(rate=60)
+    for _ in range(q.lookahead):
+        q.admit(None)
+    far_back = [q.store.take_ticket("picsart")[0] for _ in range(500)][-1]
+    tokens_before = dict(q.limiter.store.writes)  # type: ignore[attr-defined]
+
+    with pytest.raises(SubmissionQueued) as queued:
+        q.admit(far_back)
+
+    assert queued.value.ticket == far_back
+    assert queued.value.position == far_back - q.lookahead
+    assert q.limiter.store.writes == tokens_before, "the far back does not ask the limiter"  # type: ignore[attr-defined]
+    # 500 ahead at 1 a second: it comes back in about 8 minutes, not every window
+    assert queued.value.estimated_start_seconds == pytest.approx(492, abs=1)
+    assert 0.9 * 492 <= queued.value.retry_after <= min(MAX_QUEUE_WAIT_SECONDS, 1.1 * 492)
+
+
+def test_at_the_front_a_denied_submission_keeps_its_ticket_and_the_oldest_ask_first() -> None:
+    q, clock = queue(rate=60)
+    for _ in range(q.lookahead):
+        q.admit(None)  # this window's tokens are gone
+    waits = {}
+    for _ in range(q.lookahead):
+        ticket, _ = q.store.take_ticket("picsart")
+        with pytest.raises(SubmissionQueued) as queued:
+            q.admit(ticket)
+        waits[ticket] = queued.value.retry_after
+        assert queued.value.ticket == ticket
+
+    to_next = q.limiter.window_seconds - clock.now % q.limiter.window_seconds
+    assert all(to_next <= w <= to_next + q.limiter.window_seconds for w in waits.values())
+    oldest, newest = min(waits), max(waits)
+    assert waits[oldest] < waits[newest]
+
+
+def test_a_burst_is_admitted_in_arrival_order() -> None:
+    """Hundreds of submissions, each asking again when it is told: they get through in the
+    order of their tickets, give or take one front's worth."""
+    q, clock = queue(rate=120)
+    pending: dict[int, float] = {}
+    for _ in range(400):
+        ticket, _ = q.store.take_ticket("picsart")
+        pending[ticket] = clock.now
+    admitted: list[int] = []
+    while pending:
+        clock.now = min(pending.values())
+        for ticket in sorted(t for t, at in pending.items() if at <= clock.now):
+            try:
+                q.admit(ticket)
+            except SubmissionQueued as queued:
+                pending[ticket] = clock.now + queued.retry_after
+            else:
+                admitted.append(ticket)
+                del pending[ticket]
+
+    displacement = max(abs(i + 1 - ticket) for i, ticket in enumerate(admitted))
+    assert sorted(admitted) == list(range(1, 401))
+    assert displacement <= q.lookahead
+
+
+def test_holes_left_by_jobs_that_went_away_cannot_hold_the_queue() -> None:
+    q, clock = queue(rate=60)
+    q.admit(None)
+    for _ in range(3 * q.lookahead):
+        q.store.take_ticket("picsart")  # taken by jobs since cancelled: never admitted
+    last, _ = q.store.take_ticket("picsart")
+    with pytest.raises(SubmissionQueued):
+        q.admit(last)
+
+    clock.now += 3 * STALL_WINDOWS * q.limiter.window_seconds + 1
+
+    assert q.admit(last) == last
+
+
+def test_a_queued_turn_is_a_busy_answer_that_keeps_the_ticket_for_the_next_turn() -> None:
+    q, _ = queue(rate=60)
+    for _ in range(q.lookahead):
+        q.admit(None)
+    ticket, _ = q.store.take_ticket("picsart")
+    with pytest.raises(SubmissionQueued) as queued:
+        q.admit(ticket)
+    assert isinstance(queued.value, PROVIDER_BUSY)
+
+    state = polling.busy_submit(None, queued.value, 10)
+
+    assert state.submitted is False
+    assert state.ticket == ticket
+    assert state.queue_position == queued.value.position
+    assert state.wait_seconds >= queued.value.retry_after
+
+
+def test_no_limit_configured_means_no_queue() -> None:
+    q, _ = queue(rate=0)
+
+    assert [q.admit(None) for _ in range(1000)] == [0] * 1000
+    assert q.store.read("picsart").issued == 0
+
+
+def test_long_busy_loops_slow_down_so_the_history_stays_bounded() -> None:
+    """However long a loop waits for a busy provider, it takes a bounded number of turns
+    (Step Functions keeps 25,000 events an execution)."""
+    error = SubmissionQueued(
+        "x", provider="picsart", ticket=1, position=1, retry_after=1, estimated_start_seconds=0
+    )
+    state = None
+    turns = 0
+    while state is None or state.waited_seconds < 12 * 3600:
+        state = polling.busy_submit(state, error, 10)
+        turns += 1
+
+    assert turns <= 953
+    assert state.wait_seconds >= 12 * 3600 // polling.HISTORY_FRACTION
+
+
+# -- in DynamoDB, under real concurrency ---------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def server_repo() -> Iterator[AvatarRepository]:
+    with moto_server(dynamodb_atomic.install) as url:
+        resource = boto3.resource(
+            "dynamodb",
+            endpoint_url=url,
+            region_name="us-east-1",
+            aws_access_key_id="local",
+            aws_secret_access_key="local",
+        )
+        resource.meta.client.create_table(TableName="avatars", **table_definition())
+        yield AvatarRepository("avatars", resource=resource)
+
+
+def test_concurrent_submissions_in_the_table_get_distinct_tickets_and_exactly_the_cap(
+    server_repo: AvatarRepository,
+) -> None:
+    clock = Clock(start=2_000_000_000.0)  # the start of a window: all 40 fall in one
+    limiter = Limiter(server_repo, clock, 60, 10, 2, random.Random(5), provider="qolaba")
+    q = SubmitQueue(server_repo, limiter, clock, random.Random(5))
+    gate = threading.Barrier(40)
+
+    def submit() -> int | SubmissionQueued:
+        gate.wait(timeout=30)
+        try:
+            return q.admit(None)
+        except SubmissionQueued as queued:
+            return queued
+
+    with ThreadPoolExecutor(40) as pool:
+        answers = list(pool.map(lambda _: submit(), range(40)))
+
+    admitted = [a for a in answers if isinstance(a, int)]
+    queued = [a for a in answers if isinstance(a, SubmissionQueued)]
+    tickets = admitted + [a.ticket for a in queued]
+    assert sorted(tickets) == list(range(1, 41)), "every submission has its own ticket"
+    assert len(admitted) == limiter.cap, "one window's tokens, no more"
+    state = server_repo.read("qolaba")
+    assert (state.issued, state.admitted) == (40, limiter.cap)
