@@ -61,9 +61,9 @@ class Settings(BaseModel):
     # (only ever to poll and copy a provider job whose id is stored; never to submit)
     max_resumes: int = Field(default=2, ge=0, le=10)
     # when a record still open is overdue for the sweep: its execution's TimeoutSeconds
-    # (train_model 4 h, avatar_job 1 h) plus a margin for the end event to arrive first
+    # (train_model 4 h, avatar_job 12 h) plus a margin for the end event to arrive first
     training_deadline_seconds: int = Field(default=4 * 3600 + 900, ge=60)
-    job_deadline_seconds: int = Field(default=3600 + 900, ge=60)
+    job_deadline_seconds: int = Field(default=12 * 3600 + 900, ge=60)
     sweep_batch: int = Field(default=50, ge=1, le=1000)
 
     def deadline(self, seconds: int) -> str:

@@ -21,6 +21,7 @@ from avatar_core.models.api import (
     FaceJobOut,
     FaceUploadOut,
     FaceUploadRequest,
+    QueueOut,
 )
 from avatar_core.models.records import (
     FaceImageRecord,
@@ -245,6 +246,7 @@ def face_job_out(record: FaceJobRecord, storage: Storage, settings: Settings) ->
         parameters=shown,
         avatars=avatars_out(record, storage, settings),
         error=record.error,
+        queue=QueueOut.of(record.queue_standing()),
         created_at=record.created_at,
         updated_at=record.updated_at,
     )

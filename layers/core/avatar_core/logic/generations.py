@@ -8,7 +8,7 @@ from avatar_core.logic.avatar_jobs import JOB_PROVIDERS, cancel_job, delete_job,
 from avatar_core.logic.breaker import ProviderBreaker
 from avatar_core.logic.models import get_model
 from avatar_core.logic.quotas import PaidWork, Quotas
-from avatar_core.models.api import AvatarOut, CreateGenerationRequest, GenerationOut
+from avatar_core.models.api import AvatarOut, CreateGenerationRequest, GenerationOut, QueueOut
 from avatar_core.models.records import GenerationRecord, JobRecordBase, ModelStatus
 from avatar_core.settings import Settings
 from avatar_core.store.repository import AvatarRepository
@@ -133,6 +133,7 @@ def generation_out(record: GenerationRecord, storage: Storage, settings: Setting
         requests=record.requests,
         avatars=avatars_out(record, storage, settings),
         error=record.error,
+        queue=QueueOut.of(record.queue_standing()),
         created_at=record.created_at,
         updated_at=record.updated_at,
     )

@@ -14,7 +14,7 @@ from avatar_core.logic.face_avatars import accepted_reference, release_reference
 from avatar_core.logic.generations import avatars_out
 from avatar_core.logic.models import require_subject
 from avatar_core.logic.quotas import PaidWork, Quotas
-from avatar_core.models.api import CreateInstantAvatarRequest, InstantJobOut
+from avatar_core.models.api import CreateInstantAvatarRequest, InstantJobOut, QueueOut
 from avatar_core.models.records import InstantJobRecord
 from avatar_core.settings import Settings
 from avatar_core.store.repository import AvatarRepository
@@ -106,6 +106,7 @@ def instant_job_out(
         status=record.status,
         avatars=avatars_out(record, storage, settings),
         error=record.error,
+        queue=QueueOut.of(record.queue_standing()),
         created_at=record.created_at,
         updated_at=record.updated_at,
     )

@@ -12,6 +12,7 @@ from avatar_core.models.records import (
     JobStatusName,
     ModelRecord,
     ModelStatus,
+    QueueStanding,
     SelfieRecord,
     SelfieStatus,
     Subject,
@@ -56,6 +57,34 @@ class SelfieCounts(_Body):
     rejected: int
 
 
+class QueueOut(_Body):
+    """Present while paid work waits for the provider's capacity: the provider is at its
+    rate limit and submissions go in arrival order."""
+
+    position: int = Field(description="Submissions ahead of this one in the provider's queue")
+    estimated_start_at: str = Field(
+        description="When it is expected to reach the provider (an estimate, refreshed as "
+        "it moves up)"
+    )
+    as_of: str = Field(description="When the position was last looked at")
+
+    @classmethod
+    def of(cls, standing: QueueStanding | None) -> QueueOut | None:
+        if standing is None:
+            return None
+        return cls(
+            position=standing.position,
+            estimated_start_at=standing.estimated_start_at,
+            as_of=standing.as_of,
+        )
+
+
+_QUEUE_DESCRIPTION = (
+    "While the provider is at its rate limit and this work waits its turn: its place in the "
+    "queue; absent otherwise"
+)
+
+
 class ModelOut(_Body):
     model_id: str
     subject: Subject
@@ -77,6 +106,7 @@ class ModelOut(_Body):
         description="Whether the provider accepted this training (so it may bill for it, "
         "even if it failed later); false means nothing was sent or charged",
     )
+    queue: QueueOut | None = Field(default=None, description=_QUEUE_DESCRIPTION)
 
     @classmethod
     def of(cls, record: ModelRecord) -> ModelOut:
@@ -98,6 +128,7 @@ class ModelOut(_Body):
             and record.selfies_deleted_at is None
             else None,
             provider_accepted=record.provider_model_id is not None,
+            queue=QueueOut.of(record.queue_standing()),
         )
 
 
@@ -188,6 +219,7 @@ class GenerationOut(_Body):
     requests: list[dict[str, object]]
     avatars: list[AvatarOut]
     error: str | None = None
+    queue: QueueOut | None = Field(default=None, description=_QUEUE_DESCRIPTION)
     created_at: str
     updated_at: str
 
@@ -308,6 +340,7 @@ class FaceJobOut(_Body):
     parameters: dict[str, object]
     avatars: list[AvatarOut]
     error: str | None = None
+    queue: QueueOut | None = Field(default=None, description=_QUEUE_DESCRIPTION)
     created_at: str
     updated_at: str
 
@@ -345,6 +378,7 @@ class InstantJobOut(_Body):
     status: JobStatusName
     avatars: list[AvatarOut]
     error: str | None = None
+    queue: QueueOut | None = Field(default=None, description=_QUEUE_DESCRIPTION)
     created_at: str
     updated_at: str
 

@@ -41,6 +41,15 @@ class _Record(BaseModel):
     model_config = ConfigDict(extra="ignore", use_enum_values=False, defer_build=True)
 
 
+class QueueStanding(_Record):
+    """Where a paid submission stood in its provider's queue when it last looked (while the
+    provider is at its rate limit; logic/provider_queue.py)."""
+
+    position: int
+    estimated_start_at: str
+    as_of: str
+
+
 class ModelRecord(_Record):
     owner: str
     model_id: str
@@ -68,6 +77,13 @@ class ModelRecord(_Record):
     # when the submit task of the current attempt began handing the selfies to the provider:
     # from then on a cancel cannot promise that nothing was paid
     submitting_at: str | None = None
+    # while the training waits for provider capacity (shown until the provider has it)
+    queue: QueueStanding | None = None
+
+    def queue_standing(self) -> QueueStanding | None:
+        """Where the training stands in the provider's queue, while it waits there."""
+        waiting = self.status is ModelStatus.TRAINING and self.provider_model_id is None
+        return self.queue if waiting else None
 
 
 class SelfieRecord(_Record):
@@ -115,8 +131,15 @@ class JobRecordBase(_Record):
     # when the submit task began sending the job to the provider: from then on a cancel
     # cannot promise that nothing was paid
     submitting_at: str | None = None
+    # while the job waits for provider capacity (shown until the provider has it)
+    queue: QueueStanding | None = None
     created_at: str
     updated_at: str
+
+    def queue_standing(self) -> QueueStanding | None:
+        """Where the job stands in the provider's queue, while it waits there."""
+        waiting = self.status is JobStatusName.QUEUED and self.provider_job_id is None
+        return self.queue if waiting else None
 
     def ordered_avatars(self) -> list[AvatarRecord]:
         return sorted(self.avatars.values(), key=lambda avatar: avatar.index)

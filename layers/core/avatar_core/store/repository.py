@@ -59,6 +59,7 @@ from avatar_core.models.records import (
     JobStatusName,
     ModelRecord,
     ModelStatus,
+    QueueStanding,
     QuotaEntry,
     QuotaLedger,
     SelfieRecord,
@@ -1464,6 +1465,40 @@ class AvatarRepository:
 
     # -- provider submission queues (logic/provider_queue.py) -------------------------------
     # The queue's QueueStore: one counter item per provider; every method one request.
+
+    def note_job_queued(
+        self, kind: type[JobRecord], owner: str, job_id: str, standing: QueueStanding
+    ) -> None:
+        """Show where a job waiting for provider capacity stands; only while it waits."""
+        self._update_if(
+            Key={"PK": _owner_pk(owner), "SK": _JOB_PREFIX[kind] + job_id},
+            UpdateExpression="SET #queue = :standing",
+            ConditionExpression="#status = :queued AND attribute_not_exists(provider_job_id)",
+            ExpressionAttributeNames={"#queue": "queue", "#status": "status"},
+            ExpressionAttributeValues={
+                ":standing": standing.model_dump(),
+                ":queued": JobStatusName.QUEUED.value,
+            },
+        )
+
+    def note_training_queued(
+        self, owner: str, model_id: str, attempt: int, standing: QueueStanding
+    ) -> None:
+        """Show where a training waiting for provider capacity stands; only while it waits."""
+        self._update_if(
+            Key={"PK": _owner_pk(owner), "SK": f"MODEL#{model_id}"},
+            UpdateExpression="SET #queue = :standing",
+            ConditionExpression=(
+                "#status = :training AND training_attempt = :attempt"
+                " AND attribute_not_exists(provider_model_id)"
+            ),
+            ExpressionAttributeNames={"#queue": "queue", "#status": "status"},
+            ExpressionAttributeValues={
+                ":standing": standing.model_dump(),
+                ":training": ModelStatus.TRAINING.value,
+                ":attempt": attempt,
+            },
+        )
 
     def take_ticket(self, provider: str) -> tuple[int, QueueState]:
         """The next ticket of ``provider``'s queue (one ADD), and the queue as it now is."""
