@@ -135,6 +135,12 @@ class ProviderRateLimited(ProviderError):
         self.retry_after = retry_after
 
 
+class AdmissionDenied(ProviderRateLimited):
+    """Our own limiter (``logic/limiter.py``) has no token for this provider right now: the
+    call was not made. A rate limit of ours, so it is busy like a 429 (wait ``retry_after``
+    seconds and ask again), and certainly nothing was bought."""
+
+
 class ProviderUnavailable(ProviderError):
     """5xx, timeout, dropped connection or an unreadable answer: retry with backoff."""
 

@@ -15,6 +15,9 @@ Item layout (PK / SK):
 - spending     ``STACK`` / ``PAID#<hour>`` (paid submissions of the whole stack that hour)
 - breaker      ``BREAKER#<provider>`` / ``BREAKER`` (only while the provider's account is
                exhausted: logic/breaker.py)
+- limiter      ``LIMIT#<provider>#<shard>`` / ``W#<window>``: requests admitted to a provider
+               in one shard of one fixed window, attribute ``n`` (kept minutes, by TTL;
+               logic/limiter.py)
 - deletion     ``DELETION#<owner>`` / ``RECEIPT``: the receipt of ``DELETE /v1/me`` (kept
                30 days, by TTL), outside the owner's partition so deleting it all spares it
 
@@ -1441,6 +1444,20 @@ class AvatarRepository:
                 return False
             raise
         return True
+
+    # -- provider admission windows (logic/limiter.py) ------------------------------------
+    # The limiter's WindowStore: one conditional ADD per attempt, no read. The key it passes
+    # is ``<PK>#W#<window>``; each shard's windows share its partition key.
+
+    def add_if_below(self, key: str, cap: int, expires_at: int) -> bool:
+        """Count one request in the window ``key`` unless ``cap`` are counted already."""
+        pk, _, window = key.rpartition("#W#")
+        return self._update_if(
+            Key={"PK": pk, "SK": f"W#{window}"},
+            UpdateExpression="ADD n :one SET expires_at_epoch = :expires",
+            ConditionExpression="attribute_not_exists(n) OR n < :cap",
+            ExpressionAttributeValues={":one": 1, ":cap": cap, ":expires": expires_at},
+        )
 
     # -- plumbing -------------------------------------------------------------------------
 

@@ -1,0 +1,210 @@
+"""Admission control per provider, shared by every execution: a token before every call.
+
+Each provider allows so many requests a minute for the whole account (Picsart 500), and
+every workflow execution polls and submits on its own. So before any provider API call a
+task takes a token here; with none left it answers "wait N s" to its state machine (see
+``logic/polling.py``): :class:`AdmissionDenied` is one of ``PROVIDER_BUSY``, so it costs
+neither a Retry nor the job.
+
+Design: fixed windows, counted by one conditional write
+---------------------------------------------------------
+Time is cut into fixed windows of ``w`` seconds (window ``k`` is ``[k*w, (k+1)*w)``). An
+attempt is ONE DynamoDB UpdateItem on the window's counter, ``ADD n :one`` with the
+condition ``attribute_not_exists(n) OR n < :cap``: it either counts the request (admitted)
+or fails its condition (refused). No read, no compare-and-swap loop, no lock: DynamoDB
+applies conditional writes to one item one after the other, so of any number of concurrent
+callers exactly ``cap`` are admitted per window. A token bucket would need the bucket's
+level and its last refill time, i.e. a read then a conditional write that loses and loops
+under contention; the window needs neither, and its items expire by TTL a few minutes later.
+
+The cap per window, so that ANY sliding 60 s stays within the per-minute rate
+---------------------------------------------------------------------------------------
+Fixed windows alone do not bound a *sliding* minute: ``cap`` requests at the very end of
+one window and ``cap`` more at the start of the next are close together. A half-open span
+of 60 s meets at most ``m = ceil(60 / w) + 1`` windows (``60/w + 1`` when ``w`` divides 60,
+e.g. 7 windows of 10 s: ``[5, 65)`` meets the windows starting at 0, 10, ... 60), and at
+worst every one of them spends its whole cap inside the span. So the cap is
+
+    cap = floor(rate / m)        (= floor(rate * w / (60 + w)) when w divides 60)
+
+and any 60 s then sees at most ``m * cap <= rate`` admissions. Picsart, 500 a minute with
+10 s windows: ``m = 7``, ``cap = 71``, at most 497 in any minute; 426 a minute when busy
+for long (the price of the guarantee: shorter windows lose less, 5 s windows give 38 per
+window and 456 a minute, but write more often). Qolaba, 60 a minute: cap 8 per 10 s.
+
+The guarantee is about when tokens are *taken*, by the callers' clocks (Lambda's are kept
+in sync by NTP to well under a second); a request reaches the provider a few hundred
+milliseconds after its token, which the floor in ``cap`` leaves room for.
+
+Shards: why one key does not have to take every attempt
+--------------------------------------------------------
+A DynamoDB partition takes at most 1,000 write units a second, and a refused conditional
+write costs one too. So the window's cap is split over up to ``S`` shards, items
+``LIMIT#<provider>#<shard>`` / ``W#<window>`` (the window's number, its start / ``w``):
+shard ``i`` gets ``cap // S``, plus one of the remainder when ``i < cap % S``. An attempt
+writes a random shard first and, if that one is full, one other random shard: at most two
+writes. The shares add up to ``cap``, so a window never admits more; with many callers
+every shard is tried until it is full, so a busy window admits exactly ``cap``.
+
+A caller refused by both of its shards while a third still has a token waits a window for
+nothing (it errs on the provider's side). With tiny shares that would happen while the
+window is far from full, so no shard holds fewer than ``MIN_SHARD_SHARE`` (4) tokens: a
+small cap uses fewer shards (Qolaba's 8 a window: 2 shards of 4, and with 2 shards the two
+writes try both, so nobody is refused while a token is left).
+
+What one key takes: every attempt is at most 2 writes of 1 WCU (items are tiny), spread
+evenly over ``S`` keys, so a key takes ``2 * A / S`` writes a second for ``A`` attempts a
+second, admitted and refused alike. 10,000 executions cannot attempt more than about 2,000
+times a second: no wait is shorter than 5 s (``polling.MIN_BUSY_WAIT_SECONDS`` after a
+refusal; generation and face polls are 10 s and 5 s, jittered around that mean), so
+``A <= 10,000 / 5``. With the default ``S = 8`` a key takes at most ``2 * 2,000 / 8 = 500``
+writes a second, half of DynamoDB's 1,000 per partition key; ``S`` grows with the stack
+(``S >= A / 500``) through the ``LimiterShards`` parameter.
+
+A refused caller is told to come back after the window ends plus a random spread of up to
+one more window, so the refused of one window do not all return at the first instant of
+the next (``polling.busy_wait`` then draws the wait between that and twice that).
+
+Time is injected (``clock``), as are the store and the random draws, so the same decisions
+run in unit tests, in the bench over a simulated clock, and in Lambda over the wall clock.
+Locally the stack runs emulated time ``time_factor`` times faster than the wall: its
+``clock`` is then the wall clock times that factor, so windows, the rate and every
+``retry_after`` are in the emulator's seconds, as its Wait states are.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from avatar_core.errors import AdmissionDenied
+
+# Windows outlive their end by this long before TTL may remove them (DynamoDB's TTL deletes
+# within days, so correctness never depends on it: the window's start is in its key).
+WINDOW_TTL_SECONDS = 300
+DEFAULT_WINDOW_SECONDS = 10.0
+DEFAULT_SHARDS = 8
+# No shard holds fewer tokens a window than this (a small cap uses fewer shards).
+MIN_SHARD_SHARE = 4
+
+
+class WindowStore(Protocol):
+    """Where windows are counted: one conditional increment, nothing else."""
+
+    def add_if_below(self, key: str, cap: int, expires_at: int) -> bool:
+        """Count one request under ``key`` unless ``cap`` are counted there already; True
+        if it was counted. ``expires_at`` (epoch seconds) is when the count may be dropped."""
+        ...
+
+
+@dataclass
+class MemoryWindowStore:
+    """The store in memory, for tests and the bench: thread-safe, and it counts writes per
+    key (admitted and refused) as DynamoDB would bill them."""
+
+    counts: dict[str, int] = field(default_factory=dict)
+    writes: dict[str, int] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def add_if_below(self, key: str, cap: int, expires_at: int) -> bool:
+        with self._lock:
+            self.writes[key] = self.writes.get(key, 0) + 1
+            count = self.counts.get(key, 0)
+            if count >= cap:
+                return False
+            self.counts[key] = count + 1
+            return True
+
+
+def window_cap(rate_per_minute: int, window_seconds: float) -> int:
+    """Admissions per window so that any sliding 60 s sees at most ``rate_per_minute``."""
+    windows_in_a_minute = math.ceil(60 / window_seconds - 1e-9) + 1
+    return rate_per_minute // windows_in_a_minute
+
+
+def shard_caps(cap: int, shards: int) -> list[int]:
+    """The window's cap split over at most ``shards`` shards of at least ``MIN_SHARD_SHARE``
+    tokens each (one shard when the cap is smaller), the remainder one each to the first."""
+    shards = max(1, min(shards, cap // MIN_SHARD_SHARE))
+    base, extra = divmod(cap, shards)
+    caps = [base + (1 if index < extra else 0) for index in range(shards)]
+    return caps
+
+
+def window_key(provider: str, shard: int, window: int) -> str:
+    """``<PK>#W#<window>``: the repository splits it into its item's PK and SK. ``window``
+    is the window's number, its start divided by ``w``."""
+    return f"LIMIT#{provider}#{shard}#W#{window}"
+
+
+class Limiter:
+    """One provider's admission control; ``rate_per_minute == 0`` admits everything."""
+
+    def __init__(
+        self,
+        store: WindowStore,
+        clock: Callable[[], float],
+        rate_per_minute: int,
+        window_seconds: float = DEFAULT_WINDOW_SECONDS,
+        shards: int = DEFAULT_SHARDS,
+        rng: random.Random | None = None,
+        *,
+        provider: str = "provider",
+    ) -> None:
+        if rate_per_minute < 0 or window_seconds <= 0 or shards < 1:
+            raise ValueError("rate must be >= 0, the window > 0 s and shards >= 1")
+        self.store = store
+        self.clock = clock
+        self.rate_per_minute = rate_per_minute
+        self.window_seconds = window_seconds
+        self.provider = provider
+        self.rng = rng or random.SystemRandom()
+        self.cap = window_cap(rate_per_minute, window_seconds)
+        if rate_per_minute and self.cap < 1:
+            raise ValueError(
+                f"{rate_per_minute} requests a minute is less than one per {window_seconds} s"
+                " window: use longer windows"
+            )
+        self.shard_caps = shard_caps(self.cap, shards)
+
+    @property
+    def enabled(self) -> bool:
+        return self.rate_per_minute > 0
+
+    def try_admit(self) -> float | None:
+        """Take a token: None if admitted, else the seconds to wait before trying again."""
+        if not self.enabled:
+            return None
+        moment = self.clock()
+        index = math.floor(moment / self.window_seconds)
+        start = index * self.window_seconds
+        end = start + self.window_seconds
+        expires_at = math.ceil(end) + WINDOW_TTL_SECONDS
+        for shard in self._shards_to_try():
+            key = window_key(self.provider, shard, index)
+            if self.store.add_if_below(key, self.shard_caps[shard], expires_at):
+                return None
+        return (end - moment) + self.rng.uniform(0, self.window_seconds)
+
+    def admit(self) -> None:
+        """Take a token or raise :class:`AdmissionDenied` with its ``retry_after``."""
+        wait = self.try_admit()
+        if wait is not None:
+            raise AdmissionDenied(
+                f"{self.provider} is at its limit of {self.rate_per_minute} requests a "
+                f"minute; asking again in {math.ceil(wait)} s",
+                provider=self.provider,
+                retry_after=wait,
+            )
+
+    def _shards_to_try(self) -> list[int]:
+        count = len(self.shard_caps)
+        first = self.rng.randrange(count)
+        if count == 1:
+            return [first]
+        other = (first + 1 + self.rng.randrange(count - 1)) % count
+        return [first, other]
