@@ -54,12 +54,13 @@ writes try both, so nobody is refused while a token is left).
 
 What one key takes: every attempt is at most 2 writes of 1 WCU (items are tiny), spread
 evenly over ``S`` keys, so a key takes ``2 * A / S`` writes a second for ``A`` attempts a
-second, admitted and refused alike. 10,000 executions cannot attempt more than about 2,000
-times a second: no wait is shorter than 5 s (``polling.MIN_BUSY_WAIT_SECONDS`` after a
-refusal; generation and face polls are 10 s and 5 s, jittered around that mean), so
-``A <= 10,000 / 5``. With the default ``S = 8`` a key takes at most ``2 * 2,000 / 8 = 500``
-writes a second, half of DynamoDB's 1,000 per partition key; ``S`` grows with the stack
-(``S >= A / 500``) through the ``LimiterShards`` parameter.
+second, admitted and refused alike. 10,000 executions attempt about 2,000 times a
+second at most: an execution waits 5 s or more on average between attempts (a refused one
+at least ``polling.MIN_BUSY_WAIT_SECONDS``, 5; the fastest poll, a face job's, 5 s jittered
+around that mean; generations 10 s), so ``A <= 10,000 / 5``. With the default ``S = 8`` a
+key takes at most ``2 * 2,000 / 8 = 500`` writes a second, half of DynamoDB's 1,000 per
+partition key; ``S`` grows with the stack (``S >= A / 500``) through the ``LimiterShards``
+parameter.
 
 A refused caller is told to come back after the window ends plus a random spread of up to
 one more window, so the refused of one window do not all return at the first instant of
