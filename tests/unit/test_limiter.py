@@ -15,8 +15,9 @@ from typing import Any
 import pytest
 import responses
 
+from avatar_core import ids
 from avatar_core.errors import PROVIDER_BUSY, AdmissionDenied, ProviderRateLimited
-from avatar_core.logic import polling, training
+from avatar_core.logic import avatar_jobs, polling, training
 from avatar_core.logic.limiter import (
     Admission,
     Limiter,
@@ -24,9 +25,11 @@ from avatar_core.logic.limiter import (
     shard_caps,
     window_cap,
 )
-from avatar_core.models.workflow import ModelRef, PollState
+from avatar_core.models.records import FaceJobRecord
+from avatar_core.models.workflow import JobRef, ModelRef, PollState
 from avatar_core.providers.base import JobState
 from avatar_core.providers.picsart import PicsartClient
+from avatar_core.providers.qolaba import QolabaClient
 from avatar_core.settings import Settings
 from avatar_core.store.repository import AvatarRepository
 from avatar_core.store.storage import Storage
@@ -312,3 +315,30 @@ def test_a_denied_submit_buys_nothing_and_is_submitted_again_later(
         clock.now += waiting.wait_seconds
         submitted = training.submit_training(repo, storage, client, SETTINGS, ref, waiting)
     assert submitted.submitted and submitted.provider_job_id == "m1"
+
+
+def test_a_denied_face_job_poll_waits_without_asking_qolaba(repo: AvatarRepository) -> None:
+    gate = admission(7)
+    gate.admit("qolaba")  # the window's only Qolaba token is gone
+    qolaba = QolabaClient(
+        "https://qolaba.example/api/v1", "token", "face-avatar", admit=gate.gate("qolaba")
+    )
+    stamp = ids.now_iso()
+    job = FaceJobRecord(
+        owner="alice",
+        job_id=ids.new_id(ids.FACE_JOB),
+        image_id="img_x",
+        created_at=stamp,
+        updated_at=stamp,
+    )
+    repo.create_job(job)
+    spec = avatar_jobs.FaceSpec(repo, Storage("uploads", "results"), qolaba, Settings())
+    ref = JobRef(kind="face", owner="alice", job_id=job.job_id)
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as sent:
+        poll = avatar_jobs.check_job(
+            repo, spec, ref, PollState(provider_job_id="task-1", polls=2, wait_seconds=5)
+        )
+        assert len(sent.calls) == 0
+    assert poll.polls == 2 and poll.busy == 1 and not poll.exhausted
+    assert poll.wait_seconds >= polling.MIN_BUSY_WAIT_SECONDS
+    assert "qolaba is at its limit of 7 requests a minute" in (poll.error or "")

@@ -33,8 +33,11 @@ for long (the price of the guarantee: shorter windows lose less, 5 s windows giv
 window and 456 a minute, but write more often). Qolaba, 60 a minute: cap 8 per 10 s.
 
 The guarantee is about when tokens are *taken*, by the callers' clocks (Lambda's are kept
-in sync by NTP to well under a second); a request reaches the provider a few hundred
-milliseconds after its token, which the floor in ``cap`` leaves room for.
+in sync by NTP to well under a second). A request reaches the provider some hundreds of
+milliseconds after its token, each a little differently, so the provider's own minute may
+see a few more at its edges than any minute of tokens: the tokens the floor leaves unspent
+(3 of Picsart's 500) absorb a few; if a provider counts strictly, set its rate a little
+under its limit.
 
 Shards: why one key does not have to take every attempt
 --------------------------------------------------------
