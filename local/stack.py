@@ -306,7 +306,13 @@ class LocalStack:
             "WEBHOOK_ALLOW_HTTP": "true",
             # one process, no clock skew: GET /v1/events need not hold back 5 s (unit-tested)
             "EVENTS_SETTLE_SECONDS": "1",
+            # the providers' limiters count the emulator's seconds, as its Wait states do
+            "LIMITER_TIME_FACTOR": str(self.config.time_factor),
         }
+        # `make run` hands the stack's limiters the rates the emulator enforces
+        for name in ("PICSART_REQUESTS_PER_MINUTE", "QOLABA_REQUESTS_PER_MINUTE"):
+            if name in os.environ:
+                overrides[name] = os.environ[name]
         overrides.update(self.config.function_env)
         return overrides
 

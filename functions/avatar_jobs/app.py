@@ -13,6 +13,7 @@ import boto3
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from avatar_core.logic import avatar_jobs, face_avatars
+from avatar_core.logic.limiter import Admission
 from avatar_core.models.workflow import CopyTask, JobOutcome, JobRef, PollState
 from avatar_core.observability import MetricUnit, logger, metrics, observed
 from avatar_core.providers.picsart import PicsartClient
@@ -25,18 +26,21 @@ from avatar_core.store.storage import Storage
 settings = Settings.from_env()
 repo = AvatarRepository(settings.table_name)
 storage = Storage(settings.uploads_bucket, settings.results_bucket)
+# Every request to a provider takes a token from its limiter, shared by all executions.
+admission = Admission(repo, settings)
 
 
 @cache
 def spec(kind: str) -> avatar_jobs.JobSpec:
     """Provider clients are built on first use, so a function only reads its own secret."""
     if kind == "generation":
-        return avatar_jobs.GenerationSpec(repo, PicsartClient.from_settings(settings), settings)
+        picsart = PicsartClient.from_settings(settings, admit=admission.gate("picsart"))
+        return avatar_jobs.GenerationSpec(repo, picsart, settings)
     if kind == "instant":
-        return avatar_jobs.InstantSpec(
-            repo, storage, PicsartClient.from_settings(settings), settings
-        )
-    return avatar_jobs.FaceSpec(repo, storage, QolabaClient.from_settings(settings), settings)
+        picsart = PicsartClient.from_settings(settings, admit=admission.gate("picsart"))
+        return avatar_jobs.InstantSpec(repo, storage, picsart, settings)
+    qolaba = QolabaClient.from_settings(settings, admit=admission.gate("qolaba"))
+    return avatar_jobs.FaceSpec(repo, storage, qolaba, settings)
 
 
 @cache

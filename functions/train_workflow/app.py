@@ -10,6 +10,7 @@ from typing import Any
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from avatar_core.logic import training
+from avatar_core.logic.limiter import Admission
 from avatar_core.models.workflow import ModelRef, PollState, TrainingFailed
 from avatar_core.observability import MetricUnit, logger, metrics, observed
 from avatar_core.providers.picsart import PicsartClient
@@ -20,7 +21,10 @@ from avatar_core.store.storage import Storage
 settings = Settings.from_env()
 repo = AvatarRepository(settings.table_name)
 storage = Storage(settings.uploads_bucket, settings.results_bucket)
-provider = PicsartClient.from_settings(settings)
+# Every request to Picsart takes a token from its limiter, shared by all executions.
+provider = PicsartClient.from_settings(
+    settings, admit=Admission(repo, settings).gate(training.TRAINING_PROVIDER)
+)
 
 
 @observed

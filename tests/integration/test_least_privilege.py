@@ -58,15 +58,6 @@ UNREACHED: dict[tuple[str, str], str] = {
         "expire_abandoned_uploads lists the selfies only when an upload slot expired unused, "
         "minutes after it was handed out"
     ),
-    ("GenerationCheckFunction", "dynamodb:UpdateItem"): (
-        "note_unknown_status: only when Picsart answers a status word we do not know"
-    ),
-    ("FaceCheckFunction", "dynamodb:UpdateItem"): (
-        "note_unknown_status: only when Qolaba answers a status word we do not know"
-    ),
-    ("InstantCheckFunction", "dynamodb:UpdateItem"): (
-        "note_unknown_status: only when Picsart answers a status word we do not know"
-    ),
     ("ResultCopyFunction", "s3:AbortMultipartUpload"): (
         "a result too large for one PUT is streamed in parts; a failed copy aborts the upload"
     ),

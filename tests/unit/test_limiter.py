@@ -6,22 +6,39 @@ from __future__ import annotations
 
 import bisect
 import heapq
+import json
 import random
+import time
 from collections import Counter
 from typing import Any
 
 import pytest
+import responses
 
+from avatar_core import ids
 from avatar_core.errors import PROVIDER_BUSY, AdmissionDenied, ProviderRateLimited
-from avatar_core.logic import polling
+from avatar_core.logic import avatar_jobs, polling, training
 from avatar_core.logic.limiter import (
+    Admission,
     Limiter,
     MemoryWindowStore,
     shard_caps,
     window_cap,
 )
-from avatar_core.models.workflow import PollState
+from avatar_core.models.records import FaceJobRecord
+from avatar_core.models.workflow import JobRef, ModelRef, PollState
+from avatar_core.providers.base import JobState
+from avatar_core.providers.picsart import PicsartClient
+from avatar_core.providers.qolaba import QolabaClient
+from avatar_core.settings import Settings
 from avatar_core.store.repository import AvatarRepository
+from avatar_core.store.storage import Storage
+from tests.unit.test_training_logic import (
+    SETTINGS,
+    FakeWorkflows,
+    model_with_accepted,
+    storage,  # noqa: F401 (a fixture)
+)
 
 
 class SimulatedClock:
@@ -204,3 +221,124 @@ def test_the_dynamodb_limiter_admits_the_cap_per_window(repo: AvatarRepository) 
     second = [gate.try_admit() for _ in range(20)]
     assert sum(a is None for a in first) == 8
     assert sum(a is None for a in second) == 8
+
+
+# -- wiring: every provider request takes a token first -----------------------------------
+
+
+PICSART = "https://picsart.example/v1"
+
+
+def admission(rate: int, clock: SimulatedClock | None = None, **settings: Any) -> Admission:
+    return Admission(
+        MemoryWindowStore(),
+        Settings(picsart_requests_per_minute=rate, qolaba_requests_per_minute=rate, **settings),
+        clock=clock or SimulatedClock(),
+        rng=random.Random(2),
+    )
+
+
+def test_a_denied_request_is_never_sent_and_counts_the_denial_metric(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    gate = admission(7)  # one request per 10 s window
+    client = PicsartClient(PICSART, "key", admit=gate.gate("picsart"))
+    with responses.RequestsMock() as sent:
+        sent.get(f"{PICSART}/avatars/models/m1", json={"status": "IN_PROGRESS"})
+        assert client.training_status("m1").state is JobState.RUNNING
+        capsys.readouterr()
+        with pytest.raises(AdmissionDenied):
+            client.training_status("m1")
+        assert len(sent.calls) == 1
+    printed = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line]
+    metrics = [line for line in printed if "_aws" in line]
+    assert [(m["provider"], m["ProviderAdmissionDenied"]) for m in metrics] == [("picsart", [1.0])]
+
+
+def test_each_provider_has_its_own_limiter() -> None:
+    gate = admission(7)
+    gate.admit("picsart")
+    gate.admit("qolaba")  # Picsart's full window does not hold Qolaba back
+    with pytest.raises(AdmissionDenied):
+        gate.admit("picsart")
+
+
+def test_locally_the_limiter_counts_emulated_seconds() -> None:
+    """With the stack's time factor 60, a 10 s window lasts a sixth of a wall second."""
+    settings = Settings(picsart_requests_per_minute=7, limiter_time_factor=60.0)
+    gate = Admission(MemoryWindowStore(), settings).limiter("picsart")
+    before = time.time()
+    gate.admit()
+    with pytest.raises(AdmissionDenied) as denied:
+        gate.admit()
+    assert abs(gate.clock() - before * 60) < 60
+    # the wait is in emulated seconds: the Wait state it becomes is scaled by the same factor
+    assert denied.value.retry_after is not None and denied.value.retry_after <= 20
+
+
+def test_a_denied_poll_waits_and_costs_neither_a_poll_nor_the_training(
+    repo: AvatarRepository,
+) -> None:
+    clock = SimulatedClock()
+    gate = admission(7, clock)
+    client = PicsartClient(PICSART, "key", admit=gate.gate("picsart"))
+    model_id = model_with_accepted(repo, 5)
+    ref = ModelRef(owner="alice", model_id=model_id)
+    poll = PollState(provider_job_id="m1", wait_seconds=300)
+    with responses.RequestsMock() as sent:
+        sent.get(f"{PICSART}/avatars/models/m1", json={"status": "IN_PROGRESS"})
+        polled = training.check_training(repo, client, SETTINGS, ref, poll)
+        denied = training.check_training(repo, client, SETTINGS, ref, polled)
+        assert len(sent.calls) == 1
+    assert polled.polls == 1 and polled.busy == 0
+    assert denied.polls == 1 and denied.busy == 1 and not denied.exhausted
+    assert denied.wait_seconds >= polling.busy_floor(SETTINGS.training_poll_seconds)
+    assert "at its limit" in (denied.error or "")
+
+
+def test_a_denied_submit_buys_nothing_and_is_submitted_again_later(
+    repo: AvatarRepository,
+    storage: Storage,  # noqa: F811
+) -> None:
+    clock = SimulatedClock()
+    gate = admission(7, clock)
+    gate.admit("picsart")  # the window's only token is gone
+    client = PicsartClient(PICSART, "key", admit=gate.gate("picsart"))
+    model_id = model_with_accepted(repo, 5)
+    training.start_training(repo, FakeWorkflows(), SETTINGS, "alice", model_id)
+    ref = ModelRef(owner="alice", model_id=model_id)
+    with responses.RequestsMock() as sent:
+        sent.post(f"{PICSART}/avatars/models", json={"model_id": "m1", "status": "ACCEPTED"})
+        waiting = training.submit_training(repo, storage, client, SETTINGS, ref)
+        assert len(sent.calls) == 0
+        assert not waiting.submitted and waiting.busy == 1
+        clock.now += waiting.wait_seconds
+        submitted = training.submit_training(repo, storage, client, SETTINGS, ref, waiting)
+    assert submitted.submitted and submitted.provider_job_id == "m1"
+
+
+def test_a_denied_face_job_poll_waits_without_asking_qolaba(repo: AvatarRepository) -> None:
+    gate = admission(7)
+    gate.admit("qolaba")  # the window's only Qolaba token is gone
+    qolaba = QolabaClient(
+        "https://qolaba.example/api/v1", "token", "face-avatar", admit=gate.gate("qolaba")
+    )
+    stamp = ids.now_iso()
+    job = FaceJobRecord(
+        owner="alice",
+        job_id=ids.new_id(ids.FACE_JOB),
+        image_id="img_x",
+        created_at=stamp,
+        updated_at=stamp,
+    )
+    repo.create_job(job)
+    spec = avatar_jobs.FaceSpec(repo, Storage("uploads", "results"), qolaba, Settings())
+    ref = JobRef(kind="face", owner="alice", job_id=job.job_id)
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as sent:
+        poll = avatar_jobs.check_job(
+            repo, spec, ref, PollState(provider_job_id="task-1", polls=2, wait_seconds=5)
+        )
+        assert len(sent.calls) == 0
+    assert poll.polls == 2 and poll.busy == 1 and not poll.exhausted
+    assert poll.wait_seconds >= polling.MIN_BUSY_WAIT_SECONDS
+    assert "qolaba is at its limit of 7 requests a minute" in (poll.error or "")

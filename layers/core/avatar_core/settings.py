@@ -96,6 +96,15 @@ class Settings(BaseModel):
     breaker_cool_off_seconds: int = Field(default=900, ge=1)
     breaker_probe_seconds: int = Field(default=600, ge=1)
 
+    # admission control (logic/limiter.py): requests a minute each provider's account takes
+    # from the whole stack (0: no limiter), counted in fixed windows over shards of the
+    # table; the time factor is local only: emulated seconds per wall second
+    picsart_requests_per_minute: int = Field(default=500, ge=0)
+    qolaba_requests_per_minute: int = Field(default=60, ge=0)
+    limiter_window_seconds: float = Field(default=10.0, gt=0, le=60)
+    limiter_shards: int = Field(default=8, ge=1, le=100)
+    limiter_time_factor: float = Field(default=1.0, gt=0)
+
     # poll schedules (seconds) and bounds
     training_first_poll_seconds: int = Field(default=300, ge=1)
     training_poll_seconds: int = Field(default=120, ge=1)

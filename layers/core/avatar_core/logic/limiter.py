@@ -33,8 +33,11 @@ for long (the price of the guarantee: shorter windows lose less, 5 s windows giv
 window and 456 a minute, but write more often). Qolaba, 60 a minute: cap 8 per 10 s.
 
 The guarantee is about when tokens are *taken*, by the callers' clocks (Lambda's are kept
-in sync by NTP to well under a second); a request reaches the provider a few hundred
-milliseconds after its token, which the floor in ``cap`` leaves room for.
+in sync by NTP to well under a second). A request reaches the provider some hundreds of
+milliseconds after its token, each a little differently, so the provider's own minute may
+see a few more at its edges than any minute of tokens: the tokens the floor leaves unspent
+(3 of Picsart's 500) absorb a few; if a provider counts strictly, set its rate a little
+under its limit.
 
 Shards: why one key does not have to take every attempt
 --------------------------------------------------------
@@ -54,12 +57,13 @@ writes try both, so nobody is refused while a token is left).
 
 What one key takes: every attempt is at most 2 writes of 1 WCU (items are tiny), spread
 evenly over ``S`` keys, so a key takes ``2 * A / S`` writes a second for ``A`` attempts a
-second, admitted and refused alike. 10,000 executions cannot attempt more than about 2,000
-times a second: no wait is shorter than 5 s (``polling.MIN_BUSY_WAIT_SECONDS`` after a
-refusal; generation and face polls are 10 s and 5 s, jittered around that mean), so
-``A <= 10,000 / 5``. With the default ``S = 8`` a key takes at most ``2 * 2,000 / 8 = 500``
-writes a second, half of DynamoDB's 1,000 per partition key; ``S`` grows with the stack
-(``S >= A / 500``) through the ``LimiterShards`` parameter.
+second, admitted and refused alike. 10,000 executions attempt about 2,000 times a
+second at most: an execution waits 5 s or more on average between attempts (a refused one
+at least ``polling.MIN_BUSY_WAIT_SECONDS``, 5; the fastest poll, a face job's, 5 s jittered
+around that mean; generations 10 s), so ``A <= 10,000 / 5``. With the default ``S = 8`` a
+key takes at most ``2 * 2,000 / 8 = 500`` writes a second, half of DynamoDB's 1,000 per
+partition key; ``S`` grows with the stack (``S >= A / 500``) through the ``LimiterShards``
+parameter.
 
 A refused caller is told to come back after the window ends plus a random spread of up to
 one more window, so the refused of one window do not all return at the first instant of
@@ -67,25 +71,40 @@ the next (``polling.busy_wait`` then draws the wait between that and twice that)
 
 Time is injected (``clock``), as are the store and the random draws, so the same decisions
 run in unit tests, in the bench over a simulated clock, and in Lambda over the wall clock.
-Locally the stack runs emulated time ``time_factor`` times faster than the wall: its
-``clock`` is then the wall clock times that factor, so windows, the rate and every
-``retry_after`` are in the emulator's seconds, as its Wait states are.
+Locally the stack runs emulated time ``time_factor`` times faster than the wall (its Wait
+states last ``1/time_factor`` of their seconds, the emulator's clock runs that much faster):
+``limiter_time_factor`` makes the limiter's clock the wall clock times that factor, so the
+windows, the per-minute rate and every ``retry_after`` are in the emulator's seconds, the
+same seconds the Wait state that ``retry_after`` becomes is scaled from.
+
+Wiring (:class:`Admission`): a task's provider client calls ``admit`` before every request
+it sends (``ProviderHttp``'s ``admit`` hook), so no provider call, submit or poll, can skip
+it; result downloads from the providers' result URLs are not API calls and take no token.
+A denial counts the metric ``ProviderAdmissionDenied`` (dimension ``provider``).
 """
 
 from __future__ import annotations
 
 import math
+import os
 import random
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from aws_lambda_powertools.metrics import single_metric
+
 from avatar_core.errors import AdmissionDenied
+from avatar_core.observability import MetricUnit, logger
+from avatar_core.settings import Settings
 
 # Windows outlive their end by this long before TTL may remove them (DynamoDB's TTL deletes
 # within days, so correctness never depends on it: the window's start is in its key).
 WINDOW_TTL_SECONDS = 300
+DENIED_METRIC = "ProviderAdmissionDenied"
+NAMESPACE = "AvatarPipeline"  # the template's POWERTOOLS_METRICS_NAMESPACE
 DEFAULT_WINDOW_SECONDS = 10.0
 DEFAULT_SHARDS = 8
 # No shard holds fewer tokens a window than this (a small cap uses fewer shards).
@@ -208,3 +227,57 @@ class Limiter:
             return [first]
         other = (first + 1 + self.rng.randrange(count - 1)) % count
         return [first, other]
+
+
+class Admission:
+    """The stack's limiters, one per provider, from its settings: what a workflow task's
+    provider clients call before every request."""
+
+    def __init__(
+        self,
+        store: WindowStore,
+        settings: Settings,
+        clock: Callable[[], float] | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        factor = settings.limiter_time_factor
+        self._limiters = {
+            provider: Limiter(
+                store,
+                clock or (lambda: time.time() * factor),
+                rate,
+                settings.limiter_window_seconds,
+                settings.limiter_shards,
+                rng,
+                provider=provider,
+            )
+            for provider, rate in (
+                ("picsart", settings.picsart_requests_per_minute),
+                ("qolaba", settings.qolaba_requests_per_minute),
+            )
+        }
+
+    def limiter(self, provider: str) -> Limiter:
+        return self._limiters[provider]
+
+    def admit(self, provider: str) -> None:
+        """Take a token for one request to ``provider``, or raise :class:`AdmissionDenied`."""
+        try:
+            self._limiters[provider].admit()
+        except AdmissionDenied as denied:
+            with single_metric(
+                name=DENIED_METRIC,
+                unit=MetricUnit.Count,
+                value=1,
+                namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", NAMESPACE),
+            ) as metric:
+                metric.add_dimension(name="provider", value=provider)
+            logger.info(
+                "provider call held back by the admission limiter",
+                extra={"provider": provider, "retry_after": denied.retry_after},
+            )
+            raise
+
+    def gate(self, provider: str) -> Callable[[], None]:
+        """``admit`` for one provider, as its client's hook."""
+        return lambda: self.admit(provider)

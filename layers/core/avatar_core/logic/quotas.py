@@ -215,6 +215,7 @@ _UNPAID_FAILURES = frozenset(
         "ProviderQuotaExhausted",
         "ProviderAuthFailed",
         "ProviderRateLimited",
+        "AdmissionDenied",
         "JobGone",
         "ModelGone",
         "StaleTraining",

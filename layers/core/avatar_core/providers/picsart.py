@@ -8,6 +8,7 @@ the block below, so a correction to the contract is a one-line change.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote, urlsplit
 
@@ -195,6 +196,7 @@ class PicsartClient:
         connect_timeout_seconds: float = 5.0,
         read_timeout_seconds: float = 20.0,
         session: requests.Session | None = None,
+        admit: Callable[[], None] | None = None,
         training_first_poll_seconds: int = 300,
         training_poll_seconds: int = 120,
         generation_first_poll_seconds: int = 20,
@@ -213,6 +215,7 @@ class PicsartClient:
             connect_timeout_seconds=connect_timeout_seconds,
             read_timeout_seconds=read_timeout_seconds,
             session=session,
+            admit=admit,
         )
         self._training_schedule = PollSchedule(training_first_poll_seconds, training_poll_seconds)
         self._generation_schedule = PollSchedule(
@@ -222,7 +225,11 @@ class PicsartClient:
 
     @classmethod
     def from_settings(
-        cls, settings: Settings, *, session: requests.Session | None = None
+        cls,
+        settings: Settings,
+        *,
+        session: requests.Session | None = None,
+        admit: Callable[[], None] | None = None,
     ) -> PicsartClient:
         """The key is read from its parameter on the first call, then from powertools' cache."""
         parameter = settings.picsart_api_key_parameter
@@ -235,6 +242,7 @@ class PicsartClient:
             connect_timeout_seconds=settings.provider_connect_timeout_seconds,
             read_timeout_seconds=settings.provider_read_timeout_seconds,
             session=session,
+            admit=admit,
             training_first_poll_seconds=settings.training_first_poll_seconds,
             training_poll_seconds=settings.training_poll_seconds,
             generation_first_poll_seconds=settings.generation_first_poll_seconds,

@@ -8,6 +8,7 @@ which is the wire body itself.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any, Literal
 
 import requests
@@ -213,6 +214,7 @@ class QolabaClient:
         connect_timeout_seconds: float = 5.0,
         read_timeout_seconds: float = 20.0,
         session: requests.Session | None = None,
+        admit: Callable[[], None] | None = None,
         face_first_poll_seconds: int = 10,
         face_poll_seconds: int = 5,
     ) -> None:
@@ -229,12 +231,17 @@ class QolabaClient:
             connect_timeout_seconds=connect_timeout_seconds,
             read_timeout_seconds=read_timeout_seconds,
             session=session,
+            admit=admit,
         )
         self._schedule = PollSchedule(face_first_poll_seconds, face_poll_seconds)
 
     @classmethod
     def from_settings(
-        cls, settings: Settings, *, session: requests.Session | None = None
+        cls,
+        settings: Settings,
+        *,
+        session: requests.Session | None = None,
+        admit: Callable[[], None] | None = None,
     ) -> QolabaClient:
         """The token is read from its parameter on the first call, then from powertools' cache."""
         parameter = settings.qolaba_api_key_parameter
@@ -250,6 +257,7 @@ class QolabaClient:
             connect_timeout_seconds=settings.provider_connect_timeout_seconds,
             read_timeout_seconds=settings.provider_read_timeout_seconds,
             session=session,
+            admit=admit,
             face_first_poll_seconds=settings.face_first_poll_seconds,
             face_poll_seconds=settings.face_poll_seconds,
         )

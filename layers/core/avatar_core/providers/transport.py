@@ -222,6 +222,8 @@ class ProviderHttp:
 
     ``auth_headers`` turns the key into the headers the provider expects; ``describe_error``
     extracts the provider's own words from a decoded error body (or returns None).
+    ``admit`` runs before every request is sent: the stack's admission control for this
+    provider (``logic/limiter.py``), which raises a busy error instead of sending.
     """
 
     def __init__(
@@ -237,6 +239,7 @@ class ProviderHttp:
         session: requests.Session | None = None,
         is_quota_fault: Callable[[object], bool] = lambda body: False,
         wait_headers: tuple[str, ...] = ("Retry-After",),
+        admit: Callable[[], None] | None = None,
     ) -> None:
         if not base_url:
             raise ValueError(f"the {provider} base URL is not configured")
@@ -251,6 +254,7 @@ class ProviderHttp:
         self._wait_headers = wait_headers
         self.timeout = (connect_timeout_seconds, read_timeout_seconds)
         self._session = session or requests.Session()
+        self._admit = admit
 
     def parse(
         self, model: type[Model], body: object, *, call: str, starts_paid_work: bool = False
@@ -292,6 +296,8 @@ class ProviderHttp:
             raise ProviderAuthFailed(
                 f"no {self.provider} API key is configured", provider=self.provider
             )
+        if self._admit is not None:
+            self._admit()
         headers = {"Accept": "application/json", **self._auth_headers(key)}
         started = time.monotonic()
         try:
