@@ -14,6 +14,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from avatar_core.logic import avatar_jobs, face_avatars
 from avatar_core.logic.limiter import Admission
+from avatar_core.logic.provider_queue import SubmitQueue
 from avatar_core.models.workflow import CopyTask, JobOutcome, JobRef, PollState
 from avatar_core.observability import MetricUnit, logger, metrics, observed
 from avatar_core.providers.picsart import PicsartClient
@@ -26,8 +27,10 @@ from avatar_core.store.storage import Storage
 settings = Settings.from_env()
 repo = AvatarRepository(settings.table_name)
 storage = Storage(settings.uploads_bucket, settings.results_bucket)
-# Every request to a provider takes a token from its limiter, shared by all executions.
+# Every request to a provider takes a token from its limiter, shared by all executions;
+# paid submissions wait their turn for it in the provider's queue.
 admission = Admission(repo, settings)
+queues = {p: SubmitQueue(repo, admission.limiter(p)) for p in ("picsart", "qolaba")}
 
 
 @cache
@@ -55,7 +58,8 @@ def submit(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     ref = JobRef.model_validate(event)
     logger.append_keys(job_id=ref.job_id, kind=ref.kind)
     earlier = PollState.model_validate(event["poll"]) if event.get("poll") else None
-    poll = avatar_jobs.submit_job(repo, spec(ref.kind), ref, earlier)
+    queue = queues[avatar_jobs.JOB_PROVIDERS[ref.kind]]
+    poll = avatar_jobs.submit_job(repo, spec(ref.kind), ref, earlier, queue)
     if poll.submitted:
         metrics.add_metric(name=f"{ref.kind.title()}JobsSubmitted", unit=MetricUnit.Count, value=1)
     return poll.model_dump(mode="json")

@@ -11,6 +11,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from avatar_core.logic import training
 from avatar_core.logic.limiter import Admission
+from avatar_core.logic.provider_queue import SubmitQueue
 from avatar_core.models.workflow import ModelRef, PollState, TrainingFailed
 from avatar_core.observability import MetricUnit, logger, metrics, observed
 from avatar_core.providers.picsart import PicsartClient
@@ -21,10 +22,11 @@ from avatar_core.store.storage import Storage
 settings = Settings.from_env()
 repo = AvatarRepository(settings.table_name)
 storage = Storage(settings.uploads_bucket, settings.results_bucket)
-# Every request to Picsart takes a token from its limiter, shared by all executions.
-provider = PicsartClient.from_settings(
-    settings, admit=Admission(repo, settings).gate(training.TRAINING_PROVIDER)
-)
+# Every request to Picsart takes a token from its limiter, shared by all executions;
+# trainings wait their turn for it in Picsart's queue.
+admission = Admission(repo, settings)
+provider = PicsartClient.from_settings(settings, admit=admission.gate(training.TRAINING_PROVIDER))
+queue = SubmitQueue(repo, admission.limiter(training.TRAINING_PROVIDER))
 
 
 @observed
@@ -32,7 +34,7 @@ def submit(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     ref = ModelRef.model_validate(event)
     logger.append_keys(model_id=ref.model_id)
     earlier = PollState.model_validate(event["poll"]) if event.get("poll") else None
-    poll = training.submit_training(repo, storage, provider, settings, ref, earlier)
+    poll = training.submit_training(repo, storage, provider, settings, ref, earlier, queue)
     if poll.submitted:
         metrics.add_metric(name="TrainingsSubmitted", unit=MetricUnit.Count, value=1)
     return poll.model_dump(mode="json")

@@ -18,10 +18,12 @@ from avatar_core.errors import (
     NotFound,
     PaidWorkKept,
     PaidWorkPending,
+    SubmissionQueued,
     WorkflowUnavailable,
 )
 from avatar_core.logic.breaker import ProviderBreaker
 from avatar_core.logic.polling import busy_poll, busy_submit, first_poll, next_poll
+from avatar_core.logic.provider_queue import SubmitQueue, had_its_turn, in_turn, standing
 from avatar_core.logic.quotas import job_work, never_paid, release
 from avatar_core.models.records import (
     AvatarRecord,
@@ -371,16 +373,26 @@ def _submittable(repo: AvatarRepository, spec: JobSpec, ref: JobRef) -> JobRecor
 
 
 def submit_job(
-    repo: AvatarRepository, spec: JobSpec, ref: JobRef, poll: PollState | None = None
+    repo: AvatarRepository,
+    spec: JobSpec,
+    ref: JobRef,
+    poll: PollState | None = None,
+    queue: SubmitQueue | None = None,
 ) -> PollState:
-    """``poll`` is the loop's state when the provider refused an earlier submit for now."""
+    """``poll`` is the loop's state when the provider refused an earlier submit for now, or
+    the job waits its turn in the provider's ``queue``."""
     record = _submittable(repo, spec, ref)
     if record.provider_job_id is None:
         try:
-            job = spec.submit(record)
+            job = in_turn(queue, poll, lambda: spec.submit(record))
+        except SubmissionQueued as queued:
+            # The provider is at its limit and others came first: wait our turn, in view.
+            place = standing(queued, spec.settings.limiter_time_factor)
+            repo.note_job_queued(spec.record_type, ref.owner, ref.job_id, place)
+            return busy_submit(poll, queued, _schedule_seconds(spec))
         except PROVIDER_BUSY as busy:
             # Refused for now (429, 5xx): nothing was bought; wait as advised, submit again.
-            return busy_submit(poll, busy, _schedule_seconds(spec))
+            return had_its_turn(busy_submit(poll, busy, _schedule_seconds(spec)), queue)
         except ACCOUNT_EXHAUSTED as exhausted:
             ProviderBreaker(repo, spec.settings).trip(exhausted.provider, exhausted)
             raise

@@ -7,24 +7,25 @@ and every waiting job keeps waking up to ask. So paid submissions queue in front
 limiter, as tickets:
 
 - Each provider has one counter item (``QUEUE#<provider>`` / ``QUEUE``): ``issued``, the
-  last ticket handed out, and ``admitted``, the highest ticket that got through, with
-  ``admitted_at``. A submission takes a ticket by one ``ADD`` (one write, no read); it keeps
-  the ticket in its workflow's state for every later turn.
-- Its **position** is ``ticket - admitted``: how many tickets were handed out before it that
+  last ticket handed out, and ``admitted``, how many submissions got through, with
+  ``admitted_at``. A submission takes a ticket by one ``ADD`` (one write, no read) and keeps
+  it in its workflow's state for every later turn; each one that gets through adds one to
+  ``admitted`` (one more write).
+- Its **position** is ``ticket - admitted``: roughly how many tickets handed out before it
   have not got through yet. Within ``lookahead`` of the front (one limiter window's worth of
-  tokens) it may ask the limiter; a token admits it and moves ``admitted`` up to its ticket
-  (``SET admitted = :t`` if higher: one conditional write). Further back it does not ask:
-  it waits ``(position - lookahead)`` submissions' worth of the provider's rate, so a job far
-  back sleeps long and wakes up few times (each turn is a few state transitions and a
-  history of at most 25,000 events), and a job near the front asks every window.
-- So jobs start roughly in arrival order: only the ``lookahead`` at the front compete for
-  tokens, and a later ticket can pass an earlier one only within that front. The position
-  and the estimated start are on the record while it waits (``queue``), for the client.
-- Tickets of jobs that left the queue (cancelled, deleted, failed) are holes nobody will
-  fill: ``admitted`` steps over them when a later ticket is admitted. If nothing has been
-  admitted for ``STALL_WINDOWS`` windows while tickets are out (a run of holes longer than
-  the lookahead), the front moves on by one lookahead anyway, and again after as many more
-  windows, so holes cannot hold the queue; nor can polls that take every token for a while.
+  tokens) it makes its call, whose transport takes the limiter's token as every provider
+  request does; refused one, it asks again at the next window, the oldest tickets first.
+  Further back it does not call at all: it waits ``(position - lookahead)`` submissions'
+  worth of the provider's rate (at most ``MAX_QUEUE_WAIT_SECONDS``), so a job far back
+  sleeps long and wakes up few times, and a job near the front asks every window.
+- So jobs start close to arrival order: only the front competes for tokens, and a later
+  ticket can pass an earlier one only within it. The position and the estimated start are
+  on the record while it waits (``queue``), for the client. ``bench/scale.py`` measures it.
+- Tickets of jobs that left the queue (cancelled, deleted, failed) are never admitted, so
+  the front lags the true one by them. If nothing has been admitted for ``STALL_WINDOWS``
+  windows while tickets are out, the front moves on by one lookahead anyway, and again
+  after as many more windows, so holes cannot hold the queue; nor can polls that take every
+  token for a while.
 
 Fairness between owners comes first from the owners' quotas: one owner cannot hold more
 queued work than ``OwnerConcurrentTrainings``, ``OwnerAvatarsPerDay`` and
@@ -42,11 +43,16 @@ import random
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from datetime import timedelta
+from typing import Protocol, TypeVar
 
-from avatar_core.errors import SubmissionQueued
+from avatar_core.errors import AdmissionDenied, SubmissionQueued
+from avatar_core.ids import iso, now
 from avatar_core.logic.limiter import Limiter
-from avatar_core.models.workflow import QueueState
+from avatar_core.models.records import QueueStanding
+from avatar_core.models.workflow import PollState, QueueState
+
+T = TypeVar("T")
 
 STALL_WINDOWS = 30
 # the longest a queued submission sleeps before it looks at the queue again
@@ -96,22 +102,27 @@ class SubmitQueue:
         self,
         store: QueueStore,
         limiter: Limiter,
-        clock: Callable[[], float],
+        clock: Callable[[], float] | None = None,
         rng: random.Random | None = None,
     ) -> None:
         self.store = store
         self.limiter = limiter
-        self.clock = clock
+        self.clock = clock or limiter.clock
         self.rng = rng or random.SystemRandom()
         self.provider = limiter.provider
         self.lookahead = max(1, limiter.cap)
 
-    def admit(self, ticket: int | None) -> int:
-        """Let the submission holding ``ticket`` (None: none yet) through, and answer its
-        ticket; or raise :class:`SubmissionQueued` (its turn has not come: wait, keep the
-        ticket) or the limiter's ``AdmissionDenied`` (near the front, no token this window)."""
+    def submit(self, ticket: int | None, call: Callable[[], T]) -> T:
+        """Make the paid ``call`` for the submission holding ``ticket`` (None: none yet) once
+        its turn has come, and answer what it answers; or raise :class:`SubmissionQueued`:
+        wait its ``retry_after`` and come back with its ``ticket``.
+
+        ``call`` reaches the provider through its client, whose transport takes the limiter's
+        token (``Admission.gate``): the queue only decides who may ask. A call refused a
+        token at the front waits for the next window, oldest tickets first; any other
+        outcome (accepted, or the provider's own answer) used the turn."""
         if not self.limiter.enabled:
-            return ticket or 0
+            return call()
         if ticket is None:
             ticket, state = self.store.take_ticket(self.provider)
         else:
@@ -119,12 +130,17 @@ class SubmitQueue:
         position = ticket - self._front(state)
         if position > self.lookahead:
             raise self._queued(ticket, position)
-        if self.limiter.try_admit() is not None:
-            # At the front, but this window's tokens are gone: ask again in the next one,
-            # the oldest tickets first.
-            raise self._queued(ticket, position, self._front_wait(position))
+        try:
+            answer = call()
+        except SubmissionQueued:
+            raise
+        except AdmissionDenied:
+            raise self._queued(ticket, position, self._front_wait(position)) from None
+        except BaseException:
+            self.store.advance(self.provider, self.clock())
+            raise
         self.store.advance(self.provider, self.clock())
-        return ticket
+        return answer
 
     def _front_wait(self, position: int) -> float:
         """Until the next window starts, plus a part of it that grows with the position:
@@ -161,3 +177,31 @@ class SubmitQueue:
             retry_after=wait,
             estimated_start_seconds=round(estimate),
         )
+
+
+def in_turn(queue: SubmitQueue | None, poll: PollState | None, call: Callable[[], T]) -> T:
+    """``call`` (a paid submit) through the provider's queue when there is one, with the
+    ticket the loop's state kept from an earlier turn."""
+    if queue is None:
+        return call()
+    return queue.submit(poll.ticket if poll is not None else None, call)
+
+
+def had_its_turn(state: PollState, queue: SubmitQueue | None) -> PollState:
+    """A submission the provider itself refused for now (429, 5xx) after the queue let it
+    through keeps its place: ticket 0 is always at the front, so it does not queue again."""
+    if queue is None or not queue.limiter.enabled:
+        return state
+    return state.model_copy(update={"ticket": 0, "queue_position": None})
+
+
+def standing(queued: SubmissionQueued, time_factor: float = 1.0) -> QueueStanding:
+    """What the client is shown: the position, and the estimated start in wall-clock time
+    (the limiter counts emulated seconds locally, ``time_factor`` times the wall's)."""
+    moment = now()
+    wall_seconds = queued.estimated_start_seconds / max(time_factor, 1e-9)
+    return QueueStanding(
+        position=queued.position,
+        estimated_start_at=iso(moment + timedelta(seconds=wall_seconds)),
+        as_of=iso(moment),
+    )

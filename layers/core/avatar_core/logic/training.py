@@ -17,12 +17,14 @@ from avatar_core.errors import (
     NotFound,
     PaidWorkKept,
     PaidWorkPending,
+    SubmissionQueued,
     WorkflowUnavailable,
 )
 from avatar_core.ids import iso, now, now_iso
 from avatar_core.logic.breaker import ProviderBreaker
 from avatar_core.logic.models import expire_abandoned_uploads, get_model
 from avatar_core.logic.polling import busy_poll, busy_submit, first_poll, next_poll
+from avatar_core.logic.provider_queue import SubmitQueue, had_its_turn, in_turn, standing
 from avatar_core.logic.quotas import PaidWork, Quotas, never_paid, release
 from avatar_core.models.records import ModelRecord, ModelStatus, SelfieStatus
 from avatar_core.models.workflow import ModelRef, PollState, TrainingFailed, TrainingReady
@@ -156,8 +158,10 @@ def submit_training(
     settings: Settings,
     ref: ModelRef,
     poll: PollState | None = None,
+    queue: SubmitQueue | None = None,
 ) -> PollState:
-    """``poll`` is the loop's state when the provider refused an earlier submit for now."""
+    """``poll`` is the loop's state when the provider refused an earlier submit for now, or
+    the training waits its turn in the provider's ``queue``."""
     model = _model_in_workflow(repo, ref)
     if model.provider_model_id:
         logger.info(
@@ -182,10 +186,17 @@ def submit_training(
         for key in keys
     ]
     try:
-        job = provider.submit_training(image_urls=urls, subject=model.subject)
+        job = in_turn(
+            queue, poll, lambda: provider.submit_training(image_urls=urls, subject=model.subject)
+        )
+    except SubmissionQueued as queued:
+        # Picsart is at its limit and others came first: wait our turn, in view.
+        place = standing(queued, settings.limiter_time_factor)
+        repo.note_training_queued(ref.owner, ref.model_id, ref.attempt, place)
+        return busy_submit(poll, queued, settings.training_poll_seconds)
     except PROVIDER_BUSY as busy:
         # Refused for now (429, 5xx): nothing was bought; wait as advised and submit again.
-        return busy_submit(poll, busy, settings.training_poll_seconds)
+        return had_its_turn(busy_submit(poll, busy, settings.training_poll_seconds), queue)
     except ACCOUNT_EXHAUSTED as exhausted:
         ProviderBreaker(repo, settings).trip(exhausted.provider, exhausted)
         raise
