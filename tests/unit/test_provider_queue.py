@@ -13,18 +13,29 @@ import boto3
 import pytest
 
 from avatar_core.errors import PROVIDER_BUSY, SubmissionQueued
-from avatar_core.logic import polling
+from avatar_core.logic import polling, training
 from avatar_core.logic.limiter import Limiter, MemoryWindowStore
+from avatar_core.logic.models import get_model
 from avatar_core.logic.provider_queue import (
     MAX_QUEUE_WAIT_SECONDS,
     STALL_WINDOWS,
     MemoryQueueStore,
     SubmitQueue,
 )
+from avatar_core.models.api import ModelOut
+from avatar_core.models.workflow import ModelRef
 from avatar_core.store.repository import AvatarRepository
+from avatar_core.store.storage import Storage
 from local import dynamodb_atomic
 from tests.support.moto_server import moto_server
 from tests.unit.conftest import table_definition
+from tests.unit.test_provider_limits import ScriptedProvider
+from tests.unit.test_training_logic import (
+    SETTINGS,
+    FakeWorkflows,
+    model_with_accepted,
+    storage,  # noqa: F401 (a fixture)
+)
 
 
 class Clock:
@@ -221,3 +232,35 @@ def test_concurrent_submissions_in_the_table_get_distinct_tickets_and_exactly_th
     assert len({a.ticket for a in queued}) == len(queued), "every submission its own ticket"
     state = server_repo.read("qolaba")
     assert (state.issued, state.admitted) == (40, limiter.cap)
+
+
+# -- a training waits its turn, in view -------------------------------------------------------
+
+
+def test_a_training_behind_the_queue_waits_in_view_and_is_submitted_once_its_turn_comes(
+    repo: AvatarRepository,
+    storage: Storage,  # noqa: F811
+) -> None:
+    q, clock = queue(rate=60)
+    for _ in range(q.lookahead + 30):
+        q.store.take_ticket("picsart")  # others came first and are still waiting
+    model_id = model_with_accepted(repo, 5)
+    training.start_training(repo, FakeWorkflows(), SETTINGS, "alice", model_id)
+    ref = ModelRef(owner="alice", model_id=model_id)
+    provider = ScriptedProvider(["ok"])
+
+    waiting = training.submit_training(repo, storage, provider, SETTINGS, ref, None, q)
+
+    assert waiting.submitted is False and provider.submits == 0
+    assert waiting.ticket == q.lookahead + 31 and waiting.queue_position == q.lookahead + 31
+    shown = ModelOut.of(get_model(repo, "alice", model_id)).queue
+    assert shown is not None and shown.position == q.lookahead + 31
+    assert shown.estimated_start_at > shown.as_of
+
+    for _ in range(q.lookahead + 30):
+        q.store.advance("picsart", clock.now)  # those ahead got through
+    clock.now += 10
+    submitted = training.submit_training(repo, storage, provider, SETTINGS, ref, waiting, q)
+
+    assert submitted.submitted is True and provider.submits == 1
+    assert ModelOut.of(get_model(repo, "alice", model_id)).queue is None, "the provider has it"
