@@ -39,12 +39,17 @@ def _custom_metrics(alarm: dict[str, Any]) -> set[str]:
 
 
 def _emitted(name: str) -> bool:
-    """Whether the code adds this metric: by its literal name, or by one of the f-string
-    shapes that build names (``f"{provider.title()}Calls"``, ``f"Uploads_{outcome}"``)."""
+    """Whether the code adds this metric: by its literal name, a constant holding it, or one
+    of the f-string shapes that build names (``f"{provider.title()}Calls"``,
+    ``f"Uploads_{outcome}"``)."""
     sources = [*ROOT.glob("functions/*/app.py"), *ROOT.glob("layers/core/avatar_core/**/*.py")]
     text = "\n".join(path.read_text() for path in sources)
     if f'name="{name}"' in text:
         return True
+    # or through a module constant: ``METRIC = "ProviderAccountExhausted"`` ... ``name=METRIC``
+    for constant in re.findall(rf'^([A-Z_]+) = "{re.escape(name)}"$', text, re.MULTILINE):
+        if f"name={constant}," in text:
+            return True
     shapes = {
         r"(Picsart|Qolaba)(Calls|Errors|Latency)": r'name=f"\{name\}(Calls|Errors|Latency)"',
         r"Uploads_(accepted|rejected|duplicate)": r'name=f"Uploads_\{result\.outcome\.value\}"',
