@@ -3,6 +3,7 @@
 
 import { contentTypeOf, uploadToPresignedPost } from "./api.js";
 import { $, announce, badge, h, megabytes, plural, setError, show, toast, when } from "./dom.js";
+import { expectedText, jobSeen } from "./durations.js";
 import { renderAvatars } from "./gallery.js";
 import { poll } from "./poll.js";
 import { intents, reportError, session } from "./state.js";
@@ -279,7 +280,9 @@ async function submit(event) {
     announce(`Face-avatar job started: a batch of ${job.parameters?.batch ?? body.batch ?? 4}.`);
   } catch (failure) {
     if (!failure.transient) intents.face.done();
-    if (failure.field) markField(failure.field, failure.message)?.focus();
+    // Each field the API named gets its own sentence, in the form's words (humanize.js).
+    const marked = Object.entries(failure.fields ?? {}).map(([field, text]) => markField(field, text));
+    marked.find(Boolean)?.focus();
     reportError("The job was refused", failure, error);
   } finally {
     button.disabled = false;
@@ -332,6 +335,7 @@ async function refreshJob(jobId) {
 }
 
 function rememberJob(job, { fresh = false } = {}) {
+  jobSeen("face", job);
   if (!view.jobs.has(job.job_id)) view.order.unshift(job.job_id);
   view.jobs.set(job.job_id, job);
   if (view.job?.job_id === job.job_id) {
@@ -366,7 +370,8 @@ function renderJob({ fresh = false } = {}) {
   }
   badge(job.status, status);
   const p = job.parameters ?? {};
-  line.textContent = `${jobSummary(job)} · started ${when(job.created_at)}`;
+  const eta = FINISHED.has(job.status) ? "" : ` · ${expectedText("face")}`;
+  line.textContent = `${jobSummary(job)} · started ${when(job.created_at)}${eta}`;
   setError($("#job-error"), job.status === "failed" ? job.error || "The job failed." : "");
   const look = `${job.job_id}|${job.status}|${job.avatars.map((a) => a.avatar_id).join(",")}`;
   if (!fresh && grid.dataset.look === look) return;

@@ -2,6 +2,7 @@
 // generation succeeds.
 
 import { $, announce, badge, h, plural, setError, show, toast, when } from "./dom.js";
+import { expectedText, jobSeen } from "./durations.js";
 import { renderAvatars } from "./gallery.js";
 import { poll } from "./poll.js";
 import { intents, reportError, session } from "./state.js";
@@ -221,6 +222,7 @@ async function loadGenerations(modelId) {
  */
 function remember(generation, { first = false, fresh = false } = {}) {
   const id = generation.generation_id;
+  jobSeen("generation", generation);
   if (!view.generations.has(id)) view.order.unshift(id);
   view.generations.set(id, generation);
   const old = view.elements.get(id);
@@ -294,6 +296,12 @@ function block(id) {
   const grid = h("ul", { class: "avatar-grid", "aria-label": `Avatars: ${describe(generation)}` });
   renderAvatars(grid, generation.avatars, {
     label: "Avatar",
+    details: (avatar) => {
+      const request = (generation.requests ?? []).find((r) => r.style === avatar.style);
+      return [styleLabel(avatar.style ?? ""), request?.prompt ? `“${request.prompt}”` : null]
+        .filter(Boolean)
+        .join(" · ");
+    },
     placeholders: Math.min(waiting, 12),
     refresh: () => refreshGeneration(id),
   });
@@ -309,6 +317,9 @@ function block(id) {
       h("strong", {}, describe(generation) || "Generation"),
       badge(generation.status),
       h("span", { class: "muted small" }, when(generation.created_at)),
+      FINISHED.has(generation.status)
+        ? null
+        : h("span", { class: "eta small" }, expectedText("generation")),
     ),
     generation.status === "failed"
       ? h("p", { class: "form-error" }, generation.error || "The generation failed.")

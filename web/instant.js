@@ -2,6 +2,7 @@
 // uploaded. The subjects and the count cap come from GET /v1/styles (they are configuration).
 
 import { $, announce, badge, h, plural, setError, toast, when } from "./dom.js";
+import { expectedText, jobSeen } from "./durations.js";
 import { acceptedReference } from "./faces.js";
 import { renderAvatars } from "./gallery.js";
 import { poll } from "./poll.js";
@@ -103,8 +104,10 @@ function render() {
     return;
   }
   badge(job.status, status);
+  jobSeen("instant", job);
+  const eta = FINISHED.has(job.status) ? "" : ` · ${expectedText("instant")}`;
   $("#instant-line").textContent =
-    `${plural(job.count, job.subject + " avatar")} · started ${when(job.created_at)}`;
+    `${plural(job.count, job.subject + " avatar")} · started ${when(job.created_at)}${eta}`;
   setError($("#instant-error"), job.status === "failed" ? job.error || "The job failed." : "");
   const waiting = FINISHED.has(job.status) ? 0 : Math.max(0, job.count - job.avatars.length);
   renderAvatars(grid, job.avatars, {

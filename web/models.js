@@ -3,6 +3,7 @@
 
 import { contentTypeOf, uploadToPresignedPost } from "./api.js";
 import { $, announce, badge, h, megabytes, plural, setError, show, toast, when } from "./dom.js";
+import { expectedText, trainingSeen } from "./durations.js";
 import { initGenerations, resetGenerations, showGenerations } from "./generations.js";
 import { poll } from "./poll.js";
 import { intents, reportError, session } from "./state.js";
@@ -331,6 +332,7 @@ function renderTraining(model) {
   const progress = $("#training-progress");
   const accepted = model.selfies.accepted;
   $("#step-training").dataset.state = model.status;
+  trainingSeen(model);
   const retrainable =
     model.status === "failed" && model.retry_until && Date.parse(model.retry_until) > Date.now();
   show(button, model.status === "collecting" || retrainable);
@@ -343,14 +345,14 @@ function renderTraining(model) {
       ? `Needs at least ${MIN_SELFIES} accepted selfies: ${missing} more to go.`
       : pending
         ? `Waiting for ${plural(pending, "selfie")} still being checked.`
-        : `${plural(accepted, "accepted selfie")}: ready to train (takes up to ~20 minutes).`;
+        : `${plural(accepted, "accepted selfie")}: ready to train (${expectedText("training")}).`;
     button.disabled = (missing > 0 || model.selfies.pending > 0) && !session.skipChecks;
     line.textContent = "";
   } else if (model.status === "training") {
     const pct = Math.round(model.training_progress ?? 0);
     hint.textContent = "The provider is learning the subject. You can leave this page.";
     setProgress(pct);
-    line.textContent = `Training… ${pct}%`;
+    line.textContent = `Training… ${pct}% · ${expectedText("training")}`;
   } else if (model.status === "ready") {
     hint.textContent = `Trained from ${plural(accepted, "selfie")}.`;
     setProgress(100);

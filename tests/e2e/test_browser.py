@@ -10,6 +10,8 @@ phone width, land in ``test-output/screenshots/``.
 from __future__ import annotations
 
 import importlib.util
+import json
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -19,7 +21,7 @@ import pytest
 from local import photos
 from local.client import ApiClient
 from local.stack import LocalStack
-from tests.e2e.conftest import CHROMIUM
+from tests.e2e.conftest import CHROMIUM, PHONE
 from tests.support import journeys
 
 
@@ -95,6 +97,33 @@ def api_for(stack: LocalStack, user: str) -> ApiClient:
     return ApiClient(stack.api_url, stack.token(user))
 
 
+def open_calls(page: Any) -> Any:
+    page.get_by_role("button", name="How this was called").click()
+    dialog = page.locator("#calls-dialog")
+    expect(dialog).to_be_visible()
+    return dialog
+
+
+def axe_in_both_themes(page: Any) -> dict[str, list[str]]:
+    """axe-core's serious and critical findings on what the page shows, light and dark."""
+    from tests.e2e.test_accessibility import AXE, violations
+
+    if not AXE.exists():
+        return {}
+    found = {}
+    for theme in ("light", "dark"):
+        page.emulate_media(color_scheme=theme)
+        found[theme] = violations(page)
+    page.emulate_media(color_scheme="light")
+    return {theme: v for theme, v in found.items() if v}
+
+
+def open_gallery(page: Any) -> Any:
+    page.get_by_role("tab", name="Gallery").click()
+    expect(page.locator("#panel-gallery")).to_be_visible()
+    return page.locator("#gallery-grid")
+
+
 # --- journeys -----------------------------------------------------------------------------
 
 
@@ -140,9 +169,13 @@ def test_selfies_go_straight_to_s3_and_the_page_watches_the_model_train(
     page.evaluate(
         """() => {
           window.seenStatuses = [];
+          window.seenLines = [];
           const badge = document.querySelector('#model-status');
           new MutationObserver(() => window.seenStatuses.push(badge.textContent))
             .observe(badge, {childList: true, characterData: true, subtree: true});
+          const line = document.querySelector('#training-status');
+          new MutationObserver(() => window.seenLines.push(line.textContent))
+            .observe(line, {childList: true, characterData: true, subtree: true});
         }"""
     )
     page.get_by_role("button", name="Start training").click()
@@ -150,6 +183,9 @@ def test_selfies_go_straight_to_s3_and_the_page_watches_the_model_train(
     expect(page.locator("#training-status")).to_contain_text("Ready since")
     expect(page.locator("#training-pct")).to_have_text("100%")
     assert "Training" in page.evaluate("window.seenStatuses")
+    # While it ran the page said how long training usually takes (the default: none seen yet).
+    lines = page.evaluate("window.seenLines")
+    assert any("usually about 20 minutes" in line for line in lines), lines
     expect(page.locator("#model-list [aria-current='true'] .badge")).to_have_text("Ready")
     expect(page.locator("#announcer")).not_to_be_empty()
     shots("03-model-ready")
@@ -194,8 +230,46 @@ def test_a_ready_model_makes_avatars_in_two_styles_and_the_gallery_fills_in(
         lightbox.get_by_role("button", name="Download").click()
     assert download.value.suggested_filename.endswith((".png", ".jpg", ".webp"))
     shots("05-lightbox", full_page=False)
+    caption = page.locator("#lightbox-caption")
+    expect(caption).to_contain_text("1 of 3")
+    page.keyboard.press("ArrowRight")
+    expect(caption).to_contain_text("2 of 3")
+    page.get_by_role("button", name="Previous avatar").click()
+    expect(caption).to_contain_text("1 of 3")
+    page.keyboard.press("ArrowLeft")
+    expect(caption).to_contain_text("3 of 3")
     page.keyboard.press("Escape")
     expect(lightbox).to_be_hidden()
+
+    # The gallery gathers every job's avatars, each with what made it; the zip is made here.
+    grid = open_gallery(page)
+    expect(grid.locator(".avatar-tile")).to_have_count(3)
+    styles = [options.nth(i).get_attribute("data-style") for i in (0, 1)]
+    details = grid.locator(".avatar-details").all_inner_texts()
+    assert sum(styles[0].replace("_", " ").lower() in d.lower() for d in details) == 2, details
+    expect(page.locator("#gallery-status")).to_contain_text("3 avatars: 3 from your models")
+    page.wait_for_function(ALL_IMAGES_LOADED, arg="#gallery-grid img.avatar-img")
+    shots("10-gallery")
+    found = axe_in_both_themes(page)
+    assert found == {}, found
+    grid.locator(".avatar-open").nth(2).click()
+    expect(caption).to_contain_text("3 of 3")
+    found = axe_in_both_themes(page)  # the lightbox over the full gallery
+    assert found == {}, found
+    page.keyboard.press("ArrowRight")
+    expect(caption).to_contain_text("1 of 3")
+    page.keyboard.press("Escape")
+    with page.expect_download() as zipped:
+        page.get_by_role("button", name="Download all (.zip)").click()
+    path = zipped.value.path()
+    with zipfile.ZipFile(path) as archive:
+        assert archive.testzip() is None  # every CRC-32 matches
+        names = archive.namelist()
+        manifest = json.loads(archive.read("avatars.json"))
+        images = [archive.read(name) for name in names if name != "avatars.json"]
+    assert len(names) == 4 and len(manifest) == 3, names
+    assert all(image.startswith((b"\x89PNG", b"\xff\xd8\xff", b"RIFF")) for image in images)
+    assert {entry["kind"] for entry in manifest} == {"generation"}
 
 
 def test_a_face_avatar_job_shows_its_batch_as_a_grid(
@@ -243,6 +317,11 @@ def test_instant_avatars_come_from_the_same_reference_photo(
     page.wait_for_function(ALL_IMAGES_LOADED, arg="#instant-grid img.avatar-img")
     expect(page.locator("#instant-line")).to_contain_text("2 couple avatars")
     shots("07-instant-avatars")
+
+    grid = open_gallery(page)
+    expect(grid.locator(".avatar-tile")).to_have_count(2)
+    expect(grid.locator(".avatar-details").first).to_contain_text("Instant · couple")
+    expect(grid.locator(".avatar-details").first).to_contain_text("on a beach at sunset")
 
 
 def test_a_rejected_selfie_shows_its_reason_and_a_model_can_be_deleted(
@@ -353,31 +432,170 @@ def test_an_out_of_range_face_parameter_is_refused_by_the_page_before_sending(
     expect(batch).not_to_have_attribute("aria-invalid", "true")
 
 
-def test_with_client_checks_off_the_servers_422_is_shown_as_the_server_words_it(
+def test_with_client_checks_off_the_servers_422_is_shown_in_the_forms_words(
     page: Any, app_url: str, user: str, web_stack: LocalStack, tmp_path: Path, shots: Shots
 ) -> None:
-    # Needs the face-avatar routes.
     sign_in(page, app_url, user)
     open_faces(page)
     upload_reference(page, tmp_path)
     skip_client_checks(page)
 
     page.get_by_label("Batch").fill("9")
+    page.get_by_label("Height (px)").fill("2000")
     page.get_by_role("button", name="Make face avatars").click()
 
     image_id = page.locator("#reference").get_attribute("data-image-id")
     api = api_for(web_stack, user)
-    direct = api.call("POST", "/face-avatars", json={"image_id": image_id, "batch": 9})
+    direct = api.call(
+        "POST", "/face-avatars", json={"image_id": image_id, "batch": 9, "height": 2000}
+    )
     assert direct.status_code == 422
-    message = direct.json()["message"]
-    assert "batch" in message
+    raw = direct.json()["errors"]
+    assert "height: Input should be less than or equal to 1536" in raw, raw
 
+    expect(page.locator("#face-batch-error")).to_have_text("Batch must be at most 8.")
+    expect(page.locator("#face-height-error")).to_have_text("Height must be at most 1,536 px.")
     error = page.locator("#face-error")
-    expect(error).to_have_text(message)
+    expect(error).to_contain_text("Height must be at most 1,536 px.")
+    expect(error).not_to_contain_text("Input should")
     expect(page.get_by_label("Batch")).to_have_attribute("aria-invalid", "true")
-    expect(page.locator("#face-batch-error")).to_have_text(message)
+    expect(page.get_by_label("Height (px)")).to_have_attribute("aria-invalid", "true")
     assert api.call("GET", "/face-avatars").json()["items"] == []
     shots("09-server-422")
+
+    # The API's own words stay available to developers, with the call as curl.
+    calls = open_calls(page)
+    expect(calls.locator(".call-line").first).to_have_text(f"POST {web_stack.api_url}/face-avatars")
+    expect(calls.locator(".call-status").first).to_contain_text("422")
+    expect(calls.locator(".call-answer").first).to_contain_text(
+        "height: Input should be less than or equal to 1536"
+    )
+    curl = calls.locator(".call-curl").first.inner_text()
+    assert curl.startswith(f"curl -i -X POST '{web_stack.api_url}/face-avatars'"), curl
+    assert "Authorization: Bearer $TOKEN" in curl and '"height":2000' in curl
+    assert web_stack.token(user) not in calls.inner_text()  # the token is elided
+    expect(calls.get_by_text("Bearer …")).to_be_visible()
+    shots("11-how-this-was-called", full_page=False)
+    calls.get_by_role("button", name="Close").click()
+
+
+@pytest.mark.parametrize(
+    ("status", "retry_after", "message", "shown"),
+    [
+        (
+            429,
+            "600",
+            "instant-avatar limit reached: 2 of 2 running",
+            "instant-avatar limit reached: 2 of 2 running. Try again in about 10 minutes.",
+        ),
+        (
+            429,
+            "3000",
+            "daily training limit reached: 5 of 5 in 24 hours; next at 14:05 UTC",
+            "daily training limit reached: 5 of 5 in 24 hours; next at 14:05 UTC.",
+        ),
+        (
+            503,
+            "30",
+            "new work is paused: the spending guard tripped",
+            "new work is paused: the spending guard tripped. Try again in 30 seconds.",
+        ),
+    ],
+    ids=["quota", "quota-says-when", "unavailable"],
+)
+def test_a_throttled_or_unavailable_answer_says_when_to_try_again(
+    page: Any, app_url: str, user: str, status: int, retry_after: str, message: str, shown: str
+) -> None:
+    # The stack's own 429/503 answers, as api.py words them, for a request the page makes.
+    page.route(
+        "**/v1/instant-avatars",
+        lambda route: route.fulfill(
+            status=status,
+            headers={"Retry-After": retry_after, "Content-Type": "application/json"},
+            body=json.dumps({"message": message, "field": None}),
+        ),
+    )
+    sign_in(page, app_url, user)
+    open_faces(page)
+    skip_client_checks(page)
+    page.locator("#instant-form").get_by_role("button", name="Make instant avatars").click()
+    expect(page.locator("#instant-error")).to_have_text(shown)
+
+
+def test_on_a_phone_the_model_comes_first_and_nothing_hides_under_the_header_or_toasts(
+    browser: Any, app_url: str, user: str, web_stack: LocalStack
+) -> None:
+    context = browser.new_context(viewport=PHONE, has_touch=True, is_mobile=True)
+    page = context.new_page()
+    page.set_default_timeout(20_000)
+    try:
+        api = api_for(web_stack, user)
+        first = api.create_model("woman", "First")["model_id"]
+        api.create_model("man", "Second")
+        sign_in(page, app_url, user)
+        page.locator(f"#model-list [data-model-id='{first}']").click()
+        expect(page.locator("#model-title")).to_have_text("First")
+
+        detail = page.locator("#model-detail").bounding_box()
+        sidebar = page.locator(".sidebar").bounding_box()
+        assert detail["y"] < sidebar["y"], (detail, sidebar)  # the selected model first
+        drop = page.locator("#selfie-drop")
+        expect(drop.get_by_role("button", name="Choose photos")).to_be_visible()
+        assert "Drop" not in drop.inner_text()
+
+        header = page.locator(".topbar").bounding_box()
+        page.wait_for_function(
+            """(bottom) => {
+              const top = document.querySelector('#model-view').getBoundingClientRect().top;
+              return top >= bottom - 1;
+            }""",
+            arg=header["y"] + header["height"],
+        )
+        # Steps reached by scrolling into view land below the sticky header.
+        page.evaluate("document.querySelector('#step-avatars').scrollIntoView()")
+        page.wait_for_timeout(300)
+        step = page.locator("#step-avatars").bounding_box()
+        assert step["y"] >= header["y"] + header["height"] - 1, (step, header)
+
+        page.get_by_role("button", name="Delete", exact=True).click()
+        page.locator("#confirm-dialog").get_by_role("button", name="Delete").click()
+        toast = page.locator(".toast").first
+        expect(toast).to_be_visible()
+        box = toast.bounding_box()
+        assert box["y"] >= header["y"] + header["height"]
+        assert box["y"] + box["height"] <= PHONE["height"]
+        # Between toasts the stack lets clicks through to the page.
+        assert (
+            page.evaluate("getComputedStyle(document.querySelector('#toasts')).pointerEvents")
+            == "none"
+        )
+    finally:
+        context.close()
+
+
+def test_the_expected_time_comes_from_jobs_seen_finish_else_the_defaults(
+    page: Any, app_url: str
+) -> None:
+    page.goto(app_url)
+    said = page.evaluate(
+        """async () => {
+          localStorage.removeItem('ap.durations');
+          const d = await import('./durations.js');
+          const before = ['training', 'generation', 'face', 'instant'].map(d.expectedText);
+          d.observe('face', 'a', '2026-01-01T00:00:00Z', '2026-01-01T00:03:00Z');
+          d.observe('face', 'b', '2026-01-01T00:00:00Z', '2026-01-01T00:05:00Z');
+          d.observe('face', 'b', '2026-01-01T00:00:00Z', '2026-01-01T09:00:00Z');
+          d.observe('face', 'c', '2026-01-01T00:00:00Z', '2026-01-01T00:07:00Z');
+          return [...before, d.expectedText('face')];
+        }"""
+    )
+    assert said == [
+        "usually about 20 minutes",
+        "usually about 1 minute",
+        "usually about 40 seconds",
+        "usually about 40 seconds",
+        "usually about 5 minutes",  # the median; job b counted once
+    ]
 
 
 def test_a_failed_training_offers_train_again_while_the_selfies_are_kept(
