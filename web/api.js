@@ -208,6 +208,9 @@ export class Api {
       idempotencyKey,
     });
   }
+  cancelTraining(modelId) {
+    return this.request("POST", `/models/${encodeURIComponent(modelId)}/training/cancel`);
+  }
 
   // -- generations ------------------------------------------------------------------------
   styles() {
@@ -227,6 +230,12 @@ export class Api {
   getGeneration(generationId) {
     return this.request("GET", `/generations/${encodeURIComponent(generationId)}`);
   }
+  cancelGeneration(generationId) {
+    return this.request("POST", `/generations/${encodeURIComponent(generationId)}/cancel`);
+  }
+  deleteGeneration(generationId) {
+    return this.request("DELETE", `/generations/${encodeURIComponent(generationId)}`);
+  }
 
   // -- face avatars -----------------------------------------------------------------------
   requestFaceUpload(contentType) {
@@ -244,6 +253,12 @@ export class Api {
   listFaceJobs(cursor) {
     return this.request("GET", "/face-avatars", { query: { cursor } });
   }
+  cancelFaceJob(jobId) {
+    return this.request("POST", `/face-avatars/${encodeURIComponent(jobId)}/cancel`);
+  }
+  deleteFaceJob(jobId) {
+    return this.request("DELETE", `/face-avatars/${encodeURIComponent(jobId)}`);
+  }
 
   // -- instant avatars (the same reference upload as face avatars) ------------------------
   createInstantJob(body, idempotencyKey) {
@@ -254,6 +269,12 @@ export class Api {
   }
   listInstantJobs(cursor) {
     return this.request("GET", "/instant-avatars", { query: { cursor } });
+  }
+  cancelInstantJob(jobId) {
+    return this.request("POST", `/instant-avatars/${encodeURIComponent(jobId)}/cancel`);
+  }
+  deleteInstantJob(jobId) {
+    return this.request("DELETE", `/instant-avatars/${encodeURIComponent(jobId)}`);
   }
 }
 

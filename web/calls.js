@@ -35,6 +35,9 @@ async function copy(text, button) {
   }, 2000);
 }
 
+/** A block of code; it scrolls when wide, so a keyboard can reach it (tabindex 0). */
+const code = (extra, text) => h("pre", { class: `code ${extra}`.trim(), tabindex: "0" }, text);
+
 function entryView(entry) {
   const status = entry.status === null ? "waiting…" : `${entry.status} ${entry.statusText ?? ""}`.trim();
   const headers = Object.entries(entry.headers ?? {})
@@ -56,12 +59,12 @@ function entryView(entry) {
       h("dd", { class: "call-status" }, status),
     ),
     h("h4", {}, "Headers"),
-    h("pre", { class: "code" }, headers || "(none)"),
-    entry.body !== undefined ? [h("h4", {}, "Body"), h("pre", { class: "code" }, pretty(entry.body))] : null,
+    code("", headers || "(none)"),
+    entry.body !== undefined ? [h("h4", {}, "Body"), code("", pretty(entry.body))] : null,
     h("h4", {}, "Answer"),
-    h("pre", { class: "code call-answer" }, `${answerHeaders}${pretty(entry.answer) || "(empty)"}`),
+    code("call-answer", `${answerHeaders}${pretty(entry.answer) || "(empty)"}`),
     h("div", { class: "call-head" }, h("h4", {}, "The same call with curl"), copyButton),
-    h("pre", { class: "code call-curl" }, curl),
+    code("call-curl", curl),
     h("p", { class: "muted small" }, "Set TOKEN to your bearer token first (`make token` prints one for the local stack)."),
   );
 }

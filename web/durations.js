@@ -60,7 +60,7 @@ export function typicalSeconds(kind) {
 /** "usually about 20 minutes", "usually about 40 seconds". */
 export function expectedText(kind) {
   const seconds = typicalSeconds(kind);
-  if (seconds < 90) {
+  if (seconds < 60) {
     const n = Math.max(1, Math.round(seconds));
     return `usually about ${n} second${n === 1 ? "" : "s"}`;
   }

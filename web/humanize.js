@@ -135,12 +135,18 @@ export function humanize(status, data, retryAfter = null) {
   const when = retryWhen(retryAfter);
   if (status === 429) {
     const base = sentence(raw || "Too many requests");
-    const told = /\bnext at\b|\btry again\b/i.test(base);
+    const told = /\bnext at\b|\bresumes at\b|\btry again\b/i.test(base);
     return { message: when && !told ? `${base} Try again ${when}.` : base, fields };
   }
   if (status === 503) {
     const base = sentence(raw || "The service is busy");
-    return { message: `${base} Try again ${when || "in a minute"}.`, fields };
+    const told = /\bresumes at\b|\bnext at\b|\btry again\b/i.test(base);
+    return { message: told ? base : `${base} Try again ${when || "in a minute"}.`, fields };
+  }
+  if (status === 409 && raw) {
+    // A state that forbids the action, said by the API for people (a cancel of work already
+    // paid for, a reference deleted after its jobs): one sentence.
+    return { message: sentence(raw), fields };
   }
   if (data?.field && raw) fields[data.field] = raw;
   return { message: raw, fields };
