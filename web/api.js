@@ -1,14 +1,25 @@
 // The public API, called exactly as an app would: JSON over HTTP with a bearer token, and
 // uploads as multipart POSTs straight to the presigned S3 URL. No framework, no globals.
+// Every request passes through here, so here is where the page records what it sent and what
+// came back, for the "How this was called" panel.
 
-/** An answer the API refused, worded as the API worded it (its `message` field). */
+import { humanize } from "./humanize.js";
+
+/**
+ * An answer the API refused. `message` is for people (the API's field errors in the form's
+ * words, see humanize.js); `raw` is the API's own `message`, `fields` one sentence per field
+ * the API named, `retryAfter` its Retry-After in seconds.
+ */
 export class ApiError extends Error {
-  constructor(status, message, field = null, body = null) {
+  constructor(status, message, field = null, body = null, extra = {}) {
     super(message);
     this.name = "ApiError";
     this.status = status;
     this.field = field;
     this.body = body;
+    this.raw = extra.raw ?? message;
+    this.fields = extra.fields ?? (field ? { [field]: message } : {});
+    this.retryAfter = extra.retryAfter ?? null;
   }
 
   /** Worth retrying later (network down, throttled, server trouble)? */
@@ -47,6 +58,62 @@ export class IntentKeys {
   }
 }
 
+// -- what was called ------------------------------------------------------------------------
+
+const RECORDED = 6;
+/** The last requests the page made for a user action (polls excluded), newest first; a
+ * "change" event on `calls` says a new one started or finished. */
+export const calls = Object.assign(new EventTarget(), { items: [] });
+let background = 0;
+
+/** Runs `probe()` as background work (polling): its requests are not "what this action called". */
+export function inBackground(probe) {
+  background += 1;
+  try {
+    return probe();
+  } finally {
+    background -= 1;
+  }
+}
+
+function record(entry) {
+  if (background) return null;
+  calls.items = [entry, ...calls.items].slice(0, RECORDED);
+  calls.dispatchEvent(new Event("change"));
+  return (answer) => {
+    Object.assign(entry, answer);
+    calls.dispatchEvent(new Event("change"));
+  };
+}
+
+/** The request's headers as shown to people: the bearer token elided. */
+function shownHeaders(headers) {
+  const shown = { ...headers };
+  if (shown.Authorization) shown.Authorization = "Bearer …";
+  return shown;
+}
+
+/** A single-quoted shell word. */
+const shellWord = (text) => `'${String(text).replaceAll("'", "'\\''")}'`;
+
+/** A copy-pasteable curl for a recorded call (`$TOKEN` for the bearer token). */
+export function curlFor(entry) {
+  const lines = [`curl -i -X ${entry.method} ${shellWord(entry.url)}`];
+  for (const [name, value] of Object.entries(entry.headers ?? {})) {
+    if (name === "Authorization") lines.push(`-H "Authorization: Bearer $TOKEN"`);
+    else lines.push(`-H ${shellWord(`${name}: ${value}`)}`);
+  }
+  if (entry.form) {
+    for (const [name, value] of Object.entries(entry.form)) {
+      lines.push(`-F ${shellWord(`${name}=${value}`)}`);
+    }
+    lines.push(`-F ${shellWord(`file=@${entry.fileName || "photo.jpg"}`)}`);
+  } else if (entry.body !== undefined) {
+    lines.push(`--data ${shellWord(entry.body)}`);
+  }
+  return lines.join(" \\\n  ");
+}
+
 export class Api {
   constructor(baseUrl, token, { onUnauthorized } = {}) {
     this.baseUrl = baseUrl.replace(/\/+$/, "");
@@ -66,24 +133,42 @@ export class Api {
     }
     if ([...params].length) url += `?${params}`;
 
+    const text = body === undefined ? undefined : JSON.stringify(body);
+    const finish = record({
+      method,
+      url,
+      headers: shownHeaders(headers),
+      body: text,
+      at: new Date().toISOString(),
+      status: null,
+    });
     let response;
     try {
-      response = await fetch(url, {
-        method,
-        headers,
-        body: body === undefined ? undefined : JSON.stringify(body),
-        cache: "no-store",
-      });
+      response = await fetch(url, { method, headers, body: text, cache: "no-store" });
     } catch (error) {
+      finish?.({ status: 0, answer: `(no answer: ${error.message})` });
       throw new ApiError(0, `Could not reach the API at ${this.baseUrl} (${error.message}).`);
     }
-    const data = await readJson(response);
+    const answerText = response.status === 204 ? "" : await response.text();
+    const retryAfter = response.headers.get("Retry-After");
+    finish?.({
+      status: response.status,
+      statusText: response.statusText,
+      answer: answerText,
+      retryAfter,
+    });
+    const data = parseJson(answerText);
     if (!response.ok) {
-      const message =
+      const raw =
         typeof data?.message === "string" && data.message
           ? data.message
           : `${response.status} ${response.statusText || "error"}`;
-      const error = new ApiError(response.status, message, data?.field ?? null, data);
+      const human = humanize(response.status, { ...data, message: raw }, retryAfter);
+      const error = new ApiError(response.status, human.message || raw, data?.field ?? null, data, {
+        raw,
+        fields: human.fields,
+        retryAfter: retryAfter === null ? null : Number(retryAfter),
+      });
       if (response.status === 401) this.onUnauthorized?.(error);
       throw error;
     }
@@ -123,6 +208,9 @@ export class Api {
       idempotencyKey,
     });
   }
+  cancelTraining(modelId) {
+    return this.request("POST", `/models/${encodeURIComponent(modelId)}/training/cancel`);
+  }
 
   // -- generations ------------------------------------------------------------------------
   styles() {
@@ -142,6 +230,12 @@ export class Api {
   getGeneration(generationId) {
     return this.request("GET", `/generations/${encodeURIComponent(generationId)}`);
   }
+  cancelGeneration(generationId) {
+    return this.request("POST", `/generations/${encodeURIComponent(generationId)}/cancel`);
+  }
+  deleteGeneration(generationId) {
+    return this.request("DELETE", `/generations/${encodeURIComponent(generationId)}`);
+  }
 
   // -- face avatars -----------------------------------------------------------------------
   requestFaceUpload(contentType) {
@@ -159,6 +253,12 @@ export class Api {
   listFaceJobs(cursor) {
     return this.request("GET", "/face-avatars", { query: { cursor } });
   }
+  cancelFaceJob(jobId) {
+    return this.request("POST", `/face-avatars/${encodeURIComponent(jobId)}/cancel`);
+  }
+  deleteFaceJob(jobId) {
+    return this.request("DELETE", `/face-avatars/${encodeURIComponent(jobId)}`);
+  }
 
   // -- instant avatars (the same reference upload as face avatars) ------------------------
   createInstantJob(body, idempotencyKey) {
@@ -167,11 +267,23 @@ export class Api {
   getInstantJob(jobId) {
     return this.request("GET", `/instant-avatars/${encodeURIComponent(jobId)}`);
   }
+  listInstantJobs(cursor) {
+    return this.request("GET", "/instant-avatars", { query: { cursor } });
+  }
+  cancelInstantJob(jobId) {
+    return this.request("POST", `/instant-avatars/${encodeURIComponent(jobId)}/cancel`);
+  }
+  deleteInstantJob(jobId) {
+    return this.request("DELETE", `/instant-avatars/${encodeURIComponent(jobId)}`);
+  }
 }
 
 async function readJson(response) {
   if (response.status === 204) return null;
-  const text = await response.text();
+  return parseJson(await response.text());
+}
+
+function parseJson(text) {
   if (!text) return null;
   try {
     return JSON.parse(text);
@@ -211,6 +323,16 @@ export async function devToken(baseUrl, user) {
  * only it reports upload progress. Resolves on S3's 2xx; rejects with S3's own message.
  */
 export function uploadToPresignedPost(slot, file, onProgress = () => {}) {
+  const finish = record({
+    method: "POST",
+    url: slot.url,
+    headers: {},
+    form: slot.fields,
+    fileName: file.name,
+    body: `multipart/form-data: ${Object.keys(slot.fields).length} policy fields, then file=${file.name}`,
+    at: new Date().toISOString(),
+    status: null,
+  });
   return new Promise((resolve, reject) => {
     const form = new FormData();
     for (const [name, value] of Object.entries(slot.fields)) form.append(name, value);
@@ -221,6 +343,7 @@ export function uploadToPresignedPost(slot, file, onProgress = () => {}) {
       if (event.lengthComputable) onProgress(event.loaded / event.total);
     });
     xhr.addEventListener("load", () => {
+      finish?.({ status: xhr.status, statusText: xhr.statusText, answer: xhr.responseText });
       if (xhr.status >= 200 && xhr.status < 300) {
         onProgress(1);
         resolve();
@@ -228,9 +351,10 @@ export function uploadToPresignedPost(slot, file, onProgress = () => {}) {
         reject(new ApiError(xhr.status, `The upload was refused: ${s3Message(xhr)}`));
       }
     });
-    xhr.addEventListener("error", () =>
-      reject(new ApiError(0, "The upload failed: the storage service could not be reached.")),
-    );
+    xhr.addEventListener("error", () => {
+      finish?.({ status: 0, answer: "(no answer: the storage service could not be reached)" });
+      reject(new ApiError(0, "The upload failed: the storage service could not be reached."));
+    });
     xhr.addEventListener("abort", () => reject(new ApiError(0, "The upload was cancelled.")));
     xhr.send(form);
   });

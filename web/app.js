@@ -7,7 +7,8 @@ import { $, announce, h, setError, show, toast } from "./dom.js";
 import { startEvents, stopEvents } from "./events.js";
 import { initFaces, resetFaces, showFaces } from "./faces.js";
 import { initInstant, resetInstant, showInstant } from "./instant.js";
-import { initLightbox } from "./gallery.js";
+import { initCalls } from "./calls.js";
+import { initLightbox, loadGallery, resetGallery } from "./gallery.js";
 import { initModels, loadModels, resetModels } from "./models.js";
 import { KEYS, defaultBaseUrl, session } from "./state.js";
 
@@ -42,6 +43,7 @@ function endSession(message = "") {
   resetFaces();
   resetInstant();
   resetAccount();
+  resetGallery();
   show($("#session"), false);
   show($("#workspace"), false);
   show($("#signin"));
@@ -224,6 +226,7 @@ function selectTab(tab) {
     showInstant();
   }
   if (tab.id === "tab-account") loadAccount();
+  if (tab.id === "tab-gallery") loadGallery();
 }
 
 function initTabs() {
@@ -247,6 +250,7 @@ function main() {
   initSettings();
   initTabs();
   initLightbox();
+  initCalls();
   initModels();
   initFaces();
   initInstant();

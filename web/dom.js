@@ -85,6 +85,8 @@ const STATUS_TEXT = {
   succeeded: "Done",
   uploading: "Uploading",
   error: "Not uploaded",
+  cancelled: "Cancelled",
+  deleted: "Deleted",
 };
 
 export const statusText = (status) => STATUS_TEXT[status] ?? status;

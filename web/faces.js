@@ -3,13 +3,21 @@
 
 import { contentTypeOf, uploadToPresignedPost } from "./api.js";
 import { $, announce, badge, h, megabytes, plural, setError, show, toast, when } from "./dom.js";
+import { expectedText, jobSeen } from "./durations.js";
 import { renderAvatars } from "./gallery.js";
+import { FINISHED, jobActions } from "./jobs.js";
 import { poll } from "./poll.js";
 import { intents, reportError, session } from "./state.js";
 import { FACE_NUMBERS, faceRequest } from "./validate.js";
 
 const MAX_UPLOAD_BYTES = 15 * 1024 * 1024;
-const FINISHED = new Set(["succeeded", "failed"]);
+/** After a job ends its reference may be deleted (ReferenceRetentionSeconds 0): look this
+ * many times, a second and a half apart, before trusting that it is kept. */
+const REFERENCE_LOOKS = 6;
+/** What the page says of a reference the server deleted once its jobs had finished. */
+export const REFERENCE_GONE =
+  "Your reference photo was deleted once its last job finished (we keep no face longer " +
+  "than its jobs need): choose the photo again to make more.";
 
 /** Form control and error line of each request field the form can show a problem for. */
 const FIELDS = {
@@ -26,6 +34,8 @@ const view = {
   watchImage: null,
   job: null,
   watchJob: null,
+  watchReference: null,
+  note: "",
   jobs: new Map(),
   order: [],
   cursor: null,
@@ -81,12 +91,15 @@ export function initFaces() {
 export function resetFaces() {
   view.watchImage?.stop();
   view.watchJob?.stop();
+  view.watchReference?.stop();
   if (view.image?.thumb) URL.revokeObjectURL(view.image.thumb);
   Object.assign(view, {
     image: null,
     watchImage: null,
     job: null,
     watchJob: null,
+    watchReference: null,
+    note: "",
     cursor: null,
     listed: false,
   });
@@ -102,6 +115,46 @@ export function resetFaces() {
 /** The reference photo's id once the backend accepted it (instant avatars use it too). */
 export function acceptedReference() {
   return view.image?.status === "accepted" ? view.image.image_id : null;
+}
+
+/** The reference photo was deleted by the server (its `deleted_at`)? */
+export function referenceDeleted() {
+  return view.image?.status === "deleted";
+}
+
+/**
+ * A job made from `imageId` ended (or a new job was refused with 409): read the upload
+ * record again, a few times, since the job's workflow deletes the reference just after the
+ * job ends. Resolves true once the server says it was deleted.
+ */
+export function recheckReference(imageId, { looks = REFERENCE_LOOKS } = {}) {
+  const image = view.image;
+  if (!image || !imageId || image.image_id !== imageId || image.status !== "accepted") {
+    return Promise.resolve(image?.status === "deleted" && image.image_id === imageId);
+  }
+  view.watchReference?.stop();
+  let seen = 0;
+  return new Promise((resolve) => {
+    view.watchReference = poll(() => session.api.getFaceUpload(imageId), {
+      interval: 1500,
+      isDone: (answer) => {
+        seen += 1;
+        const done = Boolean(answer.deleted_at) || seen >= looks;
+        if (done) resolve(Boolean(answer.deleted_at));
+        return done;
+      },
+      onValue: (answer) => {
+        if (view.image !== image || !answer.deleted_at) return;
+        image.status = "deleted";
+        image.deletedAt = answer.deleted_at;
+        renderReference();
+        announce(REFERENCE_GONE);
+      },
+      onError: (_error, failures, retrying) => {
+        if (!retrying || failures >= looks) resolve(false);
+      },
+    });
+  });
 }
 
 /** The tab was opened: list the jobs the first time. */
@@ -187,7 +240,8 @@ function renderReference() {
   const progress = $("#reference-progress");
   show(progress, image?.status === "uploading");
   $("#reference-bar").style.width = `${Math.round((image?.progress ?? 0) * 100)}%`;
-  $("#pick-reference").textContent = image ? "Choose another photo" : "Choose photo";
+  $("#pick-reference").textContent =
+    image?.status === "deleted" ? "Choose the photo again" : image ? "Choose another photo" : "Choose photo";
   if (!image) {
     status.textContent = "JPEG, PNG, HEIC or WebP, one clear face.";
     return;
@@ -200,6 +254,7 @@ function renderReference() {
       accepted: [badge("accepted"), ` ${image.name}${size}`],
       rejected: [badge("rejected"), ` ${image.reason ?? ""}`],
       error: [badge("error"), ` ${image.reason ?? ""}`],
+      deleted: [badge("deleted"), ` ${REFERENCE_GONE}`],
     }[image.status],
   );
 }
@@ -245,7 +300,9 @@ async function submit(event) {
   for (const name of Object.keys(FIELDS)) clearField(name);
   const { body, errors } = faceRequest(formValues(), { check });
   if (check && view.image && body.image_id) {
-    if (view.image.status === "pending") {
+    if (view.image.status === "deleted") {
+      errors.push({ field: "image_id", message: REFERENCE_GONE });
+    } else if (view.image.status === "pending") {
       errors.push({ field: "image_id", message: "Wait until the reference photo is checked." });
     } else if (view.image.status === "rejected") {
       errors.push({
@@ -279,7 +336,15 @@ async function submit(event) {
     announce(`Face-avatar job started: a batch of ${job.parameters?.batch ?? body.batch ?? 4}.`);
   } catch (failure) {
     if (!failure.transient) intents.face.done();
-    if (failure.field) markField(failure.field, failure.message)?.focus();
+    if (failure.status === 409 && (await recheckReference(body.image_id, { looks: 1 }))) {
+      // The server deleted the reference after its last job: ask for the photo again.
+      setError(error, REFERENCE_GONE);
+      $("#pick-reference").focus();
+      return;
+    }
+    // Each field the API named gets its own sentence, in the form's words (humanize.js).
+    const marked = Object.entries(failure.fields ?? {}).map(([field, text]) => markField(field, text));
+    marked.find(Boolean)?.focus();
     reportError("The job was refused", failure, error);
   } finally {
     button.disabled = false;
@@ -288,6 +353,7 @@ async function submit(event) {
 
 function openJob(jobId) {
   view.watchJob?.stop();
+  if (view.job?.job_id !== jobId) view.note = "";
   view.job = view.jobs.get(jobId);
   renderJob();
   renderJobs();
@@ -310,6 +376,7 @@ function watchJob(jobId) {
           announce(`${plural(job.avatars.length, "face avatar")} ready.`);
         } else if (job.status === "failed")
           announce(`The job failed: ${job.error ?? "no reason given"}.`);
+        if (FINISHED.has(job.status)) recheckReference(job.image_id);
       }
     },
     onError: (error, failures, retrying) => {
@@ -332,10 +399,12 @@ async function refreshJob(jobId) {
 }
 
 function rememberJob(job, { fresh = false } = {}) {
+  jobSeen("face", job);
   if (!view.jobs.has(job.job_id)) view.order.unshift(job.job_id);
   view.jobs.set(job.job_id, job);
   if (view.job?.job_id === job.job_id) {
     view.job = job;
+    if (FINISHED.has(job.status)) view.note = ""; // a cancel's answer is moot now
     renderJob({ fresh });
   }
   renderJobs();
@@ -356,8 +425,11 @@ function renderJob({ fresh = false } = {}) {
   const status = $("#job-status");
   const line = $("#job-line");
   const grid = $("#job-grid");
+  setError($("#job-note"), view.note);
   if (!job) {
     status.hidden = true;
+    $("#job-actions").replaceChildren();
+    $("#job-actions").dataset.look = "";
     line.textContent = "No job yet: choose a photo and press “Make face avatars”.";
     grid.replaceChildren();
     grid.dataset.look = "";
@@ -365,8 +437,33 @@ function renderJob({ fresh = false } = {}) {
     return;
   }
   badge(job.status, status);
+  const actions = $("#job-actions");
+  if (actions.dataset.look !== `${job.job_id}|${job.status}`) {
+    actions.dataset.look = `${job.job_id}|${job.status}`;
+    actions.replaceChildren(
+      jobActions(job, {
+        noun: "face-avatar job",
+        avatars: job.avatars.length,
+        reference: true,
+        cancel: () => session.api.cancelFaceJob(job.job_id),
+        remove: () => session.api.deleteFaceJob(job.job_id),
+        onCancelled: (cancelled) => {
+          rememberJob(cancelled);
+          recheckReference(cancelled.image_id);
+        },
+        onDeleted: () => forgetJob(job.job_id),
+        onNote: (text) => {
+          view.note = text;
+          setError($("#job-note"), text);
+        },
+      }),
+    );
+  }
   const p = job.parameters ?? {};
-  line.textContent = `${jobSummary(job)} · started ${when(job.created_at)}`;
+  const eta = FINISHED.has(job.status) ? "" : ` · ${expectedText("face")}`;
+  const cancelled =
+    job.status === "cancelled" ? " · cancelled before it reached the provider: nothing was charged" : "";
+  line.textContent = `${jobSummary(job)} · started ${when(job.created_at)}${eta}${cancelled}`;
   setError($("#job-error"), job.status === "failed" ? job.error || "The job failed." : "");
   const look = `${job.job_id}|${job.status}|${job.avatars.map((a) => a.avatar_id).join(",")}`;
   if (!fresh && grid.dataset.look === look) return;
@@ -377,6 +474,20 @@ function renderJob({ fresh = false } = {}) {
     placeholders: waiting,
     refresh: () => refreshJob(job.job_id),
   });
+}
+
+/** A job was deleted: it leaves the list, and the next one is shown. */
+function forgetJob(jobId) {
+  view.jobs.delete(jobId);
+  view.order = view.order.filter((id) => id !== jobId);
+  if (view.job?.job_id === jobId) {
+    view.watchJob?.stop();
+    view.job = null;
+    view.note = "";
+    if (view.order.length) openJob(view.order[0]);
+    else renderJob();
+  }
+  renderJobs();
 }
 
 async function loadJobs(reset) {

@@ -2,12 +2,13 @@
 // generation succeeds.
 
 import { $, announce, badge, h, plural, setError, show, toast, when } from "./dom.js";
+import { expectedText, jobSeen } from "./durations.js";
 import { renderAvatars } from "./gallery.js";
+import { FINISHED, jobActions } from "./jobs.js";
 import { poll } from "./poll.js";
 import { intents, reportError, session } from "./state.js";
 
 const DEFAULT_COUNT = 4;
-const FINISHED = new Set(["succeeded", "failed"]);
 
 const view = {
   model: null,
@@ -18,6 +19,8 @@ const view = {
   elements: new Map(),
   order: [],
   watchers: new Map(),
+  /** What the page last said about a generation's cancel or delete (a 409's words). */
+  notes: new Map(),
   listedFor: null,
 };
 
@@ -41,6 +44,7 @@ export function resetGenerations() {
   view.listedFor = null;
   view.generations.clear();
   view.elements.clear();
+  view.notes.clear();
   view.order = [];
   $("#style-grid").replaceChildren();
   $("#generations").replaceChildren();
@@ -59,6 +63,7 @@ export function showGenerations(model) {
     stopWatchers();
     view.generations.clear();
     view.elements.clear();
+    view.notes.clear();
     view.order = [];
     view.listedFor = null;
     $("#generations").replaceChildren();
@@ -221,6 +226,8 @@ async function loadGenerations(modelId) {
  */
 function remember(generation, { first = false, fresh = false } = {}) {
   const id = generation.generation_id;
+  jobSeen("generation", generation);
+  if (FINISHED.has(generation.status)) view.notes.delete(id); // a cancel's answer is moot now
   if (!view.generations.has(id)) view.order.unshift(id);
   view.generations.set(id, generation);
   const old = view.elements.get(id);
@@ -232,7 +239,25 @@ function remember(generation, { first = false, fresh = false } = {}) {
 /** What the block shows; polls answer new presigned URLs each time, which it ignores. */
 function look(generation) {
   const avatars = generation.avatars.map((avatar) => avatar.avatar_id).join(",");
-  return `${generation.status}|${avatars}|${generation.error ?? ""}`;
+  const note = view.notes.get(generation.generation_id) ?? "";
+  return `${generation.status}|${avatars}|${generation.error ?? ""}|${note}`;
+}
+
+/** A generation was deleted: it leaves the page. */
+function forget(id) {
+  view.watchers.get(id)?.stop();
+  view.watchers.delete(id);
+  view.generations.delete(id);
+  view.elements.delete(id);
+  view.notes.delete(id);
+  view.order = view.order.filter((other) => other !== id);
+  render();
+}
+
+function setNote(id, text) {
+  if (text) view.notes.set(id, text);
+  else view.notes.delete(id);
+  if (view.generations.has(id)) remember(view.generations.get(id), { fresh: true });
 }
 
 function watch(id) {
@@ -294,6 +319,12 @@ function block(id) {
   const grid = h("ul", { class: "avatar-grid", "aria-label": `Avatars: ${describe(generation)}` });
   renderAvatars(grid, generation.avatars, {
     label: "Avatar",
+    details: (avatar) => {
+      const request = (generation.requests ?? []).find((r) => r.style === avatar.style);
+      return [styleLabel(avatar.style ?? ""), request?.prompt ? `“${request.prompt}”` : null]
+        .filter(Boolean)
+        .join(" · ");
+    },
     placeholders: Math.min(waiting, 12),
     refresh: () => refreshGeneration(id),
   });
@@ -309,10 +340,26 @@ function block(id) {
       h("strong", {}, describe(generation) || "Generation"),
       badge(generation.status),
       h("span", { class: "muted small" }, when(generation.created_at)),
+      FINISHED.has(generation.status)
+        ? null
+        : h("span", { class: "eta small" }, expectedText("generation")),
+      jobActions(generation, {
+        noun: "generation",
+        avatars: generation.avatars.length,
+        cancel: () => session.api.cancelGeneration(id),
+        remove: () => session.api.deleteGeneration(id),
+        onCancelled: (cancelled) => remember(cancelled),
+        onDeleted: () => forget(id),
+        onNote: (text) => setNote(id, text),
+      }),
     ),
     generation.status === "failed"
       ? h("p", { class: "form-error" }, generation.error || "The generation failed.")
       : null,
+    generation.status === "cancelled"
+      ? h("p", { class: "muted small job-note" }, "Cancelled before it reached the provider: nothing was charged.")
+      : null,
+    view.notes.get(id) ? h("p", { class: "note small job-note", role: "status" }, view.notes.get(id)) : null,
     grid,
   );
 }

@@ -2,13 +2,14 @@
 // uploaded. The subjects and the count cap come from GET /v1/styles (they are configuration).
 
 import { $, announce, badge, h, plural, setError, toast, when } from "./dom.js";
-import { acceptedReference } from "./faces.js";
+import { expectedText, jobSeen } from "./durations.js";
+import { REFERENCE_GONE, acceptedReference, recheckReference, referenceDeleted } from "./faces.js";
 import { renderAvatars } from "./gallery.js";
+import { FINISHED, jobActions } from "./jobs.js";
 import { poll } from "./poll.js";
 import { intents, reportError, session } from "./state.js";
 
-const FINISHED = new Set(["succeeded", "failed"]);
-const view = { offer: null, job: null, watch: null };
+const view = { offer: null, job: null, watch: null, note: "" };
 
 export function initInstant() {
   $("#instant-form").addEventListener("submit", submit);
@@ -16,7 +17,7 @@ export function initInstant() {
 
 export function resetInstant() {
   view.watch?.stop();
-  Object.assign(view, { offer: null, job: null, watch: null });
+  Object.assign(view, { offer: null, job: null, watch: null, note: "" });
   render();
   setError($("#instant-error"), "");
 }
@@ -45,7 +46,12 @@ async function submit(event) {
   setError(error, "");
   const imageId = acceptedReference();
   if (!imageId && !session.skipChecks) {
-    setError(error, "Choose a reference photo above and wait until it is accepted.");
+    setError(
+      error,
+      referenceDeleted()
+        ? REFERENCE_GONE
+        : "Choose a reference photo above and wait until it is accepted.",
+    );
     return;
   }
   const body = {
@@ -61,11 +67,16 @@ async function submit(event) {
     const job = await session.api.createInstantJob(body, intents.instant.keyFor(body));
     intents.instant.done();
     view.job = job;
+    view.note = "";
     render();
     watch(job.job_id);
     announce(`Instant-avatar job started: ${plural(job.count, "avatar")}.`);
   } catch (failure) {
     if (!failure.transient) intents.instant.done();
+    if (failure.status === 409 && (await recheckReference(body.image_id, { looks: 1 }))) {
+      setError(error, REFERENCE_GONE); // deleted after its last job: choose it again
+      return;
+    }
     reportError("The job was refused", failure, error);
   } finally {
     button.disabled = false;
@@ -81,10 +92,12 @@ function watch(jobId) {
       if (view.job?.job_id !== jobId) return;
       const changed = job.status !== view.job.status;
       view.job = job;
+      if (FINISHED.has(job.status)) view.note = ""; // a cancel's answer is moot now
       render();
       if (changed && job.status === "succeeded") {
         toast("success", "Instant avatars ready", plural(job.avatars.length, "avatar"));
       }
+      if (changed && FINISHED.has(job.status)) recheckReference(job.image_id);
     },
     onError: (error, failures, retrying) => {
       if (!retrying) reportError("Stopped watching the job", error);
@@ -96,15 +109,50 @@ function render() {
   const job = view.job;
   const status = $("#instant-status");
   const grid = $("#instant-grid");
+  setError($("#instant-note"), view.note);
   if (!job) {
     status.hidden = true;
+    $("#instant-actions").replaceChildren();
+    $("#instant-actions").dataset.look = "";
     $("#instant-line").textContent = "No instant-avatar job yet.";
     grid.replaceChildren();
     return;
   }
   badge(job.status, status);
+  const actions = $("#instant-actions");
+  const look = `${job.job_id}|${job.status}|${job.avatars.length}`;
+  if (actions.dataset.look !== look) {
+    actions.dataset.look = look;
+    actions.replaceChildren(jobActions(job, {
+      noun: "instant-avatar job",
+      avatars: job.avatars.length,
+      reference: true,
+      cancel: () => session.api.cancelInstantJob(job.job_id),
+      remove: () => session.api.deleteInstantJob(job.job_id),
+      onCancelled: (cancelled) => {
+        view.watch?.stop();
+        view.job = cancelled;
+        render();
+        recheckReference(cancelled.image_id);
+      },
+      onDeleted: () => {
+        view.watch?.stop();
+        view.job = null;
+        view.note = "";
+        render();
+      },
+      onNote: (text) => {
+        view.note = text;
+        setError($("#instant-note"), text);
+      },
+    }));
+  }
+  jobSeen("instant", job);
+  const eta = FINISHED.has(job.status) ? "" : ` · ${expectedText("instant")}`;
+  const cancelled =
+    job.status === "cancelled" ? " · cancelled before it reached the provider: nothing was charged" : "";
   $("#instant-line").textContent =
-    `${plural(job.count, job.subject + " avatar")} · started ${when(job.created_at)}`;
+    `${plural(job.count, job.subject + " avatar")} · started ${when(job.created_at)}${eta}${cancelled}`;
   setError($("#instant-error"), job.status === "failed" ? job.error || "The job failed." : "");
   const waiting = FINISHED.has(job.status) ? 0 : Math.max(0, job.count - job.avatars.length);
   renderAvatars(grid, job.avatars, {

@@ -3,6 +3,7 @@
 
 import { contentTypeOf, uploadToPresignedPost } from "./api.js";
 import { $, announce, badge, h, megabytes, plural, setError, show, toast, when } from "./dom.js";
+import { expectedText, trainingSeen } from "./durations.js";
 import { initGenerations, resetGenerations, showGenerations } from "./generations.js";
 import { poll } from "./poll.js";
 import { intents, reportError, session } from "./state.js";
@@ -42,6 +43,7 @@ export function initModels() {
   $("#more-models").addEventListener("click", () => loadModels(false));
   $("#delete-model").addEventListener("click", deleteModel);
   $("#start-training").addEventListener("click", startTraining);
+  $("#cancel-training").addEventListener("click", cancelTraining);
   const input = $("#selfie-input");
   $("#pick-selfies").addEventListener("click", () => input.click());
   input.addEventListener("change", () => {
@@ -331,9 +333,14 @@ function renderTraining(model) {
   const progress = $("#training-progress");
   const accepted = model.selfies.accepted;
   $("#step-training").dataset.state = model.status;
+  trainingSeen(model);
   const retrainable =
-    model.status === "failed" && model.retry_until && Date.parse(model.retry_until) > Date.now();
+    (model.status === "failed" || model.status === "cancelled") &&
+    model.retry_until &&
+    Date.parse(model.retry_until) > Date.now();
   show(button, model.status === "collecting" || retrainable);
+  show($("#cancel-training"), model.status === "training");
+  if (model.status !== "training") setError($("#training-note"), "");
   button.textContent = retrainable ? "Train again" : "Start training";
   show(progress, model.status === "training" || model.status === "ready");
   if (model.status === "collecting") {
@@ -343,14 +350,14 @@ function renderTraining(model) {
       ? `Needs at least ${MIN_SELFIES} accepted selfies: ${missing} more to go.`
       : pending
         ? `Waiting for ${plural(pending, "selfie")} still being checked.`
-        : `${plural(accepted, "accepted selfie")}: ready to train (takes up to ~20 minutes).`;
+        : `${plural(accepted, "accepted selfie")}: ready to train (${expectedText("training")}).`;
     button.disabled = (missing > 0 || model.selfies.pending > 0) && !session.skipChecks;
     line.textContent = "";
   } else if (model.status === "training") {
     const pct = Math.round(model.training_progress ?? 0);
     hint.textContent = "The provider is learning the subject. You can leave this page.";
     setProgress(pct);
-    line.textContent = `Training… ${pct}%`;
+    line.textContent = `Training… ${pct}% · ${expectedText("training")}`;
   } else if (model.status === "ready") {
     hint.textContent = `Trained from ${plural(accepted, "selfie")}.`;
     setProgress(100);
@@ -363,6 +370,14 @@ function renderTraining(model) {
       ? `Training failed. ${cost} Your selfies are kept until ${when(model.retry_until)}: ` +
         "train again with them until then."
       : `Training failed. ${cost} Its selfies are no longer kept: create a new model to try again.`;
+    button.disabled = false;
+    line.textContent = "";
+  } else if (model.status === "cancelled") {
+    const cost = "It was cancelled before the provider had it: nothing was charged.";
+    hint.textContent = retrainable
+      ? `Training cancelled. ${cost} Your selfies are kept until ${when(model.retry_until)}: ` +
+        "train again with them until then."
+      : `Training cancelled. ${cost} Its selfies are no longer kept: create a new model to try again.`;
     button.disabled = false;
     line.textContent = "";
   }
@@ -398,6 +413,31 @@ async function startTraining() {
     if (!failure.transient) intents.training.done();
     reportError("Could not start training", failure, error);
     renderTraining(current());
+  }
+}
+
+/** Cancels a training the provider has not been handed yet, at no cost; once it has, the
+ * API answers 409 that the training is paid for and kept, and the page says so. */
+async function cancelTraining() {
+  const model = current();
+  if (!model) return;
+  const button = $("#cancel-training");
+  const note = $("#training-note");
+  button.disabled = true;
+  try {
+    const updated = await session.api.cancelTraining(model.model_id);
+    view.watchModel?.stop();
+    setError(note, "");
+    upsert(updated);
+    toast("success", "Training cancelled", "It never reached the provider: nothing was charged.");
+    announce("Training cancelled; nothing was charged.");
+  } catch (error) {
+    if (error.status === 409) {
+      setError(note, error.message);
+      announce(error.message);
+    } else reportError("Could not cancel the training", error, $("#training-error"));
+  } finally {
+    button.disabled = false;
   }
 }
 

@@ -1,6 +1,9 @@
 // Polling that an app can ship: a steady interval while things go well, exponential back-off
 // (with jitter) while the API is unreachable, throttled or failing, and a stop on a terminal
 // state or on an answer that will never change (401, 404, other 4xx).
+// Polls are background work: their requests are not what "How this was called" shows.
+
+import { inBackground } from "./api.js";
 
 /**
  * Calls `probe()` now and then every `interval` ms until `isDone(value)`; `onValue(value)` sees
@@ -19,7 +22,7 @@ export function poll(probe, { interval = 1500, maxInterval = 20000, isDone, onVa
     timer = null;
     if (stopped) return;
     try {
-      const value = await probe();
+      const value = await inBackground(probe);
       if (stopped) return;
       failures = 0;
       onValue?.(value);
