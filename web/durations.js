@@ -67,3 +67,18 @@ export function expectedText(kind) {
   const minutes = Math.round(seconds / 60);
   return `usually about ${minutes} minute${minutes === 1 ? "" : "s"}`;
 }
+
+/**
+ * While the provider is at its rate limit, paid work waits its turn and the API says where
+ * it stands (`queue`): "waiting for the provider: 12 ahead, expected to start about 14:05".
+ * Otherwise how long such a job usually takes.
+ */
+export function etaText(kind, job) {
+  const queue = job && job.queue;
+  if (!queue) return expectedText(kind);
+  const start = new Date(queue.estimated_start_at);
+  const at = Number.isNaN(start.getTime())
+    ? ""
+    : `, expected to start about ${start.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" })}`;
+  return `waiting for the provider: ${queue.position} ahead${at}`;
+}

@@ -3,7 +3,7 @@
 
 import { contentTypeOf, uploadToPresignedPost } from "./api.js";
 import { $, announce, badge, h, megabytes, plural, setError, show, toast, when } from "./dom.js";
-import { expectedText, jobSeen } from "./durations.js";
+import { etaText, jobSeen } from "./durations.js";
 import { renderAvatars } from "./gallery.js";
 import { FINISHED, jobActions } from "./jobs.js";
 import { poll } from "./poll.js";
@@ -460,7 +460,7 @@ function renderJob({ fresh = false } = {}) {
     );
   }
   const p = job.parameters ?? {};
-  const eta = FINISHED.has(job.status) ? "" : ` · ${expectedText("face")}`;
+  const eta = FINISHED.has(job.status) ? "" : ` · ${etaText("face", job)}`;
   const cancelled =
     job.status === "cancelled" ? " · cancelled before it reached the provider: nothing was charged" : "";
   line.textContent = `${jobSummary(job)} · started ${when(job.created_at)}${eta}${cancelled}`;

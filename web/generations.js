@@ -2,7 +2,7 @@
 // generation succeeds.
 
 import { $, announce, badge, h, plural, setError, show, toast, when } from "./dom.js";
-import { expectedText, jobSeen } from "./durations.js";
+import { etaText, jobSeen } from "./durations.js";
 import { renderAvatars } from "./gallery.js";
 import { FINISHED, jobActions } from "./jobs.js";
 import { poll } from "./poll.js";
@@ -342,7 +342,7 @@ function block(id) {
       h("span", { class: "muted small" }, when(generation.created_at)),
       FINISHED.has(generation.status)
         ? null
-        : h("span", { class: "eta small" }, expectedText("generation")),
+        : h("span", { class: "eta small" }, etaText("generation", generation)),
       jobActions(generation, {
         noun: "generation",
         avatars: generation.avatars.length,

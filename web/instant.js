@@ -2,7 +2,7 @@
 // uploaded. The subjects and the count cap come from GET /v1/styles (they are configuration).
 
 import { $, announce, badge, h, plural, setError, toast, when } from "./dom.js";
-import { expectedText, jobSeen } from "./durations.js";
+import { etaText, jobSeen } from "./durations.js";
 import { REFERENCE_GONE, acceptedReference, recheckReference, referenceDeleted } from "./faces.js";
 import { renderAvatars } from "./gallery.js";
 import { FINISHED, jobActions } from "./jobs.js";
@@ -148,7 +148,7 @@ function render() {
     }));
   }
   jobSeen("instant", job);
-  const eta = FINISHED.has(job.status) ? "" : ` · ${expectedText("instant")}`;
+  const eta = FINISHED.has(job.status) ? "" : ` · ${etaText("instant", job)}`;
   const cancelled =
     job.status === "cancelled" ? " · cancelled before it reached the provider: nothing was charged" : "";
   $("#instant-line").textContent =

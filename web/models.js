@@ -3,7 +3,7 @@
 
 import { contentTypeOf, uploadToPresignedPost } from "./api.js";
 import { $, announce, badge, h, megabytes, plural, setError, show, toast, when } from "./dom.js";
-import { expectedText, trainingSeen } from "./durations.js";
+import { etaText, expectedText, trainingSeen } from "./durations.js";
 import { initGenerations, resetGenerations, showGenerations } from "./generations.js";
 import { poll } from "./poll.js";
 import { intents, reportError, session } from "./state.js";
@@ -357,7 +357,7 @@ function renderTraining(model) {
     const pct = Math.round(model.training_progress ?? 0);
     hint.textContent = "The provider is learning the subject. You can leave this page.";
     setProgress(pct);
-    line.textContent = `Training… ${pct}% · ${expectedText("training")}`;
+    line.textContent = `Training… ${pct}% · ${etaText("training", model)}`;
   } else if (model.status === "ready") {
     hint.textContent = `Trained from ${plural(accepted, "selfie")}.`;
     setProgress(100);
