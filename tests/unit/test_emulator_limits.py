@@ -8,12 +8,16 @@ boundaries are asserted exactly.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
 
-from local.emulator.app import EmulatorState, create_app
+from avatar_core.errors import ProviderQuotaExhausted, ProviderRateLimited, ProviderRejected
+from avatar_core.providers.picsart import PicsartClient
+from avatar_core.providers.qolaba import QolabaClient
+from local.emulator.app import EmulatorServer, EmulatorState, create_app
 from local.emulator.core import EmulatorConfig, ResultFiles, ScaledClock
 from local.emulator.faults import ROUTES
 from local.emulator.limits import ROUTE_PROVIDERS, SlidingWindow
@@ -268,6 +272,51 @@ def test_bad_limits_are_refused_and_change_nothing(body):
     assert answer.status_code == 400
     assert "error" in answer.json
     assert client.get("/_emulator/limits").json == {"picsart": 4, "qolaba": 0}
+
+
+# --- what our clients make of it -----------------------------------------------------------
+
+
+@pytest.fixture()
+def limited_server() -> Iterator[EmulatorServer]:
+    config = EmulatorConfig(
+        time_factor=1e-9,
+        picsart_api_key=PICSART_KEY,
+        qolaba_token=QOLABA_TOKEN,
+        picsart_requests_per_minute=1,
+        qolaba_requests_per_minute=1,
+    )
+    server = EmulatorServer(config).start()
+    yield server
+    server.stop()
+
+
+def test_our_picsart_client_reads_the_limit_as_busy_for_the_advertised_time_not_exhausted(
+    limited_server,
+):
+    client = PicsartClient(limited_server.picsart_base_url, lambda: PICSART_KEY)
+    unknown = str(uuid.uuid4())
+    with pytest.raises(ProviderRejected):  # 404: served, and it took the minute's one slot
+        client.training_status(unknown)
+    limited_server.state.clock.advance(20)
+
+    with pytest.raises(ProviderRateLimited) as raised:
+        client.training_status(unknown)
+
+    assert not isinstance(raised.value, ProviderQuotaExhausted)
+    assert raised.value.retry_after == 40
+
+
+def test_our_qolaba_client_reads_the_limit_as_busy_for_the_retry_after_time(limited_server):
+    client = QolabaClient(limited_server.qolaba_base_url, lambda: QOLABA_TOKEN, "app")
+    with pytest.raises(ProviderRejected):
+        client.face_avatar_status(str(uuid.uuid4()))
+    limited_server.state.clock.advance(45)
+
+    with pytest.raises(ProviderRateLimited) as raised:
+        client.face_avatar_status(str(uuid.uuid4()))
+
+    assert raised.value.retry_after == 15
 
 
 # --- make run ----------------------------------------------------------------------------
