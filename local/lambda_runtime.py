@@ -232,13 +232,13 @@ class InProcessRuntime:
             child.name for child in layer_dir.iterdir() if (child / "__init__.py").exists()
         )
         _IMPORT_GATE.packages.update(self._layer_packages)
+        _IMPORT_GATE.install()
 
     def install(self) -> None:
         from moto.awslambda.models import LambdaFunction
 
         runtime = self
         _install_environ_view()
-        _IMPORT_GATE.install()
 
         def _invoke_lambda(fn: Any, event: Any = None) -> tuple[str, bool, str]:
             return runtime.invoke(fn, event)
