@@ -10,7 +10,7 @@ import sys
 import threading
 import time
 
-from local.stack import LocalConfig, LocalStack
+from local.stack import LocalConfig, LocalStack, emulator_limits_from_env
 
 
 def _quiet_servers() -> None:
@@ -21,9 +21,18 @@ def _quiet_servers() -> None:
 def run(port: int, time_factor: float, access_log: bool) -> int:
     started = time.monotonic()
     webhook_url = os.environ.get("WEBHOOK_URL", "")
+    try:
+        emulator_limits = emulator_limits_from_env(os.environ)
+    except ValueError as error:
+        print(error, file=sys.stderr)
+        return 2
     stack = LocalStack(
         LocalConfig(
-            api_port=port, time_factor=time_factor, access_log=access_log, webhook_url=webhook_url
+            api_port=port,
+            time_factor=time_factor,
+            access_log=access_log,
+            webhook_url=webhook_url,
+            emulator_overrides=emulator_limits,
         )
     )
     stack.start()
@@ -36,6 +45,13 @@ def run(port: int, time_factor: float, access_log: bool) -> int:
         "any credentials: aws --endpoint-url)"
     )
     print(f"emulator   {stack.emulator.base_url}  (provider emulator: results are EMULATED)")
+    if emulator_limits:
+        limits = stack.emulator.state.limits.limits()
+        described = ", ".join(
+            f"{provider} {limit}/min" if limit else f"{provider} unlimited"
+            for provider, limit in limits.items()
+        )
+        print(f"limits     {described}  (the emulator's rate limits, per emulated minute)")
     if webhook_url:
         print(f"webhooks   {webhook_url}  (signed: make webhook-secret prints the secret)")
     print("token      make token USER=<name>")

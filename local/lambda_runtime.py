@@ -114,6 +114,90 @@ class LambdaContext:
         return max(0, int((self._deadline - time.monotonic()) * 1000))
 
 
+class _ImportGate:
+    """Keeps other threads' imports of the layer's packages out while a cold start swaps
+    ``sys.modules`` (``InProcessRuntime._own_layer_copy``).
+
+    A handler may import at call time (``from avatar_core.providers.picsart import ...``
+    inside a method); without the gate, a sandbox starting meanwhile deletes and restores
+    those very entries under it, and the running job fails with a ``KeyError`` or a
+    half-initialised module. Imports of anything else pass untouched; a thread that holds
+    the gate (either way) re-enters it freely.
+    """
+
+    def __init__(self) -> None:
+        self._changed = threading.Condition()
+        self._swapping: int | None = None  # the thread swapping sys.modules
+        self._importing = 0  # threads importing a gated package now
+        self._held = threading.local()
+        self.packages: set[str] = set()
+
+    def install(self) -> None:
+        import builtins
+
+        if getattr(builtins.__import__, "_lambda_import_gate", None) is not None:
+            return
+        original = builtins.__import__
+        gate = self
+
+        def gated_import(
+            name: str,
+            globals: Any = None,
+            locals: Any = None,
+            fromlist: Any = (),
+            level: int = 0,
+        ) -> Any:
+            if level and globals:  # a relative import names its package in its globals
+                package = str(globals.get("__package__") or "").partition(".")[0]
+            else:
+                package = name.partition(".")[0]
+            if package not in gate.packages:
+                return original(name, globals, locals, fromlist, level)
+            with gate.importing():
+                return original(name, globals, locals, fromlist, level)
+
+        gated_import._lambda_import_gate = self  # type: ignore[attr-defined]
+        builtins.__import__ = gated_import
+
+    @contextmanager
+    def importing(self) -> Iterator[None]:
+        if getattr(self._held, "depth", 0):
+            self._held.depth += 1
+            try:
+                yield
+            finally:
+                self._held.depth -= 1
+            return
+        with self._changed:
+            self._changed.wait_for(lambda: self._swapping is None)
+            self._importing += 1
+        self._held.depth = 1
+        try:
+            yield
+        finally:
+            self._held.depth = 0
+            with self._changed:
+                self._importing -= 1
+                self._changed.notify_all()
+
+    @contextmanager
+    def swapping(self) -> Iterator[None]:
+        with self._changed:
+            self._changed.wait_for(lambda: self._swapping is None and self._importing == 0)
+            self._swapping = threading.get_ident()
+        self._held.depth = 1
+        try:
+            yield
+        finally:
+            self._held.depth = 0
+            with self._changed:
+                self._swapping = None
+                self._changed.notify_all()
+
+
+_IMPORT_GATE = _ImportGate()
+
+
 class InProcessRuntime:
     def __init__(
         self, base_env: dict[str, str] | None = None, overrides: dict[str, str] | None = None
@@ -147,6 +231,8 @@ class InProcessRuntime:
         self._layer_packages.update(
             child.name for child in layer_dir.iterdir() if (child / "__init__.py").exists()
         )
+        _IMPORT_GATE.packages.update(self._layer_packages)
+        _IMPORT_GATE.install()
 
     def install(self) -> None:
         from moto.awslambda.models import LambdaFunction
@@ -253,7 +339,7 @@ class InProcessRuntime:
         if spec is None or spec.loader is None:
             raise ImportError(f"cannot load handler module {path}")
         module = importlib.util.module_from_spec(spec)
-        with self._import_lock, self._own_layer_copy():
+        with self._import_lock, _IMPORT_GATE.swapping(), self._own_layer_copy():
             spec.loader.exec_module(module)
         return module
 

@@ -46,6 +46,29 @@ def free_port() -> int:
         return port
 
 
+# ``make run`` gives the emulator the providers' rate limits from these variables (requests
+# per emulated minute, 0 or unset: unlimited).
+EMULATOR_LIMIT_VARIABLES = {
+    "PICSART_REQUESTS_PER_MINUTE": "picsart_requests_per_minute",
+    "QOLABA_REQUESTS_PER_MINUTE": "qolaba_requests_per_minute",
+}
+
+
+def emulator_limits_from_env(environ: dict[str, str] | os._Environ[str]) -> dict[str, int]:
+    """``EmulatorConfig`` overrides for the rate-limit variables that are set."""
+    limits: dict[str, int] = {}
+    for variable, option in EMULATOR_LIMIT_VARIABLES.items():
+        raw = environ.get(variable, "").strip()
+        if not raw:
+            continue
+        if not raw.isdigit():
+            raise ValueError(
+                f"{variable} must be a whole number of requests per minute, not {raw!r}"
+            )
+        limits[option] = int(raw)
+    return limits
+
+
 @dataclass
 class LocalConfig:
     api_port: int = 3000

@@ -35,7 +35,26 @@ def _parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--fetch-timeout-seconds", type=float, default=defaults.fetch_timeout_seconds
     )
+    parser.add_argument(
+        "--picsart-requests-per-minute",
+        type=int,
+        default=defaults.picsart_requests_per_minute,
+        help="Picsart's rate limit in emulated minutes; over it, 429 (0: unlimited)",
+    )
+    parser.add_argument(
+        "--qolaba-requests-per-minute",
+        type=int,
+        default=defaults.qolaba_requests_per_minute,
+        help="Qolaba's rate limit in emulated minutes; over it, 429 (0: unlimited)",
+    )
     return parser.parse_args(argv)
+
+
+def _describe_limits(limits: dict[str, int]) -> str:
+    return ", ".join(
+        f"{provider} {limit}/min" if limit else f"{provider} unlimited"
+        for provider, limit in limits.items()
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -49,6 +68,8 @@ def main(argv: list[str] | None = None) -> None:
         inference_seconds=args.inference_seconds,
         face_seconds=args.face_seconds,
         fetch_timeout_seconds=args.fetch_timeout_seconds,
+        picsart_requests_per_minute=args.picsart_requests_per_minute,
+        qolaba_requests_per_minute=args.qolaba_requests_per_minute,
     )
     server = EmulatorServer(config, port=args.port).start()
     print(f"provider emulator (time factor {config.time_factor:g}) on {server.base_url}")
@@ -61,6 +82,9 @@ def main(argv: list[str] | None = None) -> None:
         f"{config.qolaba_token}"
     )
     print(f"  test hooks          {server.base_url}/_emulator/  (stats, script, reset, ...)")
+    limits = server.state.limits.limits()
+    if any(limits.values()):
+        print(f"  rate limits         {_describe_limits(limits)} (emulated minutes)")
     print("Ctrl-C to stop.", flush=True)
     try:
         threading.Event().wait()

@@ -18,6 +18,7 @@ from werkzeug.serving import BaseWSGIServer, make_server
 
 from local.emulator.core import EmulatorConfig, ResultFiles, ScaledClock
 from local.emulator.faults import Faults, ScriptError
+from local.emulator.limits import PROVIDERS, RateLimits
 
 MAX_REQUEST_BYTES = 1024 * 1024
 
@@ -44,6 +45,16 @@ class EmulatorState:
     lock: threading.Lock = field(default_factory=threading.Lock)
     faults: Faults = field(default_factory=Faults)
     jobs: list[dict[str, Any]] = field(default_factory=list)
+    limits: RateLimits = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.limits = RateLimits(
+            self.clock,
+            {
+                "picsart": self.config.picsart_requests_per_minute,
+                "qolaba": self.config.qolaba_requests_per_minute,
+            },
+        )
 
     def count(self, name: str) -> None:
         with self.lock:
@@ -70,6 +81,17 @@ class EmulatorState:
             self.jobs.clear()
             self.counters.clear()
             self.counters.update(_zeroed_counters())
+        self.limits.reset()
+
+    def stats(self) -> dict[str, Any]:
+        """The counters, and per provider its limit, its requests, the 429s it sent and the
+        most requests that arrived within 60 emulated seconds."""
+        with self.lock:
+            counters = {
+                name: dict(value) if isinstance(value, dict) else value
+                for name, value in self.counters.items()
+            }
+        return {**counters, **self.limits.stats()}
 
 
 def create_app(state: EmulatorState) -> Flask:
@@ -126,8 +148,21 @@ def _admin_blueprint(state: EmulatorState) -> Blueprint:
 
     @admin.get("/stats")
     def stats() -> Response:
-        with state.lock:
-            return jsonify(state.counters)
+        return jsonify(state.stats())
+
+    @admin.get("/limits")
+    def current_limits() -> Response:
+        return jsonify(state.limits.limits())
+
+    @admin.post("/limits")
+    def set_limits() -> Response:
+        """Change the requests-per-minute limits until the next reset: ``{"picsart": 30}``."""
+        try:
+            limits = _parse_limits(request.get_json(silent=True))
+        except ScriptError as error:
+            return _admin_error(str(error), 400)
+        state.limits.set_limits(limits)
+        return jsonify(state.limits.limits())
 
     @admin.get("/jobs")
     def jobs() -> Response:
@@ -168,6 +203,26 @@ def _admin_blueprint(state: EmulatorState) -> Blueprint:
         return jsonify({"reset": True})
 
     return admin
+
+
+def _parse_limits(payload: object) -> dict[str, int]:
+    if not isinstance(payload, dict) or not payload:
+        raise ScriptError(
+            'body must be {"picsart": <requests per minute>, "qolaba": ...} (0: unlimited)'
+        )
+    unknown = set(payload) - set(PROVIDERS)
+    if unknown:
+        raise ScriptError(
+            f"unknown providers: {', '.join(sorted(unknown))}; known: {', '.join(PROVIDERS)}"
+        )
+    limits: dict[str, int] = {}
+    for provider, limit in payload.items():
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
+            raise ScriptError(
+                f"{provider} must be an integer of requests per minute >= 0 (0: unlimited)"
+            )
+        limits[provider] = limit
+    return limits
 
 
 def _admin_error(message: str, status: int) -> Response:

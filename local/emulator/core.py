@@ -33,6 +33,9 @@ class EmulatorConfig:
     face_seconds: float = 40
     instant_seconds: float = 40
     fetch_timeout_seconds: float = 10.0
+    # the providers' rate limits per minute of EMULATED time (0: unlimited): limits.py
+    picsart_requests_per_minute: int = 0
+    qolaba_requests_per_minute: int = 0
 
 
 class ScaledClock:

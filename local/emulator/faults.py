@@ -28,6 +28,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from flask import Response, request
 
+from local.emulator.limits import RESET_HEADERS, ROUTE_PROVIDERS
+
 if TYPE_CHECKING:
     from local.emulator.app import EmulatorState
 
@@ -328,6 +330,14 @@ def guarded(
         @functools.wraps(view)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             state.count_in("requests_by_route", route)
+            _, refusal = state.limits.take(route)
+            if refusal is not None:
+                # the provider's gateway answers before any work, and before any script
+                response = render_error(
+                    429, f"Rate limit of {refusal.limit} requests per minute exceeded"
+                )
+                response.headers[RESET_HEADERS[ROUTE_PROVIDERS[route]]] = refusal.header_value
+                return response
             fault = state.faults.take(route)
             if fault is None:
                 return view(*args, **kwargs)

@@ -10,6 +10,7 @@ from typing import Any
 import boto3
 import requests
 
+from avatar_core.settings import Settings
 from local import photos
 from local.client import ApiClient, wait_until
 from local.stack import LocalStack
@@ -95,6 +96,12 @@ class Emulator:
         response.raise_for_status()
         stats: dict[str, Any] = response.json()
         return stats
+
+    def limit(self, **requests_per_minute: int) -> None:
+        """The providers' rate limits until the next reset: ``limit(picsart=6)``."""
+        requests.post(
+            f"{self.base_url}/_emulator/limits", json=requests_per_minute, timeout=5
+        ).raise_for_status()
 
     def trainings_for(self, model_id: str) -> int:
         by_source = self.stats()["trainings_by_source"]
@@ -199,3 +206,13 @@ def bucket_keys(stack: LocalStack, bucket_output: str, containing: str) -> list[
         for item in page.get("Contents", [])
         if containing in item["Key"]
     )
+
+
+def function_settings(stack: LocalStack, logical_id: str) -> Settings:
+    """The settings the running stack's function reads: its environment as deployed, under
+    the stack's local overrides (as the in-process runtime applies them)."""
+    assert stack.stack is not None
+    name = stack.stack.function_name(logical_id)
+    configured = boto3.client("lambda").get_function_configuration(FunctionName=name)
+    deployed = configured.get("Environment", {}).get("Variables", {})
+    return Settings.from_env({**deployed, **stack._local_overrides()})

@@ -149,3 +149,52 @@ def test_concurrent_invocations_never_share_module_state(runtime: InProcessRunti
         answers = list(pool.map(lambda me: answer(runtime.invoke(fn, {"me": me})), ["a", "b"]))
 
     assert answers == [{"me": "a"}, {"me": "b"}], "each invocation has a sandbox of its own"
+
+
+RACE_LAYER = {
+    "__init__.py": "",
+    # slow enough to be caught halfway by a cold start's swap of the layer's modules
+    "heavy.py": "import time\ntime.sleep(0.01)\n",
+    "lazy.py": "import time\ntime.sleep(0.01)\nVALUE = 42\n",
+}
+RACE_HANDLER = """
+import racelayer.heavy  # noqa: F401  (a cold start imports the layer)
+
+
+def lazy(event, context):
+    seen = set()
+    for _ in range(event["times"]):
+        from racelayer.lazy import VALUE  # imported at call time, as our workflow tasks do
+
+        seen.add(VALUE)
+    return {"values": sorted(seen)}
+
+
+def cold(event, context):
+    return {}
+"""
+
+
+def test_a_cold_start_never_breaks_another_invocations_call_time_import(tmp_path: Path) -> None:
+    layer = tmp_path / "layer"
+    (layer / "racelayer").mkdir(parents=True)
+    for name, text in RACE_LAYER.items():
+        (layer / "racelayer" / name).write_text(text)
+    code = tmp_path / "code"
+    code.mkdir()
+    (code / "app.py").write_text(RACE_HANDLER)
+    runtime = InProcessRuntime()
+    runtime.add_layer(layer)
+    runtime.register("lazy", FunctionCode("lazy", code, "app.lazy"))
+    colds = [f"cold{i}" for i in range(15)]
+    for name in colds:
+        runtime.register(name, FunctionCode(name, code, "app.cold"))
+
+    with ThreadPoolExecutor(2) as pool:
+        lazy = pool.submit(runtime.invoke, FakeFunction("lazy", timeout=30), {"times": 3000})
+        cold = [runtime.invoke(FakeFunction(name), {}) for name in colds]  # each a cold start
+        payload, errored, _ = lazy.result()
+
+    assert not errored, payload
+    assert json.loads(payload) == {"values": [42]}
+    assert [e for _, e, _ in cold] == [False] * len(colds)
