@@ -6,7 +6,8 @@ The same limit on both sides: the emulator answers Picsart's 429 (with its reset
 header) beyond ``--rate`` requests in any 60 emulated seconds, and the stack's own limiter
 and queue are configured with the same rate (``PICSART_REQUESTS_PER_MINUTE``), as a
 deployment is with ``PicsartRequestsPerMinute``. One model is trained, then the generations
-are started together (4 POSTs at a time) and followed until they end. Printed: how many
+are started (4 POSTs at a time), their submits held until all have started so that they meet
+the provider together, and followed until they end. Printed: how many
 succeeded, were submitted, the most requests the emulator saw in any 60 emulated seconds
 against the limit, and the 429s it sent.
 
@@ -20,6 +21,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -80,8 +82,25 @@ def burst(stack: LocalStack, generations: int) -> dict[str, Any]:
         return generation_id
 
     started = time.monotonic()
-    with ThreadPoolExecutor(max_workers=4) as pool:
-        ids = list(pool.map(start, range(generations)))
+    # Every submit waits until all the generations have started, so they meet the provider
+    # together, as a burst does, rather than as fast as 4 POSTs at a time arrive.
+    runtime = stack.runtime
+    assert runtime is not None
+    release = threading.Event()
+    earlier = runtime.fault
+
+    def hold(logical_id: str) -> str | None:
+        if logical_id == "GenerationSubmitFunction":
+            release.wait(timeout=120)
+        return earlier(logical_id) if earlier is not None else None
+
+    runtime.fault = hold
+    try:
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            ids = list(pool.map(start, range(generations)))
+    finally:
+        release.set()
+        runtime.fault = earlier
     ended = wait_until(
         lambda: [client.get_generation(g) for g in ids],
         lambda answers: all(g["status"] in ("succeeded", "failed", "cancelled") for g in answers),
