@@ -3,6 +3,7 @@ so the tests cannot drift from the infrastructure."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -39,3 +40,24 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 def repo(aws: None) -> AvatarRepository:
     boto3.client("dynamodb").create_table(TableName="avatars", **table_definition())
     return AvatarRepository("avatars")
+
+
+@pytest.fixture(scope="module")
+def server_repo() -> Iterator[AvatarRepository]:
+    """The repository against a moto *server* (with the local stack's atomic conditional
+    writes), for tests that race real threads: in-process moto serialises nothing for us."""
+    from local import dynamodb_atomic
+    from tests.support.moto_server import moto_server
+
+    with moto_server(dynamodb_atomic.install) as url:
+        resource = boto3.resource(
+            "dynamodb",
+            endpoint_url=url,
+            region_name="us-east-1",
+            aws_access_key_id="local",
+            aws_secret_access_key="local",
+        )
+        # one table per module: the server may outlive the module
+        name = f"avatars-{uuid.uuid4().hex[:8]}"
+        resource.meta.client.create_table(TableName=name, **table_definition())
+        yield AvatarRepository(name, resource=resource)

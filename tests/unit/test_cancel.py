@@ -7,7 +7,7 @@ from __future__ import annotations
 import random
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,9 +34,6 @@ from avatar_core.settings import Settings
 from avatar_core.store.repository import AvatarRepository, JobRecord
 from avatar_core.store.storage import Storage, face_avatar_key, generation_avatar_key
 from avatar_core.store.workflows import execution_arn
-from local import dynamodb_atomic
-from tests.support.moto_server import moto_server
-from tests.unit.conftest import table_definition
 from tests.unit.test_reconcile_logic import end_of
 from tests.unit.test_training_logic import SETTINGS, FakeProvider, model_with_accepted
 
@@ -481,20 +478,6 @@ def test_cancelling_a_face_job_releases_its_reference_at_once(
 
 
 # -- the race, over HTTP against a real moto server -------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def server_repo() -> Iterator[AvatarRepository]:
-    with moto_server(dynamodb_atomic.install) as url:
-        resource = boto3.resource(
-            "dynamodb",
-            endpoint_url=url,
-            region_name="us-east-1",
-            aws_access_key_id="local",
-            aws_secret_access_key="local",
-        )
-        resource.meta.client.create_table(TableName="avatars", **table_definition())
-        yield AvatarRepository("avatars", resource=resource)
 
 
 def _together(*calls: Callable[[], Any]) -> list[Any]:

@@ -48,7 +48,7 @@ def _emitted(name: str) -> bool:
         return True
     # or through a module constant: ``METRIC = "ProviderAccountExhausted"`` ... ``name=METRIC``
     for constant in re.findall(rf'^([A-Z_]+) = "{re.escape(name)}"$', text, re.MULTILINE):
-        if f"name={constant}," in text:
+        if f"name={constant}," in text or f"count_per_provider({constant}," in text:
             return True
     shapes = {
         r"(Picsart|Qolaba)(Calls|Errors|Latency)": r'name=f"\{name\}(Calls|Errors|Latency)"',

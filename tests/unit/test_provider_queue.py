@@ -6,10 +6,8 @@ from __future__ import annotations
 
 import random
 import threading
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
-import boto3
 import pytest
 
 from avatar_core.errors import PROVIDER_BUSY, SubmissionQueued
@@ -26,9 +24,6 @@ from avatar_core.models.api import ModelOut
 from avatar_core.models.workflow import ModelRef
 from avatar_core.store.repository import AvatarRepository
 from avatar_core.store.storage import Storage
-from local import dynamodb_atomic
-from tests.support.moto_server import moto_server
-from tests.unit.conftest import table_definition
 from tests.unit.test_provider_limits import ScriptedProvider
 from tests.unit.test_training_logic import (
     SETTINGS,
@@ -191,20 +186,6 @@ def test_long_busy_loops_slow_down_so_the_history_stays_bounded() -> None:
 
 
 # -- in DynamoDB, under real concurrency ---------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def server_repo() -> Iterator[AvatarRepository]:
-    with moto_server(dynamodb_atomic.install) as url:
-        resource = boto3.resource(
-            "dynamodb",
-            endpoint_url=url,
-            region_name="us-east-1",
-            aws_access_key_id="local",
-            aws_secret_access_key="local",
-        )
-        resource.meta.client.create_table(TableName="avatars", **table_definition())
-        yield AvatarRepository("avatars", resource=resource)
 
 
 def test_concurrent_submissions_in_the_table_get_distinct_tickets_and_exactly_the_cap(

@@ -10,12 +10,13 @@ Tracer's default would patch every library the X-Ray SDK knows and import each t
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from types import ModuleType
 from typing import Any, TypeVar, cast
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
-from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.metrics import MetricUnit, single_metric
 from wrapt import when_imported
 
 logger = Logger()
@@ -30,6 +31,21 @@ def _trace_requests(_: ModuleType) -> None:
     tracer.patch(["requests"])
 
 
+NAMESPACE = "AvatarPipeline"  # the template's POWERTOOLS_METRICS_NAMESPACE
+
+
+def count_per_provider(name: str, provider: str) -> None:
+    """One count of ``name`` with a ``provider`` dimension, flushed at once, so the
+    invocation's other metrics keep only their own dimensions."""
+    with single_metric(
+        name=name,
+        unit=MetricUnit.Count,
+        value=1,
+        namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", NAMESPACE),
+    ) as metric:
+        metric.add_dimension(name="provider", value=provider)
+
+
 def observed(handler: Handler) -> Handler:
     """Every handler's entry: structured logs carrying the Lambda context (cleared between
     invocations), a trace segment, and the invocation's metrics flushed at the end."""
@@ -37,4 +53,4 @@ def observed(handler: Handler) -> Handler:
     return cast(Handler, logger.inject_lambda_context(traced, clear_state=True))
 
 
-__all__ = ["MetricUnit", "logger", "metrics", "observed", "tracer"]
+__all__ = ["MetricUnit", "count_per_provider", "logger", "metrics", "observed", "tracer"]

@@ -21,19 +21,15 @@ Picsart's; face avatars are Qolaba's.
 
 from __future__ import annotations
 
-import os
 from datetime import datetime, timedelta
-
-from aws_lambda_powertools.metrics import single_metric
 
 from avatar_core.errors import ProviderError, ProviderPaused
 from avatar_core.ids import iso, now
-from avatar_core.observability import MetricUnit, logger
+from avatar_core.observability import count_per_provider, logger
 from avatar_core.settings import Settings
 from avatar_core.store.repository import AvatarRepository
 
 METRIC = "ProviderAccountExhausted"
-NAMESPACE = "AvatarPipeline"  # the template's POWERTOOLS_METRICS_NAMESPACE
 
 
 def account_reason(provider: str, error: ProviderError) -> str:
@@ -87,13 +83,7 @@ class ProviderBreaker:
             iso(moment),
             iso(moment + timedelta(seconds=self._settings.breaker_cool_off_seconds)),
         )
-        with single_metric(
-            name=METRIC,
-            unit=MetricUnit.Count,
-            value=1,
-            namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", NAMESPACE),
-        ) as metric:
-            metric.add_dimension(name="provider", value=provider)
+        count_per_provider(METRIC, provider)
         logger.error(
             "provider account exhausted: new paid work for it is paused",
             extra={"provider": provider, "reason": reason, "provider_said": error.message},

@@ -86,7 +86,6 @@ A denial counts the metric ``ProviderAdmissionDenied`` (dimension ``provider``).
 from __future__ import annotations
 
 import math
-import os
 import random
 import threading
 import time
@@ -94,17 +93,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from aws_lambda_powertools.metrics import single_metric
-
 from avatar_core.errors import AdmissionDenied
-from avatar_core.observability import MetricUnit, logger
+from avatar_core.observability import count_per_provider, logger
 from avatar_core.settings import Settings
 
 # Windows outlive their end by this long before TTL may remove them (DynamoDB's TTL deletes
 # within days, so correctness never depends on it: the window's start is in its key).
 WINDOW_TTL_SECONDS = 300
 DENIED_METRIC = "ProviderAdmissionDenied"
-NAMESPACE = "AvatarPipeline"  # the template's POWERTOOLS_METRICS_NAMESPACE
 DEFAULT_WINDOW_SECONDS = 10.0
 DEFAULT_SHARDS = 8
 # No shard holds fewer tokens a window than this (a small cap uses fewer shards).
@@ -265,13 +261,7 @@ class Admission:
         try:
             self._limiters[provider].admit()
         except AdmissionDenied as denied:
-            with single_metric(
-                name=DENIED_METRIC,
-                unit=MetricUnit.Count,
-                value=1,
-                namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", NAMESPACE),
-            ) as metric:
-                metric.add_dimension(name="provider", value=provider)
+            count_per_provider(DENIED_METRIC, provider)
             logger.info(
                 "provider call held back by the admission limiter",
                 extra={"provider": provider, "retry_after": denied.retry_after},
