@@ -4,6 +4,10 @@ and the stack-wide guard stops all paid work past its hourly cap."""
 
 from __future__ import annotations
 
+import threading
+from collections import Counter
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -140,3 +144,67 @@ def test_the_spending_guard_stops_all_paid_work_past_its_hourly_cap(
     assert repo.get_quota_ledger("carol", "avatars").entries == {}, "refused work is not counted"
     monkeypatch.setattr(quotas, "now", lambda: NOON + timedelta(minutes=61))
     guard.guard_spending()  # a new hour
+
+
+# -- every limit, under real concurrency (threads against a DynamoDB server) -------------------
+
+
+@pytest.mark.parametrize(
+    ("limit", "settings", "work", "reserved", "used"),
+    [
+        (
+            "trainings_per_day",
+            {"owner_trainings_per_day": 5, "owner_concurrent_trainings": 0},
+            lambda i: PaidWork.training(f"mdl_{i}", 1),
+            5,
+            5,
+        ),
+        (
+            "avatars_per_day",
+            {"owner_avatars_per_day": 200},
+            lambda i: PaidWork.avatars(f"gen_{i}", 20),
+            10,
+            200,
+        ),
+        (
+            "face_batches_per_day",
+            {"owner_face_batches_per_day": 5, "owner_face_images_per_day": 0},
+            lambda i: PaidWork.face_batch(f"face_{i}", 1),
+            5,
+            5,
+        ),
+        (
+            "face_images_per_day",
+            {"owner_face_images_per_day": 100, "owner_face_batches_per_day": 0},
+            lambda i: PaidWork.face_batch(f"face_{i}", 10),
+            10,
+            100,
+        ),
+    ],
+)
+def test_each_daily_limit_refuses_at_exactly_its_limit_under_concurrent_requests(
+    server_repo: AvatarRepository,
+    limit: str,
+    settings: dict[str, int],
+    work: Callable[[int], PaidWork],
+    reserved: int,
+    used: int,
+) -> None:
+    owner = f"racer-{limit}"
+    ledger = Quotas(server_repo, Settings(table_name=server_repo.table_name, **settings))
+    requests = 16
+    gate = threading.Barrier(requests)
+
+    def reserve(i: int) -> str:
+        gate.wait(timeout=30)
+        try:
+            ledger.reserve(owner, work(i))
+        except QuotaExceeded as refused:
+            return refused.limit
+        return "reserved"
+
+    with ThreadPoolExecutor(requests) as pool:
+        answers = Counter(pool.map(reserve, range(requests)))
+
+    assert answers == {"reserved": reserved, limit: requests - reserved}
+    assert {u.limit.name: u.used for u in ledger.usage(owner)}[limit] == used
