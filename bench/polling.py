@@ -219,7 +219,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=5000, help="jobs per kind")
     parser.add_argument("--seed", type=int, default=11)
+    parser.add_argument(
+        "--spread",
+        type=float,
+        default=1.0,
+        help="multiply both kinds' sigma (the schedule keeps assuming the defaults)",
+    )
     args = parser.parse_args()
+    global TRAINING_SIGMA, GENERATION_SIGMA
+    TRAINING_SIGMA, GENERATION_SIGMA = TRAINING_SIGMA * args.spread, GENERATION_SIGMA * args.spread
     started = time.perf_counter()
     print(
         f"{args.jobs} jobs per kind, seed {args.seed}; trainings median "

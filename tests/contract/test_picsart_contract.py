@@ -603,8 +603,8 @@ def test_a_nearly_finished_job_is_checked_at_the_near_interval(client):
 
 
 def test_generation_is_first_checked_near_a_typical_minute_then_every_ten(client):
-    # no progress reported: the first poll at the 16th percentile of 60 s (sigma 0.25)
-    assert client.generation_poll_advice(0).wait_seconds == 46
+    # no progress reported: the first poll at the 21st percentile of 60 s (sigma 0.25)
+    assert client.generation_poll_advice(0).wait_seconds == 49
     assert client.generation_poll_advice(1).wait_seconds == 10
     assert client.generation_poll_advice(12, running(None)).wait_seconds == 10
 

@@ -17,7 +17,7 @@ from avatar_core.providers.base import JobState, JobStatus, PollAdvice
 from avatar_core.providers.transport import PollSchedule
 
 TRAINING = PollSchedule(300, 120, typical_seconds=1200, spread=0.35)
-GENERATION = PollSchedule(20, 10, typical_seconds=60, spread=0.25, first_z=1.0)
+GENERATION = PollSchedule(20, 10, typical_seconds=60, spread=0.25, first_z=0.8)
 
 
 def running(progress: float | None) -> JobStatus:
@@ -26,7 +26,7 @@ def running(progress: float | None) -> JobStatus:
 
 def test_the_first_poll_waits_for_the_shortest_typical_job_of_its_kind() -> None:
     assert TRAINING.advice(0).wait_seconds == math.floor(1200 * math.exp(-2.0 * 0.35)) == 595
-    assert GENERATION.advice(0).wait_seconds == math.floor(60 * math.exp(-0.25)) == 46
+    assert GENERATION.advice(0).wait_seconds == math.floor(60 * math.exp(-0.8 * 0.25)) == 49
     # never sooner than the configured first wait, and without a typical duration, that wait
     assert PollSchedule(900, 120, typical_seconds=1200).advice(0).wait_seconds == 900
     assert PollSchedule(300, 120).advice(0).wait_seconds == 300
