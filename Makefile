@@ -112,6 +112,7 @@ bench: install  ## speed, memory and cost ratios measured in one run each
 	$(BIN)/python bench/cold_start.py
 	$(BIN)/python bench/scale.py
 	$(BIN)/python bench/burst.py
+	$(BIN)/python bench/polling.py
 	$(BIN)/python bench/worst_image.py
 
 bench-checks: install  ## the selfie checks on good photos and bad versions: false refusals and misses

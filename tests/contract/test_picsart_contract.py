@@ -587,21 +587,24 @@ def running(progress: float | None) -> JobStatus:
     return JobStatus(state=JobState.RUNNING, provider_status="IN_PROGRESS", progress=progress)
 
 
-def test_training_is_first_checked_after_five_minutes_then_every_two(client):
-    assert client.training_poll_advice(0).wait_seconds == 300
+def test_training_is_first_checked_near_the_shortest_typical_training_then_every_two(client):
+    # 20 minutes typical, sigma 0.35: its 2nd percentile, later than Picsart's 5 minutes
+    assert client.training_poll_advice(0).wait_seconds == 595
     assert client.training_poll_advice(1).wait_seconds == 120
     assert client.training_poll_advice(7, running(40)).wait_seconds == 120
 
 
-def test_a_nearly_finished_job_is_checked_at_half_the_interval(client):
-    assert client.training_poll_advice(3, running(93.5)).wait_seconds == 60
+def test_a_nearly_finished_job_is_checked_at_the_near_interval(client):
+    # with no time waited to estimate from: 45 % of the interval
+    assert client.training_poll_advice(3, running(93.5)).wait_seconds == 54
     assert client.generation_poll_advice(3, running(90)).wait_seconds == 5
     finished = JobStatus(state=JobState.SUCCEEDED, provider_status="DONE", progress=100)
     assert client.generation_poll_advice(3, finished).wait_seconds == 10
 
 
-def test_generation_is_first_checked_after_twenty_seconds_then_every_ten(client):
-    assert client.generation_poll_advice(0).wait_seconds == 20
+def test_generation_is_first_checked_near_a_typical_minute_then_every_ten(client):
+    # no progress reported: the first poll at the 21st percentile of 60 s (sigma 0.25)
+    assert client.generation_poll_advice(0).wait_seconds == 49
     assert client.generation_poll_advice(1).wait_seconds == 10
     assert client.generation_poll_advice(12, running(None)).wait_seconds == 10
 
@@ -695,7 +698,7 @@ def test_from_settings_reads_the_key_on_the_first_call_and_then_from_the_cache(a
         picsart_api_key_parameter="/avatar/picsart/api-key",
         provider_connect_timeout_seconds=3.0,
         provider_read_timeout_seconds=12.0,
-        training_first_poll_seconds=240,
+        training_first_poll_seconds=900,
     )
 
     client = PicsartClient.from_settings(settings)
@@ -710,7 +713,7 @@ def test_from_settings_reads_the_key_on_the_first_call_and_then_from_the_cache(a
         assert call.request.url.startswith(settings.picsart_base_url)
         assert call.request.headers["X-Picsart-API-Key"] == API_KEY
         assert call.request.req_kwargs["timeout"] == (3.0, 12.0)
-    assert client.training_poll_advice(0).wait_seconds == 240
+    assert client.training_poll_advice(0).wait_seconds == 900
 
 
 def test_from_settings_needs_the_parameter_name():
@@ -718,15 +721,15 @@ def test_from_settings_needs_the_parameter_name():
         PicsartClient.from_settings(Settings())
 
 
-def test_a_long_training_is_polled_by_its_reported_progress_within_bounds(client):
-    # 25% after 5 minutes: about 15 more minutes, capped at five intervals (10 minutes)
+def test_a_training_is_polled_just_after_the_earliest_finish_its_progress_allows(client):
+    # 25% after 5 minutes: 12.5 more minutes at the earliest, capped at five intervals
     assert client.training_poll_advice(1, running(25), waited_seconds=300).wait_seconds == 600
-    # 75% after 15 minutes: about 5 more minutes
-    assert client.training_poll_advice(2, running(75), waited_seconds=900).wait_seconds == 300
-    # 85% after 20 minutes: the estimate (212 s) is used as is
-    assert client.training_poll_advice(3, running(85), waited_seconds=1200).wait_seconds == 212
-    # an estimate shorter than the provider's recommended interval is not polled sooner
-    assert client.training_poll_advice(3, running(80), waited_seconds=200).wait_seconds == 120
+    # 50% after 10 minutes: 55 % truly done at most, so 491 s left, then the near 54 s
+    assert client.training_poll_advice(2, running(50), waited_seconds=600).wait_seconds == 545
+    # 85% after 20 minutes: 84 s left at the earliest, seen within 54 s of it
+    assert client.training_poll_advice(3, running(85), waited_seconds=1200).wait_seconds == 138
+    # 95%: it may be done already, so every near interval
+    assert client.training_poll_advice(4, running(95), waited_seconds=1300).wait_seconds == 54
     # no progress reported: the regular interval
     assert client.training_poll_advice(3, running(None), waited_seconds=900).wait_seconds == 120
 

@@ -151,17 +151,17 @@ def test_when_submitted_the_provider_id_is_stored_before_returning_and_never_res
     assert len(urls) == 5 and all("normalised/alice/" in url for url in urls)
 
 
-class Midpoint(random.Random):
-    """Jitter that always draws the middle of its range (the schedule's own wait)."""
+class Latest(random.Random):
+    """Jitter that always draws the top of its range (the schedule's own wait)."""
 
     def uniform(self, a: float, b: float) -> float:
-        return (a + b) / 2
+        return max(a, b)
 
 
 def test_polls_are_bounded_and_the_wait_follows_the_provider(
     repo: AvatarRepository, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(polling, "RNG", Midpoint())  # the jitter's mean, to follow the sums
+    monkeypatch.setattr(polling, "RNG", Latest())  # the schedule's own waits, to follow sums
     model_id = model_with_accepted(repo, 5)
     provider = FakeProvider(repo)
     provider.statuses = [

@@ -2,8 +2,12 @@
 
 Every wait is jittered, so a burst of jobs started together does not come back together:
 
-- a scheduled wait of ``s`` seconds is drawn uniformly from ``[s/2, 3s/2]``: its mean is the
-  schedule's, so the request rate stays what the schedule promises, spread out;
+- a scheduled wait of ``s`` seconds is drawn uniformly from ``[(1 - JITTER_SHARE) * s, s]``:
+  only downwards, because the schedule aims each wait at the job's expected finish and the
+  interval near it is the detection lag it allows; a later draw would add to the lag, an
+  earlier one costs at most one more poll. The request rate is at most ``1/(1 -
+  JITTER_SHARE/2)`` of the schedule's (mean wait ``0.875 s``), spread over a quarter of
+  each wait;
 - after a busy answer (429, 5xx, no answer) the provider's own advice (Picsart's reset time,
   ``Retry-After``) is a floor, never waited less, and the wait is drawn from one more such
   interval above it; with no advice it is full jitter over an exponential backoff from the
@@ -39,15 +43,17 @@ Advise = Callable[[int, JobStatus, int], PollAdvice]
 MIN_BUSY_WAIT_SECONDS = 5
 BUSY_BACKOFF_CAP_FACTOR = 8
 HISTORY_FRACTION = 200
+JITTER_SHARE = 0.25
 # Replaceable (seeded) in tests; the system's entropy otherwise, so Lambdas started together
 # do not draw the same waits.
 RNG: random.Random = random.SystemRandom()
 
 
 def jittered(seconds: int, rng: random.Random | None = None) -> int:
-    """A scheduled wait, spread over ``[s/2, 3s/2]`` (same mean), at least 1 s."""
+    """A scheduled wait, spread over ``[(1 - JITTER_SHARE) * s, s]``: never later than the
+    schedule asked, at least 1 s."""
     rng = rng or RNG
-    return max(1, round(rng.uniform(seconds / 2, seconds * 3 / 2)))
+    return max(1, min(seconds, round(rng.uniform(seconds * (1 - JITTER_SHARE), seconds))))
 
 
 def busy_floor(schedule_seconds: int, waited_seconds: int = 0) -> int:

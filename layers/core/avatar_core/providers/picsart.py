@@ -80,6 +80,15 @@ STATES = {
 MIN_IMAGES = 5
 MAX_IMAGES = 30
 MAX_REASON_CHARS = 2000
+# What jobs of each kind typically take (the median) and how widely (the log-normal sigma):
+# the poll schedule aims its first poll at a lower quantile of that spread (a training's at
+# the 2nd percentile, 596 s). About 20 min and 60 s, as the emulator's typical durations;
+# bench/polling.py measures the detection lag and polls this gives.
+TRAINING_TYPICAL_SECONDS = 20 * 60
+TRAINING_SPREAD = 0.35
+GENERATION_TYPICAL_SECONDS = 60
+GENERATION_SPREAD = 0.25
+GENERATION_FIRST_Z = 0.8
 # -----------------------------------------------------------------------------------------
 
 
@@ -217,9 +226,20 @@ class PicsartClient:
             session=session,
             admit=admit,
         )
-        self._training_schedule = PollSchedule(training_first_poll_seconds, training_poll_seconds)
+        self._training_schedule = PollSchedule(
+            training_first_poll_seconds,
+            training_poll_seconds,
+            typical_seconds=TRAINING_TYPICAL_SECONDS,
+            spread=TRAINING_SPREAD,
+        )
         self._generation_schedule = PollSchedule(
-            generation_first_poll_seconds, generation_poll_seconds
+            generation_first_poll_seconds,
+            generation_poll_seconds,
+            typical_seconds=GENERATION_TYPICAL_SECONDS,
+            spread=GENERATION_SPREAD,
+            # No progress to correct an early first poll with: every poll before the finish
+            # is spent for nothing, so the first goes later (the 21st percentile, 49 s).
+            first_z=GENERATION_FIRST_Z,
         )
         self._instant_schedule = PollSchedule(instant_first_poll_seconds, instant_poll_seconds)
 

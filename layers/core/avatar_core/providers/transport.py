@@ -44,6 +44,12 @@ REQUEST_ID_HEADERS = ("x-request-id", "x-amzn-requestid", "request-id")
 REDACTED = "[REDACTED]"
 MAX_ERROR_TEXT = 500
 MAX_QUOTED_ANSWER = 300
+# PollSchedule: the first poll's quantile (z of the normal), the share of the estimated time
+# left that one wait covers, and how the near interval grows with the time waited.
+FIRST_POLL_Z = 2.0
+PROGRESS_SLACK = 0.1
+NEAR_SHARE = 0.45
+NEAR_GROWTH = 30
 NEAR_DONE_PROGRESS = 90.0
 
 ApiKey = str | Callable[[], str]
@@ -69,26 +75,56 @@ def secret_from_parameter(name: str, max_age: int) -> str:
 
 @dataclass(frozen=True)
 class PollSchedule:
-    """When to look at an upstream job again.
+    """When to look at an upstream job again, aimed at the moment it finishes.
 
-    Before the first poll wait ``first_seconds`` (the job cannot be done sooner); after that
-    every ``every_seconds``. Two adaptations to the provider's reported progress:
+    Detection lag (the provider is done, our record does not say so yet) is time a client
+    waits for nothing; every poll costs a provider request and state transitions. So:
 
-    - knowing how long we have waited so far, a job that reports progress ``p`` is expected
-      to need ``waited * (100 - p) / p`` more seconds; the next wait is that estimate, never
-      shorter than ``every_seconds`` nor longer than ``max_factor`` intervals, so a long
-      job is not polled every interval for nothing (each poll costs state transitions);
-    - a job at ``NEAR_DONE_PROGRESS`` or more is checked after half the regular interval,
-      so a nearly finished job is noticed sooner.
+    - **first poll**: not before ``first_seconds`` (the job cannot be done sooner) and, when
+      the kind's ``typical_seconds`` (median duration) and ``spread`` (the log-normal sigma
+      of its durations) are known, not before the lower quantile
+      ``typical * exp(-first_z * spread)`` (``first_z`` 2: the 2nd percentile): polling a
+      20-minute training at 5 and 7 minutes only spends requests;
+    - **with reported progress** ``p`` after ``waited`` seconds, the job may finish as early
+      as ``waited / (p * (1 + PROGRESS_SLACK) / 100)`` (a reported progress may run 10 %
+      behind the truth); the next poll is one near interval after that earliest finish, so
+      a job finishing then is seen within the near interval, and never later than
+      ``max_factor`` intervals (a bad early estimate cannot park a job for long);
+    - **the near interval** is ``NEAR_SHARE`` of ``every_seconds`` (54 s of 120 s), growing
+      with the time waited (``waited / NEAR_GROWTH``) so a job stalled at 99 % does not burn
+      its poll bound;
+    - **no progress** (or no time waited to estimate from): every ``every_seconds``, as the
+      provider's own schedule; at ``NEAR_DONE_PROGRESS`` or more, every near interval.
+
+    The waits are jittered only downwards (``polling.jittered``), so the lag each wait
+    allows stays what is computed here.
     """
 
     first_seconds: int
     every_seconds: int
     max_factor: int = 5
+    typical_seconds: int | None = None
+    spread: float = 0.3
+    first_z: float = FIRST_POLL_Z
 
     def __post_init__(self) -> None:
         if self.first_seconds < 1 or self.every_seconds < 1:
             raise ValueError("poll intervals must be at least one second")
+        if self.typical_seconds is not None and self.typical_seconds < 1:
+            raise ValueError("a typical duration must be at least one second")
+        if self.spread < 0:
+            raise ValueError("a duration spread cannot be negative")
+
+    @property
+    def first_wait_seconds(self) -> int:
+        if self.typical_seconds is None:
+            return self.first_seconds
+        lower = math.floor(self.typical_seconds * math.exp(-self.first_z * self.spread))
+        return max(self.first_seconds, lower)
+
+    def near_seconds(self, waited_seconds: int | None = None) -> int:
+        grown = math.ceil((waited_seconds or 0) / NEAR_GROWTH)
+        return max(1, math.ceil(self.every_seconds * NEAR_SHARE), grown)
 
     def advice(
         self, polls_so_far: int, last: JobStatus | None = None, waited_seconds: int | None = None
@@ -96,16 +132,22 @@ class PollSchedule:
         if polls_so_far < 0:
             raise ValueError("polls_so_far cannot be negative")
         if polls_so_far == 0:
-            return PollAdvice(wait_seconds=self.first_seconds)
+            return PollAdvice(wait_seconds=self.first_wait_seconds)
         unfinished = last is not None and last.state in (JobState.QUEUED, JobState.RUNNING)
         progress = last.progress if unfinished and last is not None else None
-        if progress is not None and progress >= NEAR_DONE_PROGRESS:
-            return PollAdvice(wait_seconds=max(1, math.ceil(self.every_seconds / 2)))
-        if progress is not None and progress > 0 and waited_seconds:
-            remaining = math.ceil(waited_seconds * (100 - progress) / progress)
-            longest = self.every_seconds * self.max_factor
-            return PollAdvice(wait_seconds=min(max(remaining, self.every_seconds), longest))
-        return PollAdvice(wait_seconds=self.every_seconds)
+        near = self.near_seconds(waited_seconds)
+        if progress is not None and progress >= NEAR_DONE_PROGRESS and not waited_seconds:
+            # nearly done, and no time to estimate from (the caller keeps none)
+            return PollAdvice(wait_seconds=near)
+        if progress is None or progress <= 0 or not waited_seconds:
+            return PollAdvice(wait_seconds=self.every_seconds)
+        if progress >= 100:
+            return PollAdvice(wait_seconds=near)
+        # Aimed at the earliest the job may finish: its progress may run behind the truth.
+        fraction = min(1.0, progress / 100 * (1 + PROGRESS_SLACK))
+        remaining = waited_seconds * (1 - fraction) / fraction
+        longest = self.every_seconds * self.max_factor
+        return PollAdvice(wait_seconds=min(math.ceil(remaining) + near, longest))
 
 
 def resolve_api_key(api_key: ApiKey) -> Callable[[], str]:
