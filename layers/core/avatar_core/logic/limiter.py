@@ -57,13 +57,13 @@ writes try both, so nobody is refused while a token is left).
 
 What one key takes: every attempt is at most 2 writes of 1 WCU (items are tiny), spread
 evenly over ``S`` keys, so a key takes ``2 * A / S`` writes a second for ``A`` attempts a
-second, admitted and refused alike. 10,000 executions attempt about 2,000 times a
-second at most: an execution waits 5 s or more on average between attempts (a refused one
-at least ``polling.MIN_BUSY_WAIT_SECONDS``, 5; the fastest poll, a face job's, 5 s jittered
-around that mean; generations 10 s), so ``A <= 10,000 / 5``. With the default ``S = 8`` a
-key takes at most ``2 * 2,000 / 8 = 500`` writes a second, half of DynamoDB's 1,000 per
-partition key; ``S`` grows with the stack (``S >= A / 500``) through the ``LimiterShards``
-parameter.
+second, admitted and refused alike. 10,000 executions attempt about 2,300 times a
+second at most: an execution waits 4.4 s or more on average between attempts (a refused
+one at least ``polling.MIN_BUSY_WAIT_SECONDS``, 5; the fastest poll, a face job's 5 s,
+jittered down to 3/4-1 of it; generations 10 s; a queued submission far longer), so
+``A <= 10,000 / 4.4``. With the default ``S = 8`` a key takes at most about
+``2 * 2,300 / 8 = 570`` writes a second, under DynamoDB's 1,000 per partition key; ``S``
+grows with the stack (``S >= A / 400``) through the ``LimiterShards`` parameter.
 
 A refused caller is told to come back after the window ends plus a random spread of up to
 one more window, so the refused of one window do not all return at the first instant of
