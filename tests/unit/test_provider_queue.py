@@ -21,9 +21,11 @@ from avatar_core.logic.provider_queue import (
     SubmitQueue,
 )
 from avatar_core.models.api import ModelOut
+from avatar_core.models.records import ModelStatus
 from avatar_core.models.workflow import ModelRef
 from avatar_core.store.repository import AvatarRepository
 from avatar_core.store.storage import Storage
+from tests.unit.test_cancel import FakeWorkflows as StoppableWorkflows
 from tests.unit.test_provider_limits import ScriptedProvider
 from tests.unit.test_training_logic import (
     SETTINGS,
@@ -245,3 +247,27 @@ def test_a_training_behind_the_queue_waits_in_view_and_is_submitted_once_its_tur
 
     assert submitted.submitted is True and provider.submits == 1
     assert ModelOut.of(get_model(repo, "alice", model_id)).queue is None, "the provider has it"
+
+
+def test_a_training_waiting_in_the_queue_can_still_be_cancelled_at_no_cost(
+    repo: AvatarRepository,
+    storage: Storage,  # noqa: F811
+) -> None:
+    q, _ = queue(rate=60)
+    for _ in range(q.lookahead + 30):
+        q.store.take_ticket("picsart")
+    model_id = model_with_accepted(repo, 5)
+    training.start_training(repo, FakeWorkflows(), SETTINGS, "alice", model_id)
+    ref = ModelRef(owner="alice", model_id=model_id)
+    provider = ScriptedProvider(["ok"])
+    waiting = training.submit_training(repo, storage, provider, SETTINGS, ref, None, q)
+    assert waiting.submitted is False
+
+    workflows = StoppableWorkflows()
+    cancelled = training.cancel_training(repo, workflows, SETTINGS, "alice", model_id)
+
+    assert cancelled.status is ModelStatus.CANCELLED, "nothing was sent, so nothing is kept"
+    with pytest.raises(training.TrainingCancelled):
+        training.submit_training(repo, storage, provider, SETTINGS, ref, waiting, q)
+    assert provider.submits == 0
+    assert len(workflows.stopped) == 1

@@ -18,6 +18,7 @@ from avatar_core.errors import (
     NotFound,
     PaidWorkKept,
     PaidWorkPending,
+    ProviderRateLimited,
     SubmissionQueued,
     WorkflowUnavailable,
 )
@@ -392,6 +393,8 @@ def submit_job(
             return busy_submit(poll, queued, _schedule_seconds(spec))
         except PROVIDER_BUSY as busy:
             # Refused for now (429, 5xx): nothing was bought; wait as advised, submit again.
+            if isinstance(busy, ProviderRateLimited):  # a 429 took nothing: cancel is free
+                repo.note_job_queued(spec.record_type, ref.owner, ref.job_id, None)
             return had_its_turn(busy_submit(poll, busy, _schedule_seconds(spec)), queue)
         except ACCOUNT_EXHAUSTED as exhausted:
             ProviderBreaker(repo, spec.settings).trip(exhausted.provider, exhausted)

@@ -17,6 +17,7 @@ from avatar_core.errors import (
     NotFound,
     PaidWorkKept,
     PaidWorkPending,
+    ProviderRateLimited,
     SubmissionQueued,
     WorkflowUnavailable,
 )
@@ -196,6 +197,8 @@ def submit_training(
         return busy_submit(poll, queued, settings.training_poll_seconds)
     except PROVIDER_BUSY as busy:
         # Refused for now (429, 5xx): nothing was bought; wait as advised and submit again.
+        if isinstance(busy, ProviderRateLimited):  # a 429 took nothing: cancel is free
+            repo.note_training_queued(ref.owner, ref.model_id, ref.attempt, None)
         return had_its_turn(busy_submit(poll, busy, settings.training_poll_seconds), queue)
     except ACCOUNT_EXHAUSTED as exhausted:
         ProviderBreaker(repo, settings).trip(exhausted.provider, exhausted)

@@ -1467,37 +1467,49 @@ class AvatarRepository:
     # The queue's QueueStore: one counter item per provider; every method one request.
 
     def note_job_queued(
-        self, kind: type[JobRecord], owner: str, job_id: str, standing: QueueStanding
+        self, kind: type[JobRecord], owner: str, job_id: str, standing: QueueStanding | None
     ) -> None:
-        """Show where a job waiting for provider capacity stands; only while it waits."""
+        """The job was not sent after all (its turn has not come, or the provider refused it
+        for now, 429): a cancel may pass again at no cost, and ``standing`` (if any) shows
+        where it waits. Only while nothing reached the provider for it."""
+        update = "REMOVE submitting_at"
+        values: dict[str, Any] = {":queued": JobStatusName.QUEUED.value}
+        if standing is not None:
+            update = "SET #queue = :standing " + update
+            values[":standing"] = standing.model_dump()
         self._update_if(
             Key={"PK": _owner_pk(owner), "SK": _JOB_PREFIX[kind] + job_id},
-            UpdateExpression="SET #queue = :standing",
+            UpdateExpression=update,
             ConditionExpression="#status = :queued AND attribute_not_exists(provider_job_id)",
-            ExpressionAttributeNames={"#queue": "queue", "#status": "status"},
-            ExpressionAttributeValues={
-                ":standing": standing.model_dump(),
-                ":queued": JobStatusName.QUEUED.value,
+            ExpressionAttributeNames={
+                "#status": "status",
+                **({"#queue": "queue"} if standing else {}),
             },
+            ExpressionAttributeValues=values,
         )
 
     def note_training_queued(
-        self, owner: str, model_id: str, attempt: int, standing: QueueStanding
+        self, owner: str, model_id: str, attempt: int, standing: QueueStanding | None
     ) -> None:
-        """Show where a training waiting for provider capacity stands; only while it waits."""
+        """The selfies were not sent after all (see :meth:`note_job_queued`): a cancel may
+        pass again, and ``standing`` (if any) shows where the training waits."""
+        update = "REMOVE submitting_at"
+        values: dict[str, Any] = {":training": ModelStatus.TRAINING.value, ":attempt": attempt}
+        if standing is not None:
+            update = "SET #queue = :standing " + update
+            values[":standing"] = standing.model_dump()
         self._update_if(
             Key={"PK": _owner_pk(owner), "SK": f"MODEL#{model_id}"},
-            UpdateExpression="SET #queue = :standing",
+            UpdateExpression=update,
             ConditionExpression=(
                 "#status = :training AND training_attempt = :attempt"
                 " AND attribute_not_exists(provider_model_id)"
             ),
-            ExpressionAttributeNames={"#queue": "queue", "#status": "status"},
-            ExpressionAttributeValues={
-                ":standing": standing.model_dump(),
-                ":training": ModelStatus.TRAINING.value,
-                ":attempt": attempt,
+            ExpressionAttributeNames={
+                "#status": "status",
+                **({"#queue": "queue"} if standing else {}),
             },
+            ExpressionAttributeValues=values,
         )
 
     def take_ticket(self, provider: str) -> tuple[int, QueueState]:
