@@ -39,6 +39,9 @@ log = logging.getLogger("local.lambda")
 
 # Lambda's default account quota is 1,000 for all functions; one machine is far smaller.
 DEFAULT_CONCURRENCY = 10
+# Lambda's Init phase (a cold start) may take this long without counting against the
+# function's timeout.
+INIT_LIMIT_SECONDS = 10.0
 _OVERLAY: contextvars.ContextVar[dict[str, str] | None] = contextvars.ContextVar(
     "lambda_environment", default=None
 )
@@ -108,7 +111,12 @@ class LambdaContext:
         self.aws_request_id = str(uuid.uuid4())
         self.log_group_name = f"/aws/lambda/{function_name}"
         self.log_stream_name = f"local/{self.aws_request_id}"
+        self._timeout_s = timeout_s
         self._deadline = time.monotonic() + timeout_s
+
+    def start_clock(self) -> None:
+        """The invocation begins (the sandbox's Init is done): its timeout runs from now."""
+        self._deadline = time.monotonic() + self._timeout_s
 
     def get_remaining_time_in_millis(self) -> int:
         return max(0, int((self._deadline - time.monotonic()) * 1000))
@@ -269,16 +277,24 @@ class InProcessRuntime:
             self.invocations[code.logical_id] = self.invocations.get(code.logical_id, 0) + 1
         outcome: dict[str, Any] = {}
 
+        ready = threading.Event()
+
+        def started() -> None:
+            context.start_clock()
+            ready.set()
+
         def run() -> None:
             _OVERLAY.set(dict(env))
             with aws_calls.invoking(code.logical_id):
                 try:
-                    result = self._handler(code)(event, context)
+                    result = self._handler(code, started)(event, context)
                     outcome["answer"] = (json.dumps(result, default=str), False)
                 except Exception as exc:  # every failure becomes Lambda's error payload
                     outcome["answer"] = (_error_payload(exc), True)
                     self._failed(code.logical_id, type(exc).__name__, str(exc))
                     log.debug("%s traceback:\n%s", code.logical_id, traceback.format_exc())
+                finally:
+                    ready.set()
 
         fault = self.fault(code.logical_id) if self.fault is not None else None
         if fault == "crash":
@@ -291,6 +307,9 @@ class InProcessRuntime:
                 target=contextvars.copy_context().run, args=(run,), name=name, daemon=True
             )
             worker.start()
+            # As on Lambda, a cold start's Init (importing the handler module) is not charged
+            # to the function's timeout, up to Lambda's Init limit; past it the clock runs.
+            ready.wait(INIT_LIMIT_SECONDS)
             worker.join(timeout)
         if worker.is_alive() or fault == "timeout":
             message = (
@@ -307,7 +326,9 @@ class InProcessRuntime:
             self.failures.append((logical_id, error_type, message))
         log.warning("%s failed: %s: %s", logical_id, error_type, message)
 
-    def _handler(self, code: FunctionCode) -> Callable[[Any, Any], Any]:
+    def _handler(
+        self, code: FunctionCode, started: Callable[[], None] = lambda: None
+    ) -> Callable[[Any, Any], Any]:
         """The function's handler, run in a sandbox of its own for the invocation.
 
         Like Lambda, one sandbox (here: one import of the function's module, with its own
@@ -319,6 +340,7 @@ class InProcessRuntime:
 
         def run(event: Any, context: Any) -> Any:
             module = self._checkout(code, module_name)
+            started()
             try:
                 return getattr(module, attr)(event, context)
             finally:

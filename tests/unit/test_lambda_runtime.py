@@ -198,3 +198,26 @@ def test_a_cold_start_never_breaks_another_invocations_call_time_import(tmp_path
     assert not errored, payload
     assert json.loads(payload) == {"values": [42]}
     assert [e for _, e, _ in cold] == [False] * len(colds)
+
+
+def test_a_cold_start_is_not_charged_to_the_timeout_but_the_invocation_is(
+    tmp_path: Path,
+) -> None:
+    """As on Lambda: the Init phase (importing the handler module) has its own limit, and
+    the function's Timeout runs from when the handler is called."""
+    (tmp_path / "slowinit.py").write_text(
+        "import time\ntime.sleep(1.5)\n\ndef handler(event, context):\n"
+        "    time.sleep(event['seconds'])\n"
+        "    return {'left_ms': context.get_remaining_time_in_millis()}\n"
+    )
+    runtime = InProcessRuntime()
+    runtime.register("init", FunctionCode("init", tmp_path, "slowinit.handler"))
+    fn = FakeFunction("init", timeout=1)
+
+    payload, errored, _ = runtime.invoke(fn, {"seconds": 0.1})
+    assert not errored, payload
+    assert 500 < json.loads(payload)["left_ms"] <= 1000, "the clock started after the import"
+
+    runtime.register("init2", FunctionCode("init2", tmp_path, "slowinit.handler"))
+    payload, errored, _ = runtime.invoke(FakeFunction("init2", timeout=1), {"seconds": 1.5})
+    assert errored and json.loads(payload)["errorType"] == "Sandbox.Timedout"
