@@ -253,7 +253,7 @@ def run_journey(stack: LocalStack, webhooks: WebhookReceiver, out_dir: Path) -> 
     _account_deleted_while_a_job_runs(stack)
 
 
-def _fresh_parameter_cache(runtime: Any) -> Callable[[Any], Callable[[Any, Any], Any]]:
+def _fresh_parameter_cache(runtime: Any) -> Callable[..., Callable[[Any, Any], Any]]:
     """Each Lambda function has its own process and so its own powertools parameter cache;
     here all share one, and a function would find a key another one fetched and never call
     SSM. Clearing it before every invocation (inside the invocation lock) makes each one
@@ -262,8 +262,8 @@ def _fresh_parameter_cache(runtime: Any) -> Callable[[Any], Callable[[Any, Any],
 
     original = runtime._handler
 
-    def handler(code: Any) -> Callable[[Any, Any], Any]:
-        run = original(code)
+    def handler(code: Any, *rest: Any) -> Callable[[Any, Any], Any]:
+        run = original(code, *rest)
 
         def cold(event: Any, context: Any) -> Any:
             parameters.clear_caches()
