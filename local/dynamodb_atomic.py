@@ -12,8 +12,10 @@ Two more moto bugs would make a stream reader lie:
 
 * a cancelled TransactWriteItems is rolled back by swapping a deep copy of the table into the
   backend, but open shard iterators hold the old table's shard, so they never see another
-  record. Rollback here restores the items inside the same table object and drops the
-  stream records the cancelled transaction had appended (DynamoDB emits none for it).
+  record. Rollback here restores the items the transaction names inside the same table
+  object and drops the stream records the cancelled transaction had appended (DynamoDB
+  emits none for it). moto's copy of the whole table, made before every transaction, is
+  skipped: it made each transaction cost the size of the table.
 * a table with a Lambda event source mapping has its records sent synchronously from inside
   the write, and moto then empties the shard (so readers lose records and sequence numbers
   repeat). Here a record stays in the shard, and the delivery to the mapped Lambdas runs once
@@ -26,6 +28,7 @@ import copy
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 _lock = threading.RLock()
@@ -67,41 +70,86 @@ def _locked(method: Callable[..., Any]) -> Callable[..., Any]:
     return under_lock
 
 
-def _transaction_tables(transact_items: list[dict[str, Any]]) -> set[str]:
-    names = set()
+def _touched_items(backend: Any, transact_items: list[dict[str, Any]]) -> list[_Saved]:
+    """A deep copy of each item the transaction names, as it is before it runs (None: absent)."""
+    from moto.dynamodb.exceptions import MockValidationException
+
+    saved = []
     for entry in transact_items:
-        for operation in entry.values():
-            if isinstance(operation, dict) and operation.get("TableName"):
-                names.add(operation["TableName"])
-    return names
+        for op_type, operation in entry.items():
+            if not isinstance(operation, dict) or operation.get("TableName") not in backend.tables:
+                continue
+            table = backend.tables[operation["TableName"]]
+            key = operation.get("Item") if op_type == "Put" else operation.get("Key")
+            try:
+                hash_key, range_key = backend.get_keys_value(table, key or {})
+                item = table.get_item(hash_key, range_key)
+            except MockValidationException:
+                continue  # a malformed key: moto refuses the transaction before any write
+            saved.append(_Saved(table, hash_key, range_key, copy.deepcopy(item)))
+    return saved
+
+
+@dataclass
+class _Saved:
+    table: Any
+    hash_key: Any
+    range_key: Any
+    item: Any
+
+    def restore(self) -> None:
+        items = self.table.items
+        if self.range_key is not None:
+            partition = items[self.hash_key]
+            if self.item is None:
+                partition.pop(self.range_key, None)
+            else:
+                partition[self.range_key] = self.item
+        elif self.item is None:
+            items.pop(self.hash_key, None)
+        else:
+            items[self.hash_key] = self.item
+
+
+class _NoTableCopies:
+    """moto's ``copy`` module for its DynamoDB backend, except that a whole ``Table`` is not
+    deep-copied: ``transact_write_items`` copies every table it touches, once per item of the
+    transaction, to roll back by swapping the copy in. That makes each transaction cost the
+    size of the table (a local run slows down as its table grows) and breaks open stream
+    iterators; the rollback here restores only the items the transaction names."""
+
+    def __init__(self, table_type: type) -> None:
+        self._table_type = table_type
+
+    def deepcopy(self, value: Any, memo: Any = None) -> Any:
+        if isinstance(value, self._table_type):
+            return value
+        return copy.deepcopy(value, memo)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(copy, name)
 
 
 def _rolled_back_in_place(original: Callable[..., Any]) -> Callable[..., Any]:
     def transact_write_items(backend: Any, transact_items: list[dict[str, Any]]) -> Any:
         with serialised():
-            live = {
-                name: backend.tables[name]
-                for name in _transaction_tables(transact_items)
-                if name in backend.tables
+            saved = _touched_items(backend, transact_items)
+            shards = {
+                id(entry.table): (entry.table, len(entry.table.stream_shard.items))
+                for entry in saved
+                if entry.table.stream_shard is not None
             }
-            saved = {
-                name: (
-                    copy.deepcopy(table.items),
-                    len(table.stream_shard.items) if table.stream_shard is not None else 0,
-                )
-                for name, table in live.items()
-            }
+            tables = dict(backend.tables)
             deliveries_before = len(_state().deliveries)
             try:
                 return original(backend, transact_items)
             except BaseException:
-                for name, table in live.items():
-                    items, records = saved[name]
-                    # moto swapped a deep copy in: the live object is the one shards point to
-                    backend.tables[name] = table
-                    table.items = items
-                    if table.stream_shard is not None:
-                        del table.stream_shard.items[records:]
+                # the live table objects are the ones open shard iterators point to
+                backend.tables.update(tables)
+                for entry in reversed(saved):
+                    entry.restore()
+                for table, records in shards.values():
+                    del table.stream_shard.items[records:]
                 del _state().deliveries[deliveries_before:]
                 raise
 
@@ -145,8 +193,9 @@ def install() -> None:
     global _installed
     if _installed:
         return
+    from moto.dynamodb import models
     from moto.dynamodb.models import DynamoDBBackend
-    from moto.dynamodb.models.table import StreamShard
+    from moto.dynamodb.models.table import StreamShard, Table
     from moto.dynamodb.responses import DynamoHandler
     from moto.dynamodbstreams.responses import DynamoDBStreamsHandler
 
@@ -157,6 +206,7 @@ def install() -> None:
     # Backend callers that bypass HTTP (CloudFormation, other services' integrations).
     for name in ("put_item", "update_item", "delete_item", "get_item", "query", "scan"):
         setattr(DynamoDBBackend, name, _locked(getattr(DynamoDBBackend, name)))
+    setattr(models, "copy", _NoTableCopies(Table))  # noqa: B010
     transact = _rolled_back_in_place(DynamoDBBackend.transact_write_items)
     setattr(DynamoDBBackend, "transact_write_items", transact)  # noqa: B010
     setattr(StreamShard, "add", _add_record_then_deliver)  # noqa: B010

@@ -197,3 +197,72 @@ def test_a_cancelled_transaction_leaves_the_stream_delivering_later_writes(
     # the cancelled transaction wrote nothing, to the table or to its stream
     assert "Item" not in client.get_item(TableName=table, Key={"pk": {"S": "rolled-back"}})
     assert [r["dynamodb"]["Keys"]["pk"]["S"] for r in next(reader)] == ["after"]
+
+
+def test_a_cancelled_transaction_undoes_its_writes_and_only_its_writes(client: Any) -> None:
+    name = f"atomic-{uuid.uuid4().hex[:8]}"
+    client.create_table(
+        TableName=name,
+        AttributeDefinitions=[
+            {"AttributeName": "pk", "AttributeType": "S"},
+            {"AttributeName": "sk", "AttributeType": "S"},
+        ],
+        KeySchema=[
+            {"AttributeName": "pk", "KeyType": "HASH"},
+            {"AttributeName": "sk", "KeyType": "RANGE"},
+        ],
+        BillingMode="PAY_PER_REQUEST",
+    )
+
+    def key(sk: str) -> dict[str, Any]:
+        return {"pk": {"S": "owner"}, "sk": {"S": sk}}
+
+    client.put_item(TableName=name, Item={**key("counter"), "n": {"N": "1"}})
+    client.put_item(TableName=name, Item={**key("doomed"), "v": {"S": "kept"}})
+    client.put_item(TableName=name, Item={**key("bystander"), "v": {"S": "untouched"}})
+
+    with pytest.raises(ClientError) as cancelled:
+        client.transact_write_items(
+            TransactItems=[
+                {"Put": {"TableName": name, "Item": {**key("new"), "v": {"S": "x"}}}},
+                {
+                    "Update": {
+                        "TableName": name,
+                        "Key": key("counter"),
+                        "UpdateExpression": "ADD n :one",
+                        "ExpressionAttributeValues": {":one": {"N": "1"}},
+                    }
+                },
+                {"Delete": {"TableName": name, "Key": key("doomed")}},
+                {
+                    "ConditionCheck": {
+                        "TableName": name,
+                        "Key": key("bystander"),
+                        "ConditionExpression": "attribute_not_exists(pk)",
+                    }
+                },
+            ]
+        )
+    assert cancelled.value.response["Error"]["Code"] == "TransactionCanceledException"
+
+    items = client.query(
+        TableName=name,
+        KeyConditionExpression="pk = :pk",
+        ExpressionAttributeValues={":pk": {"S": "owner"}},
+    )["Items"]
+    assert {item["sk"]["S"]: item for item in items} == {
+        "bystander": {**key("bystander"), "v": {"S": "untouched"}},
+        "counter": {**key("counter"), "n": {"N": "1"}},
+        "doomed": {**key("doomed"), "v": {"S": "kept"}},
+    }
+
+    # a transaction that passes commits all of it
+    client.transact_write_items(
+        TransactItems=[
+            {"Put": {"TableName": name, "Item": {**key("new"), "v": {"S": "x"}}}},
+            {"Delete": {"TableName": name, "Key": key("doomed")}},
+        ]
+    )
+    assert "Item" in client.get_item(TableName=name, Key=key("new"))
+    assert "Item" not in client.get_item(TableName=name, Key=key("doomed"))
+    client.delete_table(TableName=name)
