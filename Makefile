@@ -102,7 +102,7 @@ scan: $(CHECKOV_STAMP) $(BANDIT_STAMP)  ## checkov on template.yaml, bandit (med
 		--framework cloudformation -f template.yaml
 	$(BANDIT_VENV)/bin/bandit -c pyproject.toml -r layers functions local bench -ll --quiet
 
-bench: install  ## speed, memory and cost ratios measured in one run each
+bench: install  ## every bench of the README's table (layer-size too), one run each
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/copy.py
 	$(BIN)/python bench/transitions.py
@@ -114,6 +114,7 @@ bench: install  ## speed, memory and cost ratios measured in one run each
 	$(BIN)/python bench/burst.py
 	$(BIN)/python bench/polling.py
 	$(BIN)/python bench/worst_image.py
+	$(MAKE) --no-print-directory layer-size
 
 bench-checks: install  ## the selfie checks on good photos and bad versions: false refusals and misses
 	$(BIN)/python bench/selfie_checks.py
@@ -147,11 +148,16 @@ fuzz: install  ## schemathesis against a fresh local stack: 1000+ requests, no 5
 # Deploying to your AWS account (docs/deploy.md): the SAM CLI from .venv-sam and
 # samconfig.toml's defaults. The first time, `make deploy GUIDED=1` asks every parameter and
 # saves the answers in samconfig.toml; later runs reuse them.
+# CONTAINER=1 builds inside Lambda's image (Docker must be running); the default needs none.
 STACK  ?= avatar-pipeline
 GUIDED ?=
-.PHONY: deploy
-deploy: $(SAM_STAMP)  ## sam build (in a container) and sam deploy: see docs/deploy.md
-	SAM_CLI_TELEMETRY=0 $(SAM_VENV)/bin/sam build
+CONTAINER ?=
+.PHONY: deploy sam
+sam: $(SAM_STAMP)  ## install the pinned SAM CLI into .venv-sam and print its version
+	@SAM_CLI_TELEMETRY=0 $(SAM_VENV)/bin/sam --version
+
+deploy: $(SAM_STAMP)  ## sam build and sam deploy: see docs/deploy.md
+	SAM_CLI_TELEMETRY=0 $(SAM_VENV)/bin/sam build $(if $(CONTAINER),--use-container)
 	SAM_CLI_TELEMETRY=0 $(SAM_VENV)/bin/sam deploy --stack-name $(STACK) $(if $(GUIDED),--guided)
 
 # What each journey costs on AWS (docs/costs.md): measured on a fresh local stack, then

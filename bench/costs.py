@@ -283,6 +283,14 @@ def render(m: dict[str, Any]) -> str:
         "",
         "The providers' own charges come on top and are not public (see below).",
         "",
+        "S3 storage is what a journey leaves in the buckets: a training leaves nothing (its",
+        "selfies and their normalised copies are deleted once the model is trained, with",
+        "`SelfieRetentionSeconds` at 0; the trained model lives at Picsart), and a face or",
+        "instant job leaves its avatars only (the reference photo is deleted when its last job",
+        "ends, `ReferenceRetentionSeconds` 0). Transfer out counts every presigned GET: the",
+        "provider fetching the normalised selfies or the fitted reference, then the user",
+        "viewing each avatar.",
+        "",
     ]
     for name, label in JOURNEYS.items():
         j = m["journeys"][name]
@@ -545,33 +553,38 @@ def _presigned(environ: dict[str, Any]) -> bool:
 
 
 class LambdaMeter:
-    """Times each handler call: the runtime's handler lookup is wrapped, so the clock runs
-    inside the invocation (after the runtime's lock is taken) and the first lookup, which
-    imports the function's module, is the cold start."""
+    """Times each handler call: the runtime's handler lookup is wrapped, and the clock starts
+    when the runtime says the sandbox is ready (its ``started`` callback: after the runtime's
+    lock is taken and after a new sandbox imported the function's module, the cold start)."""
 
     def __init__(self, runtime: Any, memory: dict[str, int]) -> None:
         self.memory = memory
         self.calls: dict[str, list[int]] = {}
         self.cold_start_ms = 0
-        original: Callable[[Any], Any] = runtime._handler
+        original: Callable[..., Any] = runtime._handler
         meter = self
 
-        def timed_lookup(code: Any) -> Any:
-            started = time.perf_counter()
-            handler = original(code)
-            meter.cold_start_ms += _ms(started) if code.logical_id not in meter.imported else 0
-            meter.imported.add(code.logical_id)
+        def timed_lookup(code: Any, started: Callable[[], None] = lambda: None) -> Any:
+            ready: list[float] = []
+
+            def sandbox_ready() -> None:
+                ready.append(time.perf_counter())
+                started()
+
+            handler = original(code, sandbox_ready)
 
             def timed(event: Any, context: Any) -> Any:
-                started = time.perf_counter()
+                entered = time.perf_counter()
                 try:
                     return handler(event, context)
                 finally:
-                    meter.calls.setdefault(code.logical_id, []).append(_ms(started))
+                    begun = ready[0] if ready else entered
+                    # a sandbox taken from the idle ones is ready at once; a new one imports
+                    meter.cold_start_ms += round((begun - entered) * 1000)
+                    meter.calls.setdefault(code.logical_id, []).append(_ms(begun))
 
             return timed
 
-        self.imported: set[str] = set()
         runtime._handler = timed_lookup
 
     def reset(self) -> None:
