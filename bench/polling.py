@@ -10,7 +10,8 @@ What is real and what is modelled:
 - **Modelled**: the clock (each job is simulated on its own; waits add up, Lambda latency
   is ignored) and the provider. Durations are log-normal around the emulator's typical
   durations (``local/emulator/core.py``): trainings median 20 min, sigma 0.35, clipped to
-  [8 min, 90 min]; generations median 60 s, sigma 0.25, clipped to [25 s, 180 s].
+  [8 min, 90 min]; generations median 60 s, sigma 0.25, clipped to [25 s, 180 s]. The
+  sigmas and the progress errors below are assumed: no provider documents a spread.
   A training reports progress roughly linear in elapsed time: ``100 * elapsed / duration``
   times a per-job rate bias ``1 + N(0, 0.05)``, plus ``N(0, 2)`` points per report, floored to
   an integer and held at 0..99 until done (Picsart reports a training's progress). A
@@ -25,7 +26,14 @@ Strategies, each over the same seeded jobs:
 - ``before``: the poll schedule as it was before this bench (commit ea89947): the same first
   wait and interval, the wait stretched to the estimate from progress (at most 5 intervals),
   half an interval at 90 % or more, every wait jittered over ``[s/2, 3s/2]``;
-- ``ours``: the code as it is now.
+- ``ours``: the code as it is now;
+- ``learned``: the same, its prior (typical duration and spread) measured by
+  ``PollSchedule.from_history`` from 200 earlier jobs of the kind instead of the constants.
+
+Targets (issue 11, item 7) are judged at p95 for both lag and polls. ``--sweep`` adds rows for
+other settings of our schedule (the trade-off), ``--bias`` changes the provider model's
+progress rate bias (with ``--sweep``, a row where the schedule is told it too), and
+``--spread`` widens the durations the schedule does not know about.
 
 Lag is the time from the provider finishing to the poll that sees it (a job still running
 at the workflow's poll bound is never seen: column "unseen", left out of the lag).
