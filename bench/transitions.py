@@ -80,18 +80,19 @@ def train(stack: LocalStack, client: ApiClient, machine_arn: str | None, seed: i
         machine = stack.stack.state_machine_arns["TrainModelStateMachine"]
         execution = execution_arn(machine, f"train-{model_id}")
     else:
-        # what the training API does before starting an execution
+        # what the training API does before starting an execution: the model trains, as its
+        # first attempt, and the workflow is told which attempt it works for
         table = boto3.resource("dynamodb").Table(stack.output("TableName"))
         table.update_item(
             Key={"PK": f"OWNER#{USER}", "SK": f"MODEL#{model_id}"},
-            UpdateExpression="SET #s = :t",
+            UpdateExpression="SET #s = :t, training_attempt = :one",
             ExpressionAttributeNames={"#s": "status"},
-            ExpressionAttributeValues={":t": "training"},
+            ExpressionAttributeValues={":t": "training", ":one": 1},
         )
         execution = sfn.start_execution(
             stateMachineArn=machine_arn,
             name=f"naive-{model_id}",
-            input=json.dumps({"owner": USER, "model_id": model_id}),
+            input=json.dumps({"owner": USER, "model_id": model_id, "attempt": 1}),
         )["executionArn"]
     wait_until(
         lambda: sfn.describe_execution(executionArn=execution)["status"],

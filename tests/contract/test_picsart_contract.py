@@ -595,9 +595,10 @@ def test_training_is_first_checked_near_the_shortest_typical_training_then_every
 
 
 def test_a_nearly_finished_job_is_checked_at_the_near_interval(client):
-    # with no time waited to estimate from: 45 % of the interval
-    assert client.training_poll_advice(3, running(93.5)).wait_seconds == 54
-    assert client.generation_poll_advice(3, running(90)).wait_seconds == 5
+    # with no time waited to estimate from: the accepted lag (half a training's interval,
+    # 9 s for a generation)
+    assert client.training_poll_advice(3, running(93.5)).wait_seconds == 60
+    assert client.generation_poll_advice(3, running(90)).wait_seconds == 9
     finished = JobStatus(state=JobState.SUCCEEDED, provider_status="DONE", progress=100)
     assert client.generation_poll_advice(3, finished).wait_seconds == 10
 
@@ -607,6 +608,9 @@ def test_generation_is_first_checked_near_a_typical_minute_then_every_ten(client
     assert client.generation_poll_advice(0).wait_seconds == 49
     assert client.generation_poll_advice(1).wait_seconds == 10
     assert client.generation_poll_advice(12, running(None)).wait_seconds == 10
+    # then 9 s past the earliest finish still plausible given it still runs: about every 10 s
+    assert client.generation_poll_advice(1, running(None), waited_seconds=49).wait_seconds == 10
+    assert client.generation_poll_advice(5, running(None), waited_seconds=90).wait_seconds == 10
 
 
 def test_poll_advice_refuses_a_negative_count(client):
@@ -722,16 +726,17 @@ def test_from_settings_needs_the_parameter_name():
 
 
 def test_a_training_is_polled_just_after_the_earliest_finish_its_progress_allows(client):
-    # 25% after 5 minutes: 12.5 more minutes at the earliest, capped at five intervals
-    assert client.training_poll_advice(1, running(25), waited_seconds=300).wait_seconds == 600
-    # 50% after 10 minutes: 55 % truly done at most, so 491 s left, then the near 54 s
-    assert client.training_poll_advice(2, running(50), waited_seconds=600).wait_seconds == 545
-    # 85% after 20 minutes: 84 s left at the earliest, seen within 54 s of it
-    assert client.training_poll_advice(3, running(85), waited_seconds=1200).wait_seconds == 138
-    # 95%: it may be done already, so every near interval
-    assert client.training_poll_advice(4, running(95), waited_seconds=1300).wait_seconds == 54
-    # no progress reported: the regular interval
-    assert client.training_poll_advice(3, running(None), waited_seconds=900).wait_seconds == 120
+    # 25% after 5 minutes: about 20 minutes in all, 2nd percentile of the finish ~16 min
+    assert client.training_poll_advice(1, running(25), waited_seconds=300).wait_seconds == 778
+    # 50% after 10 minutes: ~1,060 s at the earliest, then the accepted 60 s (and a step
+    # towards the median finish, still far)
+    assert client.training_poll_advice(2, running(50), waited_seconds=600).wait_seconds == 515
+    # 85% after 20 minutes: inside the plausible window, two minutes on
+    assert client.training_poll_advice(3, running(85), waited_seconds=1200).wait_seconds == 120
+    # 95%: it may be done already, so about every accepted lag
+    assert client.training_poll_advice(4, running(95), waited_seconds=1300).wait_seconds == 65
+    # no progress reported: what past trainings took decides, given it still runs at 900 s
+    assert client.training_poll_advice(3, running(None), waited_seconds=900).wait_seconds == 177
 
 
 def test_a_submit_that_never_left_is_worth_a_retry(rsps, client):

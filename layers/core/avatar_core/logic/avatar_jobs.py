@@ -149,7 +149,7 @@ class GenerationSpec:
         return self.provider.generation_status(self._provider_model_id(record), provider_job_id)
 
     def advice(self, polls: int, last: JobStatus | None, waited: int | None) -> PollAdvice:
-        return self.provider.generation_poll_advice(polls, last)
+        return self.provider.generation_poll_advice(polls, last, waited)
 
     def avatar_key(self, record: JobRecord, avatar_id: str) -> str:
         generation = _expect(record, GenerationRecord)

@@ -81,14 +81,18 @@ MIN_IMAGES = 5
 MAX_IMAGES = 30
 MAX_REASON_CHARS = 2000
 # What jobs of each kind typically take (the median) and how widely (the log-normal sigma):
-# the poll schedule aims its first poll at a lower quantile of that spread (a training's at
-# the 2nd percentile, 596 s). About 20 min and 60 s, as the emulator's typical durations;
-# bench/polling.py measures the detection lag and polls this gives.
+# the poll schedule's prior (PollSchedule.from_history builds one from measured durations).
+# It aims its first poll at a lower quantile of that spread (a training's at the 2nd
+# percentile, 595 s). About 20 min and 60 s, as the emulator's typical durations; the
+# sigmas are assumed (no provider documents a spread); bench/polling.py measures the
+# detection lag and polls this gives, and the trade-off behind the generation's settings.
 TRAINING_TYPICAL_SECONDS = 20 * 60
 TRAINING_SPREAD = 0.35
 GENERATION_TYPICAL_SECONDS = 60
 GENERATION_SPREAD = 0.25
 GENERATION_FIRST_Z = 0.8
+GENERATION_EARLY_QUANTILE = 0.02
+GENERATION_LAG_SECONDS = 9
 # -----------------------------------------------------------------------------------------
 
 
@@ -238,8 +242,11 @@ class PicsartClient:
             typical_seconds=GENERATION_TYPICAL_SECONDS,
             spread=GENERATION_SPREAD,
             # No progress to correct an early first poll with: every poll before the finish
-            # is spent for nothing, so the first goes later (the 21st percentile, 49 s).
+            # is spent for nothing, so the first goes later (the 21st percentile, 49 s); then
+            # 9 s past the 2nd percentile of what is left (jittered to 7-9 s near the median).
             first_z=GENERATION_FIRST_Z,
+            early_quantile=GENERATION_EARLY_QUANTILE,
+            lag_seconds=GENERATION_LAG_SECONDS,
         )
         self._instant_schedule = PollSchedule(instant_first_poll_seconds, instant_poll_seconds)
 
@@ -325,9 +332,9 @@ class PicsartClient:
         return _job_status(report, job="avatar generation", expects_results=True, answer=answer)
 
     def generation_poll_advice(
-        self, polls_so_far: int, last: JobStatus | None = None
+        self, polls_so_far: int, last: JobStatus | None = None, waited_seconds: int | None = None
     ) -> PollAdvice:
-        return self._generation_schedule.advice(polls_so_far, last)
+        return self._generation_schedule.advice(polls_so_far, last, waited_seconds)
 
     # --- instant avatars -----------------------------------------------------------------
 

@@ -14,9 +14,10 @@ import json
 import logging
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from statistics import NormalDist
 from typing import Any, TypeVar
 
 import requests
@@ -44,13 +45,21 @@ REQUEST_ID_HEADERS = ("x-request-id", "x-amzn-requestid", "request-id")
 REDACTED = "[REDACTED]"
 MAX_ERROR_TEXT = 500
 MAX_QUOTED_ANSWER = 300
-# PollSchedule: the first poll's quantile (z of the normal), the share of the estimated time
-# left that one wait covers, and how the near interval grows with the time waited.
+# PollSchedule: the first poll's quantile (z of the normal); the quantile of the finish, given
+# the job still runs, that the next poll aims just past; the accepted lag as a share of the
+# interval, and how it grows with the time waited; the share of the way to the median finish
+# one step may take; a reported progress's assumed errors (the provider's rate bias, relative,
+# and its reporting noise, in points: Picsart documents that a running training "will show
+# the current progress", not how accurate it is); how few past durations make no prior.
 FIRST_POLL_Z = 2.0
-PROGRESS_SLACK = 0.1
-NEAR_SHARE = 0.45
-NEAR_GROWTH = 30
+EARLY_QUANTILE = 0.02
+NEAR_SHARE = 0.5
+NEAR_GROWTH = 45
+STEP_SHARE = 0.4
+PROGRESS_BIAS = 0.05
+PROGRESS_NOISE_POINTS = 2.0
 NEAR_DONE_PROGRESS = 90.0
+MIN_HISTORY = 20
 
 ApiKey = str | Callable[[], str]
 Model = TypeVar("Model", bound=BaseModel)
@@ -78,42 +87,81 @@ class PollSchedule:
     """When to look at an upstream job again, aimed at the moment it finishes.
 
     Detection lag (the provider is done, our record does not say so yet) is time a client
-    waits for nothing; every poll costs a provider request and state transitions. So:
+    waits for nothing; every poll costs a provider request and state transitions. The
+    schedule keeps a belief about the job's duration ``D`` and aims each poll just past the
+    earliest moment the job may plausibly be done:
 
-    - **first poll**: not before ``first_seconds`` (the job cannot be done sooner) and, when
-      the kind's ``typical_seconds`` (median duration) and ``spread`` (the log-normal sigma
-      of its durations) are known, not before the lower quantile
-      ``typical * exp(-first_z * spread)`` (``first_z`` 2: the 2nd percentile): polling a
-      20-minute training at 5 and 7 minutes only spends requests;
-    - **with reported progress** ``p`` after ``waited`` seconds, the job may finish as early
-      as ``waited / (p * (1 + PROGRESS_SLACK) / 100)`` (a reported progress may run 10 %
-      behind the truth); the next poll is one near interval after that earliest finish, so
-      a job finishing then is seen within the near interval, and never later than
-      ``max_factor`` intervals (a bad early estimate cannot park a job for long);
-    - **the near interval** is ``NEAR_SHARE`` of ``every_seconds`` (54 s of 120 s), growing
-      with the time waited (``waited / NEAR_GROWTH``) so a job stalled at 99 % does not burn
-      its poll bound;
-    - **no progress** (or no time waited to estimate from): every ``every_seconds``, as the
-      provider's own schedule; at ``NEAR_DONE_PROGRESS`` or more, every near interval.
+    - **what past jobs took** (the prior): ``log D`` is normal around ``log typical_seconds``
+      (their median) with sigma ``spread`` (``from_history`` measures both from past
+      durations). Without a typical duration there is no prior;
+    - **reported progress** ``p`` after ``waited`` seconds says ``D`` is about ``100 *
+      waited / p``, wrong by the provider's rate bias (``progress_bias``, relative) and its
+      reporting noise (``progress_noise`` points, so ``noise / p`` relative): a log-normal
+      measurement, combined with the prior by their precisions. Without progress the prior
+      alone decides;
+    - the belief is conditioned on the job **not being done yet** (``D > waited``); the next
+      poll goes ``step`` seconds past its ``early_quantile`` (2 %: the earliest plausible
+      finish), so a job finishing there is seen within ``step``, where ``step`` is the lag we
+      accept (``lag_seconds``, default ``NEAR_SHARE`` of ``every_seconds``: 60 s of 120 s) or,
+      while the median finish is still far, ``STEP_SHARE`` of the way to it: polling a
+      minute apart is only worth it where the job is likely to end (``step_share``);
+    - **first poll**: not before ``first_seconds`` and not before the prior's lower quantile
+      ``typical * exp(-first_z * spread)`` (``first_z`` 2: the 2nd percentile);
+    - **bounds**: no wait is longer than ``max_factor`` intervals (a bad early estimate cannot
+      park a job for long), and the step grows with the time waited (``waited /
+      NEAR_GROWTH``), so a job stalled at 99 % does not burn its poll bound. No progress and
+      no prior: every ``every_seconds``, the provider's own schedule.
 
     The waits are jittered only downwards (``polling.jittered``), so the lag each wait
-    allows stays what is computed here.
+    allows stays what is computed here. ``bench/polling.py`` measures lag and polls.
     """
 
     first_seconds: int
     every_seconds: int
-    max_factor: int = 5
+    max_factor: int = 10
     typical_seconds: int | None = None
     spread: float = 0.3
     first_z: float = FIRST_POLL_Z
+    early_quantile: float = EARLY_QUANTILE
+    lag_seconds: int | None = None
+    progress_bias: float = PROGRESS_BIAS
+    progress_noise: float = PROGRESS_NOISE_POINTS
+    step_share: float = STEP_SHARE
 
     def __post_init__(self) -> None:
         if self.first_seconds < 1 or self.every_seconds < 1:
             raise ValueError("poll intervals must be at least one second")
         if self.typical_seconds is not None and self.typical_seconds < 1:
             raise ValueError("a typical duration must be at least one second")
-        if self.spread < 0:
+        if self.spread < 0 or self.progress_bias < 0 or self.progress_noise < 0:
             raise ValueError("a duration spread cannot be negative")
+        if not 0 <= self.early_quantile < 1:
+            raise ValueError("the early quantile must be in [0, 1)")
+        if self.lag_seconds is not None and self.lag_seconds < 1:
+            raise ValueError("the accepted lag must be at least one second")
+
+    @classmethod
+    def from_history(
+        cls, first_seconds: int, every_seconds: int, durations: Sequence[float], **options: Any
+    ) -> PollSchedule:
+        """A schedule whose prior is what past jobs of the kind took: their median, and the
+        log-normal sigma from their 16th and 84th percentiles (robust to a few stragglers).
+        Fewer than ``MIN_HISTORY`` durations say too little: no prior then."""
+        known = sorted(d for d in durations if d > 0 and math.isfinite(d))
+        if len(known) < MIN_HISTORY:
+            return cls(first_seconds, every_seconds, **options)
+
+        def at(q: float) -> float:
+            return known[min(len(known) - 1, max(0, math.ceil(q * len(known)) - 1))]
+
+        spread = max(0.0, (math.log(at(0.8413)) - math.log(at(0.1587))) / 2)
+        return cls(
+            first_seconds,
+            every_seconds,
+            typical_seconds=max(1, round(at(0.5))),
+            spread=spread,
+            **options,
+        )
 
     @property
     def first_wait_seconds(self) -> int:
@@ -123,8 +171,33 @@ class PollSchedule:
         return max(self.first_seconds, lower)
 
     def near_seconds(self, waited_seconds: int | None = None) -> int:
+        """The accepted lag: the step past the earliest plausible finish."""
         grown = math.ceil((waited_seconds or 0) / NEAR_GROWTH)
-        return max(1, math.ceil(self.every_seconds * NEAR_SHARE), grown)
+        lag = self.lag_seconds or math.ceil(self.every_seconds * NEAR_SHARE)
+        return max(1, lag, grown)
+
+    def belief(self, last: JobStatus | None, waited_seconds: int) -> tuple[float, float] | None:
+        """(mu, sigma) of ``log D`` from the prior and the last reported progress, or None
+        when there is neither."""
+        prior = (
+            (math.log(self.typical_seconds), self.spread)
+            if self.typical_seconds is not None
+            else None
+        )
+        progress = last.progress if last is not None else None
+        if progress is None or not 0 < progress < 100 or waited_seconds <= 0:
+            return prior
+        measured = math.log(100 * waited_seconds / progress)
+        error = math.hypot(self.progress_bias, self.progress_noise / progress)
+        if prior is None or prior[1] <= 0:
+            return (measured, error) if prior is None else prior
+        if error <= 0:
+            return measured, 0.0
+        weight_prior, weight_measured = 1 / prior[1] ** 2, 1 / error**2
+        mu = (prior[0] * weight_prior + measured * weight_measured) / (
+            weight_prior + weight_measured
+        )
+        return mu, math.sqrt(1 / (weight_prior + weight_measured))
 
     def advice(
         self, polls_so_far: int, last: JobStatus | None = None, waited_seconds: int | None = None
@@ -133,21 +206,44 @@ class PollSchedule:
             raise ValueError("polls_so_far cannot be negative")
         if polls_so_far == 0:
             return PollAdvice(wait_seconds=self.first_wait_seconds)
+        waited = waited_seconds or 0
+        near = self.near_seconds(waited)
         unfinished = last is not None and last.state in (JobState.QUEUED, JobState.RUNNING)
         progress = last.progress if unfinished and last is not None else None
-        near = self.near_seconds(waited_seconds)
-        if progress is not None and progress >= NEAR_DONE_PROGRESS and not waited_seconds:
+        if progress is not None and progress >= 100:
+            return PollAdvice(wait_seconds=near)
+        if progress is not None and progress >= NEAR_DONE_PROGRESS and not waited:
             # nearly done, and no time to estimate from (the caller keeps none)
             return PollAdvice(wait_seconds=near)
-        if progress is None or progress <= 0 or not waited_seconds:
+        belief = self.belief(last if unfinished else None, waited) if waited > 0 else None
+        if belief is None:
             return PollAdvice(wait_seconds=self.every_seconds)
-        if progress >= 100:
-            return PollAdvice(wait_seconds=near)
-        # Aimed at the earliest the job may finish: its progress may run behind the truth.
-        fraction = min(1.0, progress / 100 * (1 + PROGRESS_SLACK))
-        remaining = waited_seconds * (1 - fraction) / fraction
+        early, median = _still_running_quantiles(belief, waited, self.early_quantile)
+        step = max(near, self.step_share * (median - max(waited, early)))
+        wait = max(0.0, early - waited) + step
         longest = self.every_seconds * self.max_factor
-        return PollAdvice(wait_seconds=min(math.ceil(remaining) + near, longest))
+        return PollAdvice(wait_seconds=max(1, min(math.ceil(wait), longest)))
+
+
+def _still_running_quantiles(
+    belief: tuple[float, float], waited: int, early_quantile: float
+) -> tuple[float, float]:
+    """The ``early_quantile`` and the median of a log-normal duration, given that the job
+    has run ``waited`` seconds without finishing."""
+    mu, sigma = belief
+    if sigma <= 0:
+        finish = max(float(waited), math.exp(mu))
+        return finish, finish
+    normal = NormalDist()
+    done_by_now = normal.cdf((math.log(waited) - mu) / sigma)
+    if done_by_now >= 1 - 1e-9:  # past every plausible finish: it may end any moment
+        return float(waited), float(waited)
+
+    def quantile(q: float) -> float:
+        level = min(1 - 1e-12, done_by_now + q * (1 - done_by_now))
+        return max(float(waited), math.exp(mu + sigma * normal.inv_cdf(level)))
+
+    return quantile(early_quantile), quantile(0.5)
 
 
 def resolve_api_key(api_key: ApiKey) -> Callable[[], str]:
