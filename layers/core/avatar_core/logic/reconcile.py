@@ -29,11 +29,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from avatar_core.errors import WorkflowUnavailable
 from avatar_core.ids import now_iso
 from avatar_core.logic import quotas, training
-from avatar_core.logic.avatar_jobs import JOB_KINDS
+from avatar_core.logic.avatar_jobs import JOB_KINDS, JOB_PROVIDERS
 from avatar_core.logic.face_avatars import face_execution_name
 from avatar_core.logic.generations import generation_execution_name
 from avatar_core.logic.instant_avatars import instant_execution_name
 from avatar_core.logic.quotas import PaidWork
+from avatar_core.logic.run_slots import job_holder, release_slot, training_holder
 from avatar_core.models.records import JobStatusName, ModelRecord, ModelStatus
 from avatar_core.models.workflow import JobRef, ModelRef, StepFailure
 from avatar_core.observability import logger
@@ -190,6 +191,9 @@ def _reconcile_training(
         repo, settings, ref.owner, ref.model_id, reason, only_execution=end.execution_arn
     ):
         logger.warning("training reconciled as failed", extra={"reason": reason, **_ids(end)})
+        release_slot(
+            repo, settings, training.TRAINING_PROVIDER, training_holder(ref.model_id, ref.attempt)
+        )
         if not model.provider_model_id:  # "nothing was charged": its quota comes back
             quotas.release(repo, ref.owner, PaidWork.training(ref.model_id, ref.attempt))
         return Reconciled(action=Action.FAILED, detail=reason)
@@ -220,6 +224,7 @@ def _reconcile_job(
         kind, ref.owner, ref.job_id, JobStatusName.FAILED, reason, only_execution=end.execution_arn
     ):
         logger.warning(f"{ref.kind} reconciled as failed", extra={"reason": reason, **_ids(end)})
+        release_slot(repo, settings, JOB_PROVIDERS[ref.kind], job_holder(ref.job_id))
         if not record.provider_job_id:
             quotas.release(repo, ref.owner, quotas.job_work(ref.kind, ref.job_id))
         return Reconciled(action=Action.FAILED, detail=reason)
