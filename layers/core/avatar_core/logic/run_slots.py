@@ -48,6 +48,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Protocol
 
 from avatar_core.logic.polling import BUSY_BACKOFF_CAP_FACTOR
@@ -102,7 +103,7 @@ class MemoryRunSlotStore:
 
     def list_slots(self, provider: str) -> list[Slot]:
         with self.lock:
-            return sorted(self.slots.get(provider, {}).values(), key=lambda s: s.index)
+            return list(self.slots.get(provider, {}).values())
 
     def take_slot(
         self,
@@ -150,24 +151,26 @@ class SlotView:
     slots: list[Slot]
     moment: float
 
+    @cached_property
+    def _held(self) -> list[Slot]:
+        return [s for s in self.slots if not s.free(self.moment)]
+
     def held_by(self, holder: str) -> Slot | None:
+        # its own slot even if the lease ran out, as long as nobody took it: renewing it is
+        # right, the job still runs
         return next((s for s in self.slots if s.holder == holder), None)
 
     def free_indices(self) -> list[int]:
-        held = {s.index for s in self.slots if not s.free(self.moment)}
+        held = {s.index for s in self._held}
         return [index for index in range(self.cap) if index not in held]
 
     def running(self) -> int:
-        return sum(1 for s in self.slots if s.index < self.cap and not s.free(self.moment))
+        return sum(1 for s in self._held if s.index < self.cap)
 
     def holding_between(self, low: int, high: int) -> int:
         """Slots held by tickets after ``low`` and before ``high`` (not yet admitted,
         ahead of ``high``): they are ahead of it but no longer wait for a slot."""
-        return sum(
-            1
-            for s in self.slots
-            if not s.free(self.moment) and s.ticket is not None and low < s.ticket < high
-        )
+        return sum(1 for s in self._held if s.ticket is not None and low < s.ticket < high)
 
     def free_since(self) -> float | None:
         """Since when the longest-free slot has been free (None: none is free; 0.0: one
