@@ -11,7 +11,9 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from avatar_core.errors import ProviderRateLimited, ProviderRejected, SubmissionQueued
+from avatar_core.logic import training
 from avatar_core.logic.limiter import Limiter, MemoryWindowStore
+from avatar_core.logic.models import get_model
 from avatar_core.logic.provider_queue import STALL_WINDOWS, MemoryQueueStore, SubmitQueue
 from avatar_core.logic.run_slots import (
     MemoryRunSlotStore,
@@ -19,8 +21,19 @@ from avatar_core.logic.run_slots import (
     kind_lease_seconds,
     run_slots,
 )
+from avatar_core.models.api import ModelOut
+from avatar_core.models.workflow import ModelRef, TrainingFailed
+from avatar_core.providers.base import JobState, JobStatus
 from avatar_core.settings import Settings
 from avatar_core.store.repository import AvatarRepository
+from avatar_core.store.storage import Storage
+from tests.unit.test_provider_limits import ScriptedProvider
+from tests.unit.test_training_logic import (
+    SETTINGS,
+    FakeWorkflows,
+    model_with_accepted,
+    storage,  # noqa: F401 (a fixture)
+)
 
 LEASE = 600.0
 
@@ -298,3 +311,48 @@ def test_the_repository_keeps_the_slot_semantics(server_repo: AvatarRepository) 
     assert run.release("job#b")
     [slot] = server_repo.list_slots("semantics")
     assert slot.holder is None and slot.lease_until == pytest.approx(clock.now)
+
+
+# -- wired: trainings through the logic the Lambdas run, on the table ------------------------
+
+
+def test_a_second_training_over_a_cap_of_one_waits_in_view_until_the_first_is_recorded(
+    repo: AvatarRepository,
+    storage: Storage,  # noqa: F811
+) -> None:
+    capped = SETTINGS.model_copy(update={"picsart_concurrent_jobs": 1})
+    clock = Clock()
+    limiter = Limiter(repo, clock, 600, 10, 1, random.Random(2), provider="picsart")
+    run = run_slots(repo, capped, "picsart", "training", clock)
+    q = SubmitQueue(repo, limiter, clock, random.Random(2), slots=run, on_full=lambda _: None)
+    first, second = model_with_accepted(repo, 5), model_with_accepted(repo, 5)
+    refs = []
+    for model_id in (first, second):
+        training.start_training(repo, FakeWorkflows(), capped, "alice", model_id)
+        refs.append(ModelRef(owner="alice", model_id=model_id))
+    provider = ScriptedProvider(["ok"])
+
+    running = training.submit_training(repo, storage, provider, capped, refs[0], None, q)
+    waiting = training.submit_training(repo, storage, provider, capped, refs[1], None, q)
+
+    assert running.submitted and not waiting.submitted and provider.submits == 1
+    shown = ModelOut.of(get_model(repo, "alice", second)).queue
+    assert shown is not None and shown.position == 1
+    # polls renew the running one's slot; the waiting one still waits
+    provider.answers.append(JobStatus(state=JobState.RUNNING, provider_status="RUNNING"))
+    clock.now += 100
+    training.check_training(repo, provider, capped, refs[0], running, run)
+    waiting = training.submit_training(repo, storage, provider, capped, refs[1], waiting, q)
+    assert not waiting.submitted and provider.submits == 1
+
+    training.record_ready(repo, capped, refs[0])  # its end frees the slot
+    clock.now += 10
+    provider.answers.append("ok")
+    started = training.submit_training(repo, storage, provider, capped, refs[1], waiting, q)
+
+    assert started.submitted and provider.submits == 2
+    assert holders(run) == [f"training#{second}#1"]
+    training.record_failed(
+        repo, capped, TrainingFailed(owner="alice", model_id=second, poll=started)
+    )
+    assert holders(run) == []
