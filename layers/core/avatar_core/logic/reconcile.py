@@ -34,7 +34,7 @@ from avatar_core.logic.face_avatars import face_execution_name
 from avatar_core.logic.generations import generation_execution_name
 from avatar_core.logic.instant_avatars import instant_execution_name
 from avatar_core.logic.quotas import PaidWork
-from avatar_core.logic.run_slots import job_holder, release_slot, training_holder
+from avatar_core.logic.run_slots import job_holder, release_slot, renew_slot, training_holder
 from avatar_core.models.records import JobStatusName, ModelRecord, ModelStatus
 from avatar_core.models.workflow import JobRef, ModelRef, StepFailure
 from avatar_core.observability import logger
@@ -185,6 +185,9 @@ def _reconcile_training(
     if model.provider_model_id:
         resumed = _resume(repo, workflows, settings, end, model, ref.model_dump())
         if resumed is not None:
+            # it still runs at the provider: its run slot is kept for the new execution
+            holder = training_holder(ref.model_id, ref.attempt)
+            renew_slot(repo, settings, training.TRAINING_PROVIDER, "training", holder)
             return resumed
     reason = end.reason(paid=model.provider_model_id is not None)
     if training.fail_training(
@@ -218,6 +221,9 @@ def _reconcile_job(
     if record.provider_job_id:
         resumed = _resume(repo, workflows, settings, end, record, ref.model_dump(exclude_none=True))
         if resumed is not None:
+            # it still runs at the provider: its run slot is kept for the new execution
+            holder = job_holder(ref.job_id)
+            renew_slot(repo, settings, JOB_PROVIDERS[ref.kind], ref.kind, holder)
             return resumed
     reason = end.reason(paid=record.provider_job_id is not None)
     if repo.finish_job(

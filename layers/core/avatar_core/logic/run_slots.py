@@ -314,6 +314,16 @@ def release_slot(store: RunSlotStore, settings: Settings, provider: str, holder:
         logger.info("run slot freed", extra={"provider": provider, "holder": holder})
 
 
+def renew_slot(
+    store: RunSlotStore, settings: Settings, provider: str, kind: str, holder: str
+) -> None:
+    """A running job's workflow is started again (reconciliation resumes it): its slot's
+    lease goes on from now, for the new execution's polls to renew."""
+    slots = run_slots(store, settings, provider, kind)
+    if slots.enabled:
+        slots.renew(holder)
+
+
 def training_holder(model_id: str, attempt: int) -> str:
     """Per attempt: an earlier attempt's late end cannot free a later one's slot."""
     return f"training#{model_id}#{attempt}"
