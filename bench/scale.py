@@ -25,6 +25,13 @@ off (off: every call goes straight to the provider, as before the limiter). It p
 run and provider the peak requests in any 60 s against the limit, the 429s received, jobs
 that ended failed because of throttling (their workflow's deadline passed), and the
 p50/p95 delay from arrival to the provider accepting the work.
+
+With a cap on running jobs (``--picsart-concurrent N``, ``--qolaba-concurrent N``: the
+stacks' ``PicsartConcurrentJobs``/``QolabaConcurrentJobs``), the limiter-on run also holds
+each job to ``avatar_core.logic.run_slots`` (over its in-memory store: leases from the kinds'
+poll schedules, renewed at every poll, freed at the end) and prints the peak of jobs running
+at once (counted from acceptance to end, not from the slots) against the cap. Without a cap
+nothing changes.
 """
 
 from __future__ import annotations
@@ -56,7 +63,7 @@ from avatar_core.errors import (  # noqa: E402
     SubmissionQueued,
 )
 from avatar_core.logic import limiter as limiter_module  # noqa: E402
-from avatar_core.logic import polling, provider_queue  # noqa: E402
+from avatar_core.logic import polling, provider_queue, run_slots  # noqa: E402
 from avatar_core.logic.limiter import Limiter  # noqa: E402
 from avatar_core.models.workflow import PollState  # noqa: E402
 from avatar_core.providers.base import JobState, JobStatus  # noqa: E402
@@ -173,6 +180,11 @@ class Job:
     outcome: str | None = None
     throttled: int = 0
     denied: int = 0
+    ident: int = 0
+
+    @property
+    def holder(self) -> str:
+        return f"job#{self.ident}"
 
 
 @dataclass
@@ -182,6 +194,10 @@ class Run:
     providers: dict[str, SimulatedProvider] = field(default_factory=dict)
     denied: Counter[str] = field(default_factory=Counter)
     queued_turns: Counter[str] = field(default_factory=Counter)
+    slot_waits: Counter[str] = field(default_factory=Counter)
+    running: Counter[str] = field(default_factory=Counter)
+    peak_running: Counter[str] = field(default_factory=Counter)
+    caps: dict[str, int] = field(default_factory=dict)
     events: int = 0
     seconds: float = 0.0
     ended: float = 0.0
@@ -197,15 +213,26 @@ def _status(job: Job, now: float) -> JobStatus:
 
 
 def simulate(
-    *, limiter_on: bool, scale: float, seed: int, limits: dict[str, int], shards: int
+    *,
+    limiter_on: bool,
+    scale: float,
+    seed: int,
+    limits: dict[str, int],
+    shards: int,
+    caps: dict[str, int] | None = None,
 ) -> Run:
 
-    settings = Settings()
+    caps = caps or {}
+    settings = Settings(
+        picsart_concurrent_jobs=caps.get("picsart", 0) if limiter_on else 0,
+        qolaba_concurrent_jobs=caps.get("qolaba", 0) if limiter_on else 0,
+    )
     rng = random.Random(seed)
     polling.RNG = random.Random(seed + 1)  # the workflows' jitter, seeded for a repeatable run
     clock = Clock()
     run = Run(limiter=limiter_on)
     run.providers = {name: SimulatedProvider(name, limit) for name, limit in limits.items()}
+    run.caps = {name: run_slots.provider_cap(settings, name) for name in limits}
     store = limiter_module.MemoryWindowStore()
     limiters = {
         name: limiter_module.Limiter(
@@ -218,12 +245,32 @@ def simulate(
         )
         for name, limit in limits.items()
     }
-    queues = {
-        name: provider_queue.SubmitQueue(
-            provider_queue.MemoryQueueStore(), limiter, clock, random.Random(seed + 3)
-        )
-        for name, limiter in limiters.items()
+    queue_stores = {name: provider_queue.MemoryQueueStore() for name in limiters}
+    queue_rngs = {name: random.Random(seed + 3) for name in limiters}
+    slot_store = run_slots.MemoryRunSlotStore()
+    slots = {
+        kind.name: run_slots.run_slots(slot_store, settings, kind.provider, kind.name, clock)
+        for kind in kinds(settings, scale)
     }
+    # one queue per provider (its store), seen by each kind with that kind's slot lease
+    queues = {
+        kind.name: provider_queue.SubmitQueue(
+            queue_stores[kind.provider],
+            limiters[kind.provider],
+            clock,
+            queue_rngs[kind.provider],
+            slots=slots[kind.name],
+            on_full=lambda provider: run.slot_waits.update([provider]),
+        )
+        for kind in kinds(settings, scale)
+    }
+
+    def ended(job: Job, outcome: str) -> None:
+        job.outcome = outcome
+        slots[job.kind.name].release(job.holder)
+        if job.accepted_at is not None:
+            run.running[job.kind.provider] -= 1
+
     queue: list[tuple[float, int, Job]] = []
     sequence = 0
     for kind in kinds(settings, scale):
@@ -232,6 +279,7 @@ def simulate(
             job = Job(kind, rng.uniform(0, 600), min(kind.high, max(kind.low, duration)))
             run.jobs.append(job)
             sequence += 1
+            job.ident = sequence
             heapq.heappush(queue, (job.arrived, sequence, job))
 
     started = time.perf_counter()
@@ -243,7 +291,7 @@ def simulate(
         if now - job.arrived > kind.deadline:
             # The workflow's TimeoutSeconds: reconciliation resumes paid work, and fails
             # the rest as "nothing was charged". Either way the job did not finish in time.
-            job.outcome = "deadline"
+            ended(job, "deadline")
             continue
         submitting = job.poll is None or not job.poll.submitted
         try:
@@ -257,8 +305,10 @@ def simulate(
                 provider.call(clock.now)
 
             if limiter_on and submitting:
-                provider_queue.in_turn(queues[kind.provider], job.poll, call)
+                provider_queue.in_turn(queues[kind.name], job.poll, call, job.holder)
             else:
+                if not submitting:
+                    slots[kind.name].renew(job.holder)
                 call()
         except ProviderError as busy:
             if isinstance(busy, SubmissionQueued):
@@ -275,7 +325,7 @@ def simulate(
             elif submitting:
                 job.poll = provider_queue.had_its_turn(
                     polling.busy_submit(job.poll, busy, every),
-                    queues[kind.provider] if limiter_on else None,
+                    queues[kind.name] if limiter_on else None,
                 )
             else:
                 assert job.poll is not None
@@ -285,12 +335,16 @@ def simulate(
             continue
         if submitting:
             job.accepted_at = now
+            run.running[kind.provider] += 1
+            run.peak_running[kind.provider] = max(
+                run.peak_running[kind.provider], run.running[kind.provider]
+            )
             job.poll = polling.first_poll(f"sim-{sequence}", kind.schedule.advice(0).wait_seconds)
         else:
             assert job.poll is not None
             status = _status(job, now)
             if status.state is JobState.SUCCEEDED:
-                job.outcome = "succeeded"
+                ended(job, "succeeded")
                 continue
             job.poll = polling.next_poll(
                 job.poll,
@@ -301,7 +355,7 @@ def simulate(
                 kind.max_polls,
             )
             if job.poll.exhausted:
-                job.outcome = "polls exhausted"
+                ended(job, "polls exhausted")
                 continue
         sequence += 1
         heapq.heappush(queue, (now + job.poll.wait_seconds, sequence, job))
@@ -352,6 +406,9 @@ def summary(run: Run) -> dict[str, object]:
             "accepted": len(delays),
             "jobs": len(jobs),
             "out_of_order": round(out_of_order(jobs, random.Random(0)), 3),
+            "concurrent_cap": run.caps.get(name, 0),
+            "peak_running": run.peak_running[name],
+            "slot_waits": run.slot_waits[name],
         }
     outcomes = Counter(j.outcome for j in run.jobs)
     throttled_failures = sum(
@@ -375,6 +432,12 @@ def main() -> int:
     parser.add_argument("--picsart-rpm", type=int, default=None)
     parser.add_argument("--qolaba-rpm", type=int, default=None)
     parser.add_argument("--shards", type=int, default=None)
+    parser.add_argument(
+        "--picsart-concurrent", type=int, default=0, help="cap on running Picsart jobs (0: none)"
+    )
+    parser.add_argument(
+        "--qolaba-concurrent", type=int, default=0, help="cap on running Qolaba jobs (0: none)"
+    )
     parser.add_argument("--json", action="store_true", help="one JSON line per run")
     parser.add_argument("--only", choices=("on", "off"), help="one run, in this process")
     args = parser.parse_args()
@@ -392,6 +455,7 @@ def main() -> int:
                 seed=args.seed,
                 limits=limits,
                 shards=shards,
+                caps={"picsart": args.picsart_concurrent, "qolaba": args.qolaba_concurrent},
             )
         )
         print(json.dumps(figures))
@@ -428,6 +492,11 @@ def main() -> int:
                 f" ({p['accepted']} of {p['jobs']} accepted, {p['out_of_order']:.1%} of pairs"
                 " out of arrival order)"
             )
+            if figures["limiter"] and p["concurrent_cap"]:
+                print(
+                    f"  {name:8} running at once: peak {p['peak_running']} (cap"
+                    f" {p['concurrent_cap']}), {p['slot_waits']} turns waiting for a run slot"
+                )
         print(
             f"  outcomes {figures['outcomes']}, failed for throttling"
             f" {figures['failed_for_throttling']}; {figures['simulated_hours']} simulated hours,"

@@ -35,7 +35,14 @@ def stack(state_dir: Path, webhooks: WebhookReceiver) -> Iterator[LocalStack]:
         state_dir=state_dir,
         log_level="WARNING",
         # small enough that the oversized-result test needs only a few megabytes
-        function_env={"RESULT_MAX_BYTES": str(RESULT_CAP_BYTES)},
+        # A cap on running provider jobs far above what any test runs at once: every
+        # workflow takes, renews and frees its run slot (logic/run_slots.py) against the
+        # stack's table, so the least-privilege journey proves those calls too.
+        function_env={
+            "RESULT_MAX_BYTES": str(RESULT_CAP_BYTES),
+            "PICSART_CONCURRENT_JOBS": "200",
+            "QOLABA_CONCURRENT_JOBS": "200",
+        },
         webhook_url=webhooks.url,
     )
     with LocalStack(config) as running:

@@ -15,6 +15,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from avatar_core.logic import avatar_jobs, face_avatars
 from avatar_core.logic.limiter import Admission
 from avatar_core.logic.provider_queue import SubmitQueue
+from avatar_core.logic.run_slots import run_slots
 from avatar_core.models.workflow import CopyTask, JobOutcome, JobRef, PollState
 from avatar_core.observability import MetricUnit, logger, metrics, observed
 from avatar_core.providers.picsart import PicsartClient
@@ -28,9 +29,17 @@ settings = Settings.from_env()
 repo = AvatarRepository(settings.table_name)
 storage = Storage(settings.uploads_bucket, settings.results_bucket)
 # Every request to a provider takes a token from its limiter, shared by all executions;
-# paid submissions wait their turn for it in the provider's queue.
+# paid submissions wait their turn for it in the provider's queue, and for a run slot under
+# the provider's cap (each kind with its own lease, from its poll schedule).
 admission = Admission(repo, settings)
-queues = {p: SubmitQueue(repo, admission.limiter(p)) for p in ("picsart", "qolaba")}
+slots = {
+    kind: run_slots(repo, settings, provider, kind)
+    for kind, provider in avatar_jobs.JOB_PROVIDERS.items()
+}
+queues = {
+    kind: SubmitQueue(repo, admission.limiter(provider), slots=slots[kind])
+    for kind, provider in avatar_jobs.JOB_PROVIDERS.items()
+}
 
 
 @cache
@@ -58,7 +67,7 @@ def submit(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     ref = JobRef.model_validate(event)
     logger.append_keys(job_id=ref.job_id, kind=ref.kind)
     earlier = PollState.model_validate(event["poll"]) if event.get("poll") else None
-    queue = queues[avatar_jobs.JOB_PROVIDERS[ref.kind]]
+    queue = queues[ref.kind]
     poll = avatar_jobs.submit_job(repo, spec(ref.kind), ref, earlier, queue)
     if poll.submitted:
         metrics.add_metric(name=f"{ref.kind.title()}JobsSubmitted", unit=MetricUnit.Count, value=1)
@@ -69,7 +78,9 @@ def submit(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
 def check(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     ref = JobRef.model_validate(event)
     logger.append_keys(job_id=ref.job_id, kind=ref.kind)
-    poll = avatar_jobs.check_job(repo, spec(ref.kind), ref, PollState.model_validate(event["poll"]))
+    poll = avatar_jobs.check_job(
+        repo, spec(ref.kind), ref, PollState.model_validate(event["poll"]), slots[ref.kind]
+    )
     logger.info("job polled", extra={"state": poll.state, "polls": poll.polls})
     return poll.model_dump(mode="json")
 

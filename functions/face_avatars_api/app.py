@@ -146,7 +146,7 @@ def get_job(job_id: str) -> Response[FaceJobOut]:
     ),
 )
 def cancel_job(job_id: str) -> Response[FaceJobOut]:
-    record = face_avatars.cancel_face_job(repo, storage, workflows, caller(app), job_id)
+    record = face_avatars.cancel_face_job(repo, storage, workflows, caller(app), job_id, settings)
     body = face_avatars.face_job_out(record, storage, settings)
     return json_response(HTTPStatus.OK, body.model_dump(mode="json"))
 
@@ -158,7 +158,7 @@ def cancel_job(job_id: str) -> Response[FaceJobOut]:
     responses=answers(HTTPStatus.NO_CONTENT, "Deleted", NOT_FOUND, CONFLICT),
 )
 def delete_job(job_id: str) -> Response[None]:
-    face_avatars.delete_face_job(repo, storage, workflows, caller(app), job_id)
+    face_avatars.delete_face_job(repo, storage, workflows, caller(app), job_id, settings)
     return Response(status_code=HTTPStatus.NO_CONTENT)
 
 

@@ -149,7 +149,7 @@ def get_generation(generation_id: str) -> Response[GenerationOut]:
     ),
 )
 def cancel_generation(generation_id: str) -> Response[GenerationOut]:
-    record = generations.cancel_generation(repo, workflows, caller(app), generation_id)
+    record = generations.cancel_generation(repo, workflows, caller(app), generation_id, settings)
     body = generations.generation_out(record, storage, settings)
     return json_response(HTTPStatus.OK, body.model_dump(mode="json"))
 
@@ -160,7 +160,7 @@ def cancel_generation(generation_id: str) -> Response[GenerationOut]:
     responses=answers(HTTPStatus.NO_CONTENT, "Deleted", NOT_FOUND, CONFLICT),
 )
 def delete_generation(generation_id: str) -> Response[None]:
-    generations.delete_generation(repo, storage, workflows, caller(app), generation_id)
+    generations.delete_generation(repo, storage, workflows, caller(app), generation_id, settings)
     return Response(status_code=HTTPStatus.NO_CONTENT)
 
 

@@ -109,7 +109,9 @@ def get_job(job_id: str) -> Response[InstantJobOut]:
     ),
 )
 def cancel_job(job_id: str) -> Response[InstantJobOut]:
-    record = instant_avatars.cancel_instant_job(repo, storage, workflows, caller(app), job_id)
+    record = instant_avatars.cancel_instant_job(
+        repo, storage, workflows, caller(app), job_id, settings
+    )
     body = instant_avatars.instant_job_out(record, storage, settings)
     return json_response(HTTPStatus.OK, body.model_dump(mode="json"))
 
@@ -121,7 +123,7 @@ def cancel_job(job_id: str) -> Response[InstantJobOut]:
     responses=answers(HTTPStatus.NO_CONTENT, "Deleted", NOT_FOUND, CONFLICT),
 )
 def delete_job(job_id: str) -> Response[None]:
-    instant_avatars.delete_instant_job(repo, storage, workflows, caller(app), job_id)
+    instant_avatars.delete_instant_job(repo, storage, workflows, caller(app), job_id, settings)
     return Response(status_code=HTTPStatus.NO_CONTENT)
 
 

@@ -12,6 +12,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from avatar_core.logic import training
 from avatar_core.logic.limiter import Admission
 from avatar_core.logic.provider_queue import SubmitQueue
+from avatar_core.logic.run_slots import run_slots
 from avatar_core.models.workflow import ModelRef, PollState, TrainingFailed
 from avatar_core.observability import MetricUnit, logger, metrics, observed
 from avatar_core.providers.picsart import PicsartClient
@@ -23,10 +24,11 @@ settings = Settings.from_env()
 repo = AvatarRepository(settings.table_name)
 storage = Storage(settings.uploads_bucket, settings.results_bucket)
 # Every request to Picsart takes a token from its limiter, shared by all executions;
-# trainings wait their turn for it in Picsart's queue.
+# trainings wait their turn for it in Picsart's queue, and for a run slot under its cap.
 admission = Admission(repo, settings)
 provider = PicsartClient.from_settings(settings, admit=admission.gate(training.TRAINING_PROVIDER))
-queue = SubmitQueue(repo, admission.limiter(training.TRAINING_PROVIDER))
+slots = run_slots(repo, settings, training.TRAINING_PROVIDER, "training")
+queue = SubmitQueue(repo, admission.limiter(training.TRAINING_PROVIDER), slots=slots)
 
 
 @observed
@@ -45,7 +47,7 @@ def check(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     ref = ModelRef.model_validate(event)
     logger.append_keys(model_id=ref.model_id)
     poll = training.check_training(
-        repo, provider, settings, ref, PollState.model_validate(event["poll"])
+        repo, provider, settings, ref, PollState.model_validate(event["poll"]), slots
     )
     logger.info("training polled", extra={"state": poll.state, "polls": poll.polls})
     return poll.model_dump(mode="json")

@@ -104,6 +104,9 @@ class Settings(BaseModel):
     limiter_window_seconds: float = Field(default=10.0, gt=0, le=60)
     limiter_shards: int = Field(default=8, ge=1, le=100)
     limiter_time_factor: float = Field(default=1.0, gt=0)
+    # the cap on provider jobs running at once (logic/run_slots.py), 0: no cap
+    picsart_concurrent_jobs: int = Field(default=0, ge=0, le=5000)
+    qolaba_concurrent_jobs: int = Field(default=0, ge=0, le=5000)
 
     # poll schedules (seconds) and bounds
     training_first_poll_seconds: int = Field(default=300, ge=1)

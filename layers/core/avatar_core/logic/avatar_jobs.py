@@ -26,6 +26,7 @@ from avatar_core.logic.breaker import ProviderBreaker
 from avatar_core.logic.polling import busy_poll, busy_submit, first_poll, next_poll
 from avatar_core.logic.provider_queue import SubmitQueue, had_its_turn, in_turn, standing
 from avatar_core.logic.quotas import job_work, never_paid, release
+from avatar_core.logic.run_slots import RunSlots, job_holder, release_slot
 from avatar_core.models.records import (
     AvatarRecord,
     FaceJobRecord,
@@ -281,15 +282,23 @@ def launch_job(
     repo.set_job_execution(type(record), record.owner, record.job_id, arn)
 
 
-def cancel_job(repo: AvatarRepository, workflows: WorkflowStopper, record: R) -> R:
+def cancel_job(
+    repo: AvatarRepository, workflows: WorkflowStopper, record: R, settings: Settings | None = None
+) -> R:
     """Cancel a job that has not been sent to the provider, at no cost, and stop its
     workflow. The conditional write closes the race with the submit task: either this
     cancel wins and nothing is ever submitted, or the submit began first and the work is
-    paid for (409). Cancelling a cancelled job answers it as it is."""
-    return _expect(_cancel(repo, workflows, record), type(record))
+    paid for (409). Cancelling a cancelled job answers it as it is. ``settings``: the
+    stack's, for the run slot a job the provider refused for now (429) may hold."""
+    return _expect(_cancel(repo, workflows, record, settings), type(record))
 
 
-def _cancel(repo: AvatarRepository, workflows: WorkflowStopper, record: JobRecord) -> JobRecord:
+def _cancel(
+    repo: AvatarRepository,
+    workflows: WorkflowStopper,
+    record: JobRecord,
+    settings: Settings | None = None,
+) -> JobRecord:
     kind = type(record)
     noun = JOB_NOUNS[kind]
     cancelled = repo.cancel_job(kind, record.owner, record.job_id)
@@ -307,11 +316,13 @@ def _cancel(repo: AvatarRepository, workflows: WorkflowStopper, record: JobRecor
         )
     if cancelled.execution_arn:
         workflows.stop(cancelled.execution_arn, f"{noun} {record.job_id} cancelled by its owner")
-    job_cancelled(repo, cancelled)
+    job_cancelled(repo, cancelled, settings)
     return cancelled
 
 
-def job_cancelled(repo: AvatarRepository, record: JobRecord) -> None:
+def job_cancelled(
+    repo: AvatarRepository, record: JobRecord, settings: Settings | None = None
+) -> None:
     """Runs once after each successful cancel: the job is cancelled and nothing was sent to
     the provider, so its quota is given back."""
     kind = JOB_KINDS[type(record)]
@@ -320,6 +331,9 @@ def job_cancelled(repo: AvatarRepository, record: JobRecord) -> None:
         extra={"kind": kind, "job_id": record.job_id, "owner": record.owner},
     )
     release(repo, record.owner, job_work(kind, record.job_id))
+    if settings is not None:
+        # a submit the provider refused for now (429) keeps its run slot: free again
+        release_slot(repo, settings, JOB_PROVIDERS[kind], job_holder(record.job_id))
 
 
 def delete_job(
@@ -328,6 +342,7 @@ def delete_job(
     workflows: WorkflowStopper,
     record: JobRecord,
     results_prefix: str,
+    settings: Settings | None = None,
 ) -> None:
     """Delete a job and its avatars. A job still waiting to be submitted is cancelled
     first (at no cost); one the provider has is refused until it ends (409), so no copy
@@ -340,7 +355,7 @@ def delete_job(
                 f"the {noun} is still running at the provider, which is paid for; delete it "
                 "once it has finished"
             )
-        _cancel(repo, workflows, record)
+        _cancel(repo, workflows, record, settings)
     storage.delete_prefix(storage.results_bucket, results_prefix)
     repo.delete_finished_job(type(record), record.owner, record.job_id)
 
@@ -385,7 +400,7 @@ def submit_job(
     record = _submittable(repo, spec, ref)
     if record.provider_job_id is None:
         try:
-            job = in_turn(queue, poll, lambda: spec.submit(record))
+            job = in_turn(queue, poll, lambda: spec.submit(record), job_holder(ref.job_id))
         except SubmissionQueued as queued:
             # The provider is at its limit and others came first: wait our turn, in view.
             place = standing(queued, spec.settings.limiter_time_factor)
@@ -416,8 +431,17 @@ def _schedule_seconds(spec: JobSpec) -> int:
     return spec.advice(1, None, None).wait_seconds
 
 
-def check_job(repo: AvatarRepository, spec: JobSpec, ref: JobRef, poll: PollState) -> PollState:
+def check_job(
+    repo: AvatarRepository,
+    spec: JobSpec,
+    ref: JobRef,
+    poll: PollState,
+    slots: RunSlots | None = None,
+) -> PollState:
+    """``slots``: the cap's run slots, whose lease this poll renews (the job runs)."""
     record = _load(repo, spec, ref)
+    if slots is not None:
+        slots.renew(job_holder(ref.job_id))
     try:
         status = spec.status(record, poll.provider_job_id)
     except PROVIDER_BUSY as busy:
@@ -489,6 +513,20 @@ def record_outcome(
 
 
 def _record_outcome(repo: AvatarRepository, spec: JobSpec, outcome: JobOutcome) -> dict[str, str]:
+    failed_in_paid_submit = False
+    try:
+        return _record_end(repo, spec, outcome)
+    except PaidWorkPending:
+        failed_in_paid_submit = True  # it runs at the provider: its slot stays for the resume
+        raise
+    finally:
+        if not failed_in_paid_submit:
+            release_slot(
+                repo, spec.settings, JOB_PROVIDERS[outcome.kind], job_holder(outcome.job_id)
+            )
+
+
+def _record_end(repo: AvatarRepository, spec: JobSpec, outcome: JobOutcome) -> dict[str, str]:
     if outcome.outcome == "failed":
         reason = outcome.failure_reason()
         if outcome.in_submit():

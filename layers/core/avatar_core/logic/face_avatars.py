@@ -217,23 +217,33 @@ def get_face_job(repo: AvatarRepository, owner: str, job_id: str) -> FaceJobReco
 
 
 def cancel_face_job(
-    repo: AvatarRepository, storage: Storage, workflows: WorkflowStopper, owner: str, job_id: str
+    repo: AvatarRepository,
+    storage: Storage,
+    workflows: WorkflowStopper,
+    owner: str,
+    job_id: str,
+    settings: Settings | None = None,
 ) -> FaceJobRecord:
     """Cancel the job; its reference goes at once unless another open job needs it (its
     workflow, stopped, would have released it after ``ReferenceRetentionSeconds``; nothing
     was made from it to keep it for)."""
-    record = cancel_job(repo, workflows, get_face_job(repo, owner, job_id))
+    record = cancel_job(repo, workflows, get_face_job(repo, owner, job_id), settings)
     release_reference(repo, storage, owner, record.image_id, keep_record=True)
     return record
 
 
 def delete_face_job(
-    repo: AvatarRepository, storage: Storage, workflows: WorkflowStopper, owner: str, job_id: str
+    repo: AvatarRepository,
+    storage: Storage,
+    workflows: WorkflowStopper,
+    owner: str,
+    job_id: str,
+    settings: Settings | None = None,
 ) -> None:
     """The job, its avatars, then its reference image (unless another open job of the owner
     still needs it): the job goes first, so a failure half-way leaves the reference listed."""
     record = get_face_job(repo, owner, job_id)
-    delete_job(repo, storage, workflows, record, face_job_prefix(owner, job_id))
+    delete_job(repo, storage, workflows, record, face_job_prefix(owner, job_id), settings)
     release_reference(repo, storage, owner, record.image_id, keep_record=False)
 
 

@@ -87,9 +87,13 @@ def get_generation(repo: AvatarRepository, owner: str, generation_id: str) -> Ge
 
 
 def cancel_generation(
-    repo: AvatarRepository, workflows: WorkflowStopper, owner: str, generation_id: str
+    repo: AvatarRepository,
+    workflows: WorkflowStopper,
+    owner: str,
+    generation_id: str,
+    settings: Settings | None = None,
 ) -> GenerationRecord:
-    return cancel_job(repo, workflows, get_generation(repo, owner, generation_id))
+    return cancel_job(repo, workflows, get_generation(repo, owner, generation_id), settings)
 
 
 def delete_generation(
@@ -98,10 +102,11 @@ def delete_generation(
     workflows: WorkflowStopper,
     owner: str,
     generation_id: str,
+    settings: Settings | None = None,
 ) -> None:
     record = get_generation(repo, owner, generation_id)
     prefix = generation_prefix(owner, record.model_id, generation_id)
-    delete_job(repo, storage, workflows, record, prefix)
+    delete_job(repo, storage, workflows, record, prefix, settings)
 
 
 def avatars_out(record: JobRecordBase, storage: Storage, settings: Settings) -> list[AvatarOut]:

@@ -77,20 +77,30 @@ def get_instant_job(repo: AvatarRepository, owner: str, job_id: str) -> InstantJ
 
 
 def cancel_instant_job(
-    repo: AvatarRepository, storage: Storage, workflows: WorkflowStopper, owner: str, job_id: str
+    repo: AvatarRepository,
+    storage: Storage,
+    workflows: WorkflowStopper,
+    owner: str,
+    job_id: str,
+    settings: Settings | None = None,
 ) -> InstantJobRecord:
     """As a face-avatar job: cancelled, and its reference released at once."""
-    record = cancel_job(repo, workflows, get_instant_job(repo, owner, job_id))
+    record = cancel_job(repo, workflows, get_instant_job(repo, owner, job_id), settings)
     release_reference(repo, storage, owner, record.image_id, keep_record=True)
     return record
 
 
 def delete_instant_job(
-    repo: AvatarRepository, storage: Storage, workflows: WorkflowStopper, owner: str, job_id: str
+    repo: AvatarRepository,
+    storage: Storage,
+    workflows: WorkflowStopper,
+    owner: str,
+    job_id: str,
+    settings: Settings | None = None,
 ) -> None:
     """As a face-avatar job: the job, its avatars, then its reference unless still needed."""
     record = get_instant_job(repo, owner, job_id)
-    delete_job(repo, storage, workflows, record, instant_job_prefix(owner, job_id))
+    delete_job(repo, storage, workflows, record, instant_job_prefix(owner, job_id), settings)
     release_reference(repo, storage, owner, record.image_id, keep_record=False)
 
 

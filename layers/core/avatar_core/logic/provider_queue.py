@@ -27,6 +27,21 @@ limiter, as tickets:
   after as many more windows, so holes cannot hold the queue; nor can polls that take every
   token for a while.
 
+With a cap on running jobs (``logic/run_slots.py``, ``PicsartConcurrentJobs``,
+``QolabaConcurrentJobs``), a submission at the front also needs a free run slot before it
+calls, and takes it only in its turn: a ticket may try for a slot only while the tickets
+ahead of it that hold none are fewer than the free slots (the slots' items carry their
+tickets, so the one Query that reads them tells). So a slot freed while an earlier ticket
+waits goes to that ticket, not to a later one within the lookahead; over the cap the front
+waits, in view, and wakes up every ``SLOT_RECHECK_SECONDS`` or so (more for those further
+back). A full cap is not a stall: while no slot is free the front does not move on, and the
+stall clock runs from when the longest-free slot was freed. Only when a slot has stayed free
+for ``STALL_WINDOWS`` windows (tickets of jobs that left hold it) does the front move on by
+one lookahead, and the tickets that then fall inside it may take the free slots in any
+order among themselves: order can break by at most one lookahead, and only after a stall.
+A submission that got its slot keeps it through the provider's "not now" (429, 5xx) and
+the limiter's; a submit that fails outright (a 4xx, an exhausted account) gives it back.
+
 Fairness between owners comes first from the owners' quotas: one owner cannot hold more
 queued work than ``OwnerConcurrentTrainings``, ``OwnerAvatarsPerDay`` and
 ``OwnerFaceBatchesPerDay`` allow, so with the default limits one owner holds at most a few
@@ -46,17 +61,21 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Protocol, TypeVar
 
-from avatar_core.errors import AdmissionDenied, SubmissionQueued
+from avatar_core.errors import PROVIDER_BUSY, AdmissionDenied, SubmissionQueued
 from avatar_core.ids import iso, now
 from avatar_core.logic.limiter import Limiter
+from avatar_core.logic.run_slots import FULL_METRIC, RunSlots, SlotView
 from avatar_core.models.records import QueueStanding
 from avatar_core.models.workflow import PollState, QueueState
+from avatar_core.observability import count_per_provider, logger
 
 T = TypeVar("T")
 
 STALL_WINDOWS = 30
 # the longest a queued submission sleeps before it looks at the queue again
 MAX_QUEUE_WAIT_SECONDS = 600
+# how often the front looks for a free run slot while the cap is full (more further back)
+SLOT_RECHECK_SECONDS = 15
 
 
 class QueueStore(Protocol):
@@ -96,7 +115,7 @@ class MemoryQueueStore:
 
 
 class SubmitQueue:
-    """One provider's queue of paid submissions, in front of its limiter."""
+    """One provider's queue of paid submissions, in front of its limiter and its run slots."""
 
     def __init__(
         self,
@@ -104,40 +123,79 @@ class SubmitQueue:
         limiter: Limiter,
         clock: Callable[[], float] | None = None,
         rng: random.Random | None = None,
+        slots: RunSlots | None = None,
+        on_full: Callable[[str], None] | None = None,
     ) -> None:
         self.store = store
         self.limiter = limiter
         self.clock = clock or limiter.clock
         self.rng = rng or random.SystemRandom()
         self.provider = limiter.provider
-        self.lookahead = max(1, limiter.cap)
+        self.slots = slots if slots is not None and slots.enabled else None
+        # a submission waits for a run slot: the metric, or the bench's own count
+        self.on_full = on_full or count_full
+        if limiter.enabled:
+            self.lookahead = max(1, limiter.cap)
+        else:
+            self.lookahead = max(1, self.slots.cap if self.slots else 1)
 
-    def submit(self, ticket: int | None, call: Callable[[], T]) -> T:
+    @property
+    def enabled(self) -> bool:
+        return self.limiter.enabled or self.slots is not None
+
+    def submit(self, ticket: int | None, call: Callable[[], T], holder: str | None = None) -> T:
         """Make the paid ``call`` for the submission holding ``ticket`` (None: none yet) once
-        its turn has come, and answer what it answers; or raise :class:`SubmissionQueued`:
-        wait its ``retry_after`` and come back with its ``ticket``.
+        its turn has come (and, with a cap, a run slot for ``holder``), and answer what it
+        answers; or raise :class:`SubmissionQueued`: wait its ``retry_after`` and come back
+        with its ``ticket``.
 
         ``call`` reaches the provider through its client, whose transport takes the limiter's
         token (``Admission.gate``): the queue only decides who may ask. A call refused a
         token at the front waits for the next window, oldest tickets first; any other
         outcome (accepted, or the provider's own answer) used the turn."""
-        if not self.limiter.enabled:
+        if not self.enabled:
             return call()
+        slots = self.slots if holder is not None else None
         if ticket is None:
             ticket, state = self.store.take_ticket(self.provider)
         else:
             state = self.store.read(self.provider)
-        position = ticket - self._front(state)
-        if position > self.lookahead:
+        if slots is not None and ticket - self._front(state) > self.lookahead:
+            # far back: the slots' own front can only be further back, so no read of them
+            raise self._queued(ticket, ticket - self._front(state))
+        view = slots.view() if slots is not None else None
+        front = self._front(state, view)
+        position = ticket - front
+        if slots is not None and view is not None and holder is not None:
+            if view.held_by(holder) is not None:
+                # its turn came before and it holds its slot (the provider said "not now")
+                slots.acquire(holder, ticket, view)
+                return self._call(ticket, min(position, 0), call, holder)
+            if position > self.lookahead:
+                raise self._queued(ticket, position)
+            ahead = max(0, position - 1) - view.holding_between(front, ticket)
+            if ahead >= len(view.free_indices()) or not slots.acquire(holder, ticket, view):
+                raise self._slot_queued(ticket, position, max(0, ahead))
+        elif position > self.lookahead:
             raise self._queued(ticket, position)
+        return self._call(ticket, position, call, holder)
+
+    def _call(self, ticket: int, position: int, call: Callable[[], T], holder: str | None) -> T:
         try:
             answer = call()
         except SubmissionQueued:
             raise
         except AdmissionDenied:
             raise self._queued(ticket, position, self._front_wait(position)) from None
-        except BaseException:
+        except PROVIDER_BUSY:
+            # refused for now: it asks again from the front, and keeps its slot for it
             self.store.advance(self.provider, self.clock())
+            raise
+        except BaseException:
+            # refused outright (or failed): the job ends here, its slot is free again
+            self.store.advance(self.provider, self.clock())
+            if self.slots is not None and holder is not None:
+                self.slots.release(holder)
             raise
         self.store.advance(self.provider, self.clock())
         return answer
@@ -150,20 +208,30 @@ class SubmitQueue:
         share = min(1.0, max(0, position) / self.lookahead)
         return to_next + window * share * self.rng.uniform(0.5, 1.0)
 
-    def _front(self, state: QueueState) -> int:
+    def _front(self, state: QueueState, view: SlotView | None = None) -> int:
         """The ticket the queue has reached: ``admitted``, moved on by one lookahead for
         every ``STALL_WINDOWS`` windows in which nothing got through while tickets were
-        out, so a run of holes (tickets of jobs that left) cannot hold the queue."""
+        out, so a run of holes (tickets of jobs that left) cannot hold the queue. With run
+        slots, a full cap holds nothing back: the stall clock runs only while a slot is
+        free, from when it was freed."""
         if state.issued <= state.admitted or state.admitted_at is None:
             return state.admitted
-        idle = self.clock() - state.admitted_at
+        since = state.admitted_at
+        if view is not None:
+            free_since = view.free_since()
+            if free_since is None:
+                return state.admitted
+            since = max(since, free_since)
+        idle = self.clock() - since
         stalls = math.floor(idle / (STALL_WINDOWS * self.limiter.window_seconds))
-        return state.admitted + stalls * self.lookahead
+        return state.admitted + max(0, stalls) * self.lookahead
 
     def _queued(self, ticket: int, position: int, wait: float | None = None) -> SubmissionQueued:
         """``wait``: the limiter's, at the front; else the time for those ahead to go at the
         provider's rate (an underestimate, since polls share the rate: the job then looks
         again, closer to the front), spread by ±10% so neighbours do not wake together."""
+        if not self.limiter.enabled:
+            return self._slot_queued(ticket, position, max(0, position - 1))
         per_second = max(self.limiter.rate_per_minute / 60, 1e-6)
         estimate = max(0, position - self.lookahead) / per_second
         if wait is None:
@@ -178,19 +246,51 @@ class SubmitQueue:
             estimated_start_seconds=round(estimate),
         )
 
+    def _slot_queued(self, ticket: int, position: int, ahead: int) -> SubmissionQueued:
+        """The cap of running jobs is full (or its free slots are for those ahead): look
+        again in ``SLOT_RECHECK_SECONDS``, longer the more wait ahead for a slot. How long
+        running jobs still take is not known, so the estimated start is that next look (a
+        lower bound), and the position is what the client should go by."""
+        cap = self.slots.cap if self.slots is not None else 1
+        self.on_full(self.provider)
+        wait = min(MAX_QUEUE_WAIT_SECONDS, SLOT_RECHECK_SECONDS * (1 + ahead / cap))
+        wait *= self.rng.uniform(0.9, 1.1)
+        return SubmissionQueued(
+            f"waiting for a free {self.provider.title()} run slot (at most {cap} jobs run "
+            f"at once): {max(0, position)} submissions ahead",
+            provider=self.provider,
+            ticket=ticket,
+            position=max(0, position),
+            retry_after=wait,
+            estimated_start_seconds=round(wait),
+        )
 
-def in_turn(queue: SubmitQueue | None, poll: PollState | None, call: Callable[[], T]) -> T:
+
+def count_full(provider: str) -> None:
+    """``ProviderConcurrencyFull`` (dimension ``provider``): a paid submission waits for a
+    free run slot."""
+    count_per_provider(FULL_METRIC, provider)
+    logger.info("paid submission waits for a free run slot", extra={"provider": provider})
+
+
+def in_turn(
+    queue: SubmitQueue | None,
+    poll: PollState | None,
+    call: Callable[[], T],
+    holder: str | None = None,
+) -> T:
     """``call`` (a paid submit) through the provider's queue when there is one, with the
-    ticket the loop's state kept from an earlier turn."""
+    ticket the loop's state kept from an earlier turn; ``holder`` names the job for the
+    queue's run slots."""
     if queue is None:
         return call()
-    return queue.submit(poll.ticket if poll is not None else None, call)
+    return queue.submit(poll.ticket if poll is not None else None, call, holder)
 
 
 def had_its_turn(state: PollState, queue: SubmitQueue | None) -> PollState:
     """A submission the provider itself refused for now (429, 5xx) after the queue let it
     through keeps its place: ticket 0 is always at the front, so it does not queue again."""
-    if queue is None or not queue.limiter.enabled:
+    if queue is None or not queue.enabled:
         return state
     return state.model_copy(update={"ticket": 0, "queue_position": None})
 

@@ -29,11 +29,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from avatar_core.errors import WorkflowUnavailable
 from avatar_core.ids import now_iso
 from avatar_core.logic import quotas, training
-from avatar_core.logic.avatar_jobs import JOB_KINDS
+from avatar_core.logic.avatar_jobs import JOB_KINDS, JOB_PROVIDERS
 from avatar_core.logic.face_avatars import face_execution_name
 from avatar_core.logic.generations import generation_execution_name
 from avatar_core.logic.instant_avatars import instant_execution_name
 from avatar_core.logic.quotas import PaidWork
+from avatar_core.logic.run_slots import job_holder, release_slot, renew_slot, training_holder
 from avatar_core.models.records import JobStatusName, ModelRecord, ModelStatus
 from avatar_core.models.workflow import JobRef, ModelRef, StepFailure
 from avatar_core.observability import logger
@@ -184,12 +185,18 @@ def _reconcile_training(
     if model.provider_model_id:
         resumed = _resume(repo, workflows, settings, end, model, ref.model_dump())
         if resumed is not None:
+            # it still runs at the provider: its run slot is kept for the new execution
+            holder = training_holder(ref.model_id, ref.attempt)
+            renew_slot(repo, settings, training.TRAINING_PROVIDER, "training", holder)
             return resumed
     reason = end.reason(paid=model.provider_model_id is not None)
     if training.fail_training(
         repo, settings, ref.owner, ref.model_id, reason, only_execution=end.execution_arn
     ):
         logger.warning("training reconciled as failed", extra={"reason": reason, **_ids(end)})
+        release_slot(
+            repo, settings, training.TRAINING_PROVIDER, training_holder(ref.model_id, ref.attempt)
+        )
         if not model.provider_model_id:  # "nothing was charged": its quota comes back
             quotas.release(repo, ref.owner, PaidWork.training(ref.model_id, ref.attempt))
         return Reconciled(action=Action.FAILED, detail=reason)
@@ -214,12 +221,16 @@ def _reconcile_job(
     if record.provider_job_id:
         resumed = _resume(repo, workflows, settings, end, record, ref.model_dump(exclude_none=True))
         if resumed is not None:
+            # it still runs at the provider: its run slot is kept for the new execution
+            holder = job_holder(ref.job_id)
+            renew_slot(repo, settings, JOB_PROVIDERS[ref.kind], ref.kind, holder)
             return resumed
     reason = end.reason(paid=record.provider_job_id is not None)
     if repo.finish_job(
         kind, ref.owner, ref.job_id, JobStatusName.FAILED, reason, only_execution=end.execution_arn
     ):
         logger.warning(f"{ref.kind} reconciled as failed", extra={"reason": reason, **_ids(end)})
+        release_slot(repo, settings, JOB_PROVIDERS[ref.kind], job_holder(ref.job_id))
         if not record.provider_job_id:
             quotas.release(repo, ref.owner, quotas.job_work(ref.kind, ref.job_id))
         return Reconciled(action=Action.FAILED, detail=reason)

@@ -27,6 +27,7 @@ from avatar_core.logic.models import expire_abandoned_uploads, get_model
 from avatar_core.logic.polling import busy_poll, busy_submit, first_poll, next_poll
 from avatar_core.logic.provider_queue import SubmitQueue, had_its_turn, in_turn, standing
 from avatar_core.logic.quotas import PaidWork, Quotas, never_paid, release
+from avatar_core.logic.run_slots import RunSlots, release_slot, training_holder
 from avatar_core.models.records import ModelRecord, ModelStatus, SelfieStatus
 from avatar_core.models.workflow import ModelRef, PollState, TrainingFailed, TrainingReady
 from avatar_core.observability import logger
@@ -188,7 +189,10 @@ def submit_training(
     ]
     try:
         job = in_turn(
-            queue, poll, lambda: provider.submit_training(image_urls=urls, subject=model.subject)
+            queue,
+            poll,
+            lambda: provider.submit_training(image_urls=urls, subject=model.subject),
+            training_holder(ref.model_id, ref.attempt),
         )
     except SubmissionQueued as queued:
         # Picsart is at its limit and others came first: wait our turn, in view.
@@ -244,18 +248,21 @@ def cancel_training(
     model = get_model(repo, owner, model_id)
     if model.training_execution_arn:
         workflows.stop(model.training_execution_arn, f"training of {model_id} cancelled")
-    training_cancelled(repo, model)
+    training_cancelled(repo, settings, model)
     return model
 
 
-def training_cancelled(repo: AvatarRepository, model: ModelRecord) -> None:
+def training_cancelled(repo: AvatarRepository, settings: Settings, model: ModelRecord) -> None:
     """Runs once after each successful cancel of a training: nothing was sent to the
     provider, so the training's quota is given back."""
     logger.info(
         "training cancelled before it was submitted",
         extra={"model_id": model.model_id, "owner": model.owner},
     )
-    release(repo, model.owner, PaidWork.training(model.model_id, max(model.training_attempt, 1)))
+    attempt = max(model.training_attempt, 1)
+    release(repo, model.owner, PaidWork.training(model.model_id, attempt))
+    # a submit the provider refused for now (429) may hold a run slot: it is free again
+    release_slot(repo, settings, TRAINING_PROVIDER, training_holder(model.model_id, attempt))
 
 
 def _first_poll(provider: TrainingProvider, provider_model_id: str) -> PollState:
@@ -268,8 +275,12 @@ def check_training(
     settings: Settings,
     ref: ModelRef,
     poll: PollState,
+    slots: RunSlots | None = None,
 ) -> PollState:
+    """``slots``: the cap's run slots, whose lease this poll renews (the training runs)."""
     _model_in_workflow(repo, ref)
+    if slots is not None:
+        slots.renew(training_holder(ref.model_id, ref.attempt))
     try:
         status = provider.training_status(poll.provider_job_id)
     except PROVIDER_BUSY as busy:
@@ -285,6 +296,7 @@ def check_training(
 
 
 def record_ready(repo: AvatarRepository, settings: Settings, ref: ModelRef) -> TrainingReady:
+    release_slot(repo, settings, TRAINING_PROVIDER, training_holder(ref.model_id, ref.attempt))
     _model_in_workflow(repo, ref)
     stamp = now_iso()
     repo.finish_training(
@@ -299,18 +311,25 @@ def record_failed(repo: AvatarRepository, settings: Settings, failure: TrainingF
     reason = failure.reason()
     model = repo.get_model(failure.owner, failure.model_id)
     if model is None or max(model.training_attempt, 1) != failure.attempt:
+        release_slot(repo, settings, TRAINING_PROVIDER, _holder(failure))
         return reason
     if failure.in_submit() and model.provider_model_id and model.status is ModelStatus.TRAINING:
+        # the training runs at the provider: it keeps its slot for the resumed workflow
         raise PaidWorkPending(
             f"the provider accepted training {model.provider_model_id} but the submit step "
             f"failed ({reason}); the workflow ends so it is resumed, not failed"
         )
     fail_training(repo, settings, failure.owner, failure.model_id, reason)
+    release_slot(repo, settings, TRAINING_PROVIDER, _holder(failure))
     if failure.in_submit() and never_paid(
         failure.error.Error if failure.error else None, model.provider_model_id
     ):
         release(repo, failure.owner, PaidWork.training(failure.model_id, failure.attempt))
     return reason
+
+
+def _holder(failure: TrainingFailed) -> str:
+    return training_holder(failure.model_id, failure.attempt)
 
 
 def fail_training(

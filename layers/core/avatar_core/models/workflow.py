@@ -30,6 +30,21 @@ class QueueState(_Io):
     admitted_at: float | None = None
 
 
+class Slot(_Io):
+    """One of a provider's run slots (logic/run_slots.py): who holds it, until when (epoch
+    seconds, the limiter's clock; for a freed slot, when it was freed) and its queue ticket."""
+
+    model_config = ConfigDict(frozen=True, defer_build=True)
+
+    index: int
+    holder: str | None = None
+    lease_until: float = 0.0
+    ticket: int | None = None
+
+    def free(self, moment: float) -> bool:
+        return self.holder is None or self.lease_until <= moment
+
+
 class ModelRef(_Io):
     owner: str = Field(min_length=1)
     model_id: str = Field(min_length=1)

@@ -20,6 +20,10 @@ Item layout (PK / SK):
                logic/limiter.py)
 - queue        ``QUEUE#<provider>`` / ``QUEUE``: tickets ``issued`` to paid submissions of
                the provider and how many were ``admitted`` (logic/provider_queue.py)
+- run slot     ``RUNS#<provider>`` / ``SLOT#<n>`` (``n`` < the provider's cap of running
+               jobs): ``holder`` (``training#<model_id>``, ``job#<job_id>``), its queue
+               ``ticket`` and ``lease_until`` (epoch seconds; a freed slot keeps only that,
+               the moment it was freed); logic/run_slots.py
 - deletion     ``DELETION#<owner>`` / ``RECEIPT``: the receipt of ``DELETE /v1/me`` (kept
                30 days, by TTL), outside the owner's partition so deleting it all spares it
 
@@ -65,7 +69,7 @@ from avatar_core.models.records import (
     SelfieRecord,
     SelfieStatus,
 )
-from avatar_core.models.workflow import QueueState
+from avatar_core.models.workflow import QueueState, Slot
 from avatar_core.store import clients
 
 JobRecord = GenerationRecord | FaceJobRecord | InstantJobRecord
@@ -1535,6 +1539,80 @@ class AvatarRepository:
             ExpressionAttributeValues={":one": 1, ":at": Decimal(str(round(at, 3)))},
         )
 
+    # -- running-job slots (logic/run_slots.py) ---------------------------------------------
+    # The RunSlotStore: one partition per provider, one item per slot; reads are one Query,
+    # every write is conditional (on the slot being free, or on its holder).
+
+    def list_slots(self, provider: str) -> list[Slot]:
+        items = self._query_all(
+            KeyConditionExpression=Key("PK").eq(_runs_pk(provider)),
+            ProjectionExpression="SK, holder, lease_until, ticket",
+            ConsistentRead=True,
+        )
+        return [
+            Slot(
+                index=int(str(item["SK"]).removeprefix("SLOT#")),
+                holder=item.get("holder"),
+                lease_until=float(item.get("lease_until", 0)),
+                ticket=int(item["ticket"]) if item.get("ticket") is not None else None,
+            )
+            for item in items
+        ]
+
+    def take_slot(
+        self,
+        provider: str,
+        index: int,
+        holder: str,
+        ticket: int | None,
+        lease_until: float,
+        moment: float,
+    ) -> bool:
+        item: dict[str, Any] = {
+            "PK": _runs_pk(provider),
+            "SK": f"SLOT#{index}",
+            "holder": holder,
+            "lease_until": Decimal(str(round(lease_until, 3))),
+        }
+        if ticket is not None:
+            item["ticket"] = ticket
+        try:
+            self._table.put_item(
+                Item=item,
+                ConditionExpression=(
+                    "attribute_not_exists(PK) OR attribute_not_exists(holder)"
+                    " OR lease_until <= :now"
+                ),
+                ExpressionAttributeValues={":now": Decimal(str(round(moment, 3)))},
+            )
+        except ClientError as error:
+            if _is_condition_failure(error):
+                return False
+            raise
+        return True
+
+    def renew_slot(self, provider: str, index: int, holder: str, lease_until: float) -> bool:
+        return self._update_if(
+            Key={"PK": _runs_pk(provider), "SK": f"SLOT#{index}"},
+            UpdateExpression="SET lease_until = :until",
+            ConditionExpression="holder = :holder",
+            ExpressionAttributeValues={
+                ":until": Decimal(str(round(lease_until, 3))),
+                ":holder": holder,
+            },
+        )
+
+    def free_slot(self, provider: str, index: int, holder: str, moment: float) -> bool:
+        return self._update_if(
+            Key={"PK": _runs_pk(provider), "SK": f"SLOT#{index}"},
+            UpdateExpression="SET lease_until = :now REMOVE holder, ticket",
+            ConditionExpression="holder = :holder",
+            ExpressionAttributeValues={
+                ":now": Decimal(str(round(moment, 3))),
+                ":holder": holder,
+            },
+        )
+
     # -- plumbing -------------------------------------------------------------------------
 
     # -- the sweep ------------------------------------------------------------------------
@@ -1581,6 +1659,10 @@ class AvatarRepository:
             if "LastEvaluatedKey" not in page:
                 return
             query["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+def _runs_pk(provider: str) -> str:
+    return f"RUNS#{provider}"
 
 
 def _queue_key(provider: str) -> dict[str, str]:
