@@ -41,8 +41,13 @@ webhook-secret: install  ## the local stack's webhook signing secret (whsec_...)
 token: install  ## a bearer token the running local stack accepts: make token USER=alice
 	@$(BIN)/python -m local.auth token --user "$(USER)"
 
+# Two workers, in two steps: the unit and contract tests must not see a local stack's process
+# environment, so they finish before any worker starts one; then each worker runs whole files
+# of integration and browser tests against a stack of its own.
+TEST_WORKERS ?= 2
 test: install  ## unit, contract and integration tests (the local stack starts itself)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) tests/unit tests/contract
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile tests/integration tests/e2e
 
 test-fast: install  ## everything but the local-stack tests
 	$(BIN)/python -m pytest -m "not integration"
