@@ -214,3 +214,23 @@ def test_a_submit_that_failed_before_the_provider_accepted_is_recorded_failed(
 
     model = repo.get_model("alice", model_id)
     assert model is not None and model.status is ModelStatus.FAILED
+
+
+def test_a_job_that_succeeds_after_a_resume_shows_no_error(repo: AvatarRepository) -> None:
+    stamp = ids.now_iso()
+    record = GenerationRecord(
+        owner="alice",
+        generation_id=ids.new_id(ids.GENERATION),
+        model_id="mdl",
+        status=JobStatusName.RUNNING,
+        error="the workflow timed out before the provider finished",
+        created_at=stamp,
+        updated_at=stamp,
+    )
+    repo.create_job(record)
+
+    assert repo.finish_job(GenerationRecord, "alice", record.job_id, JobStatusName.SUCCEEDED)
+
+    finished = repo.get_job(GenerationRecord, "alice", record.job_id)
+    assert finished is not None
+    assert finished.status is JobStatusName.SUCCEEDED and finished.error is None

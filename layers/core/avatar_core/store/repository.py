@@ -1018,6 +1018,10 @@ class AvatarRepository:
             condition += " AND (execution_arn = :arn OR attribute_not_exists(execution_arn))"
             values[":arn"] = only_execution
         expression += " REMOVE active_pk, active_until"
+        if error is None:
+            # a job that succeeded after a resume drops the reason its workflow was resumed for
+            expression += ", #error"
+            names["#error"] = "error"
         return self._update_if(
             Key={"PK": _owner_pk(owner), "SK": _JOB_PREFIX[kind] + job_id},
             UpdateExpression=expression,
