@@ -11,6 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from avatar_core.errors import ProviderRateLimited, ProviderRejected, SubmissionQueued
+from avatar_core.logic import run_slots as run_slots_module
 from avatar_core.logic import training
 from avatar_core.logic.limiter import Limiter, MemoryWindowStore
 from avatar_core.logic.models import get_model
@@ -24,6 +25,7 @@ from avatar_core.logic.run_slots import (
 from avatar_core.models.api import ModelOut
 from avatar_core.models.workflow import ModelRef, TrainingFailed
 from avatar_core.providers.base import JobState, JobStatus
+from avatar_core.providers.transport import PollSchedule
 from avatar_core.settings import Settings
 from avatar_core.store.repository import AvatarRepository
 from avatar_core.store.storage import Storage
@@ -108,11 +110,13 @@ def test_no_cap_reads_and_writes_nothing() -> None:
 
 def test_the_lease_is_three_times_the_longest_wait_between_two_polls() -> None:
     settings = Settings()
-    # training: busy backoff 120 s * 8 = 960 s beats the first poll (596 s) and 5 * 120 s
-    assert kind_lease_seconds(settings, "training") == 3 * 960 == 48 * 60
-    assert kind_lease_seconds(settings, "generation") == 3 * 80
-    assert kind_lease_seconds(settings, "instant") == 3 * 80
-    assert kind_lease_seconds(settings, "face") == 3 * 40
+    # the schedule's longest regular wait, 10 intervals, beats a busy backoff's 8 and a
+    # training's first poll (596 s)
+    assert PollSchedule(first_seconds=1, every_seconds=1).max_factor == run_slots_module.MAX_FACTOR
+    assert kind_lease_seconds(settings, "training") == 3 * 10 * 120 == 60 * 60
+    assert kind_lease_seconds(settings, "generation") == 3 * 10 * 10
+    assert kind_lease_seconds(settings, "instant") == 3 * 10 * 10
+    assert kind_lease_seconds(settings, "face") == 3 * 10 * 5
     capped = Settings(picsart_concurrent_jobs=7, qolaba_concurrent_jobs=3)
     assert run_slots(MemoryRunSlotStore(), capped, "picsart", "training").cap == 7
     assert run_slots(MemoryRunSlotStore(), capped, "qolaba", "face").cap == 3
