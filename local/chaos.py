@@ -148,6 +148,8 @@ class Figures:
     stored_but_unsettled: int = 0
     client_503_retried: int = 0
     workflow_faults: dict[str, int] = field(default_factory=dict)
+    # what each journey that did not reach a terminal state saw: its statuses and errors
+    unfinished: list[str] = field(default_factory=list)
 
     def lines(self) -> list[str]:
         return [
@@ -169,6 +171,7 @@ class Figures:
             f"provider faults injected: {self.faults_injected}; "
             f"workflow faults injected: {self.workflow_faults or 'none'}; "
             f"measured in {self.duration_seconds:.0f}s",
+            *(f"  unfinished: {line}" for line in self.unfinished),
         ]
 
 
@@ -303,6 +306,12 @@ def figures(stack: LocalStack, journeys: list[Journey], started: float) -> Figur
             1 for i in open_records if i.get("provider_model_id") or i.get("provider_job_id")
         ),
         client_503_retried=CountingClient.unavailable,
+        unfinished=[
+            f"{j.user}: model {j.model_status or '-'}, generation {j.generation_status or '-'}, "
+            f"face {j.face_status or '-'}; {'; '.join(j.errors) or 'no error'}"
+            for j in journeys
+            if not j.terminal
+        ],
     )
 
 

@@ -64,7 +64,7 @@ def test_journeys_under_workflow_chaos_end_every_record_and_pay_once() -> None:
     assert done.returncode == 0, done.stderr[-3000:]
     figures = json.loads(done.stdout.strip().splitlines()[-1])
 
-    assert figures["terminal"] == figures["journeys"] == 3
+    assert figures["terminal"] == figures["journeys"] == 3, figures["unfinished"]
     assert figures["records_open"] == 0
     assert figures["stored_but_unsettled"] == 0
     assert figures["paid_twice"] == {"training": 0, "inference": 0, "face": 0}
