@@ -89,13 +89,20 @@ def shots(page: Any, _screenshot_dir: Path) -> Callable[..., None]:
 
     def take(name: str, full_page: bool = True) -> None:
         slug = re.sub(r"[^a-z0-9-]+", "-", name.lower())
+        # a full-page picture pins the fixed toasts where the viewport ended, mid-page, where
+        # they read as part of the content: they are left out of those pictures only
+        style = "#toasts { visibility: hidden; }" if full_page else None
         page.evaluate("window.scrollTo(0, 0)")
         page.wait_for_timeout(250)
-        page.screenshot(path=str(_screenshot_dir / f"{slug}-desktop.png"), full_page=full_page)
+        page.screenshot(
+            path=str(_screenshot_dir / f"{slug}-desktop.png"), full_page=full_page, style=style
+        )
         page.set_viewport_size(PHONE)
         page.evaluate("window.scrollTo(0, 0)")
         page.wait_for_timeout(250)
-        page.screenshot(path=str(_screenshot_dir / f"{slug}-phone.png"), full_page=full_page)
+        page.screenshot(
+            path=str(_screenshot_dir / f"{slug}-phone.png"), full_page=full_page, style=style
+        )
         overflow = page.evaluate("document.documentElement.scrollWidth")
         page.set_viewport_size(DESKTOP)
         assert overflow <= PHONE["width"], f"{name}: the page is {overflow}px wide on a phone"
