@@ -220,6 +220,16 @@ class AvatarRepository:
             raise
         return True
 
+    def _put_if(self, **put: Any) -> bool:
+        """One conditional PutItem: True if it was applied, False if its condition failed."""
+        try:
+            self._table.put_item(**put)
+        except ClientError as error:
+            if _is_condition_failure(error):
+                return False
+            raise
+        return True
+
     # -- models ---------------------------------------------------------------------------
 
     def create_model(self, record: ModelRecord) -> None:
@@ -1342,13 +1352,7 @@ class AvatarRepository:
         }
         condition = "attribute_not_exists(PK)" if read.version == 0 else "version = :read"
         extra = {} if read.version == 0 else {"ExpressionAttributeValues": {":read": read.version}}
-        try:
-            self._table.put_item(Item=to_item(item), ConditionExpression=condition, **extra)
-        except ClientError as error:
-            if _is_condition_failure(error):
-                return False
-            raise
-        return True
+        return self._put_if(Item=to_item(item), ConditionExpression=condition, **extra)
 
     def drop_quota_entry(self, owner: str, family: str, key: str) -> None:
         """The work stops counting; concurrent reservations see the new version and decide
@@ -1540,7 +1544,7 @@ class AvatarRepository:
         self._table.update_item(
             Key=_queue_key(provider),
             UpdateExpression="ADD admitted :one SET admitted_at = :at",
-            ExpressionAttributeValues={":one": 1, ":at": Decimal(str(round(at, 3)))},
+            ExpressionAttributeValues={":one": 1, ":at": _seconds(at)},
         )
 
     # -- running-job slots (logic/run_slots.py) ---------------------------------------------
@@ -1576,24 +1580,17 @@ class AvatarRepository:
             "PK": _runs_pk(provider),
             "SK": f"SLOT#{index}",
             "holder": holder,
-            "lease_until": Decimal(str(round(lease_until, 3))),
+            "lease_until": _seconds(lease_until),
         }
         if ticket is not None:
             item["ticket"] = ticket
-        try:
-            self._table.put_item(
-                Item=item,
-                ConditionExpression=(
-                    "attribute_not_exists(PK) OR attribute_not_exists(holder)"
-                    " OR lease_until <= :now"
-                ),
-                ExpressionAttributeValues={":now": Decimal(str(round(moment, 3)))},
-            )
-        except ClientError as error:
-            if _is_condition_failure(error):
-                return False
-            raise
-        return True
+        return self._put_if(
+            Item=item,
+            ConditionExpression=(
+                "attribute_not_exists(PK) OR attribute_not_exists(holder) OR lease_until <= :now"
+            ),
+            ExpressionAttributeValues={":now": _seconds(moment)},
+        )
 
     def renew_slot(self, provider: str, index: int, holder: str, lease_until: float) -> bool:
         return self._update_if(
@@ -1601,7 +1598,7 @@ class AvatarRepository:
             UpdateExpression="SET lease_until = :until",
             ConditionExpression="holder = :holder",
             ExpressionAttributeValues={
-                ":until": Decimal(str(round(lease_until, 3))),
+                ":until": _seconds(lease_until),
                 ":holder": holder,
             },
         )
@@ -1612,7 +1609,7 @@ class AvatarRepository:
             UpdateExpression="SET lease_until = :now REMOVE holder, ticket",
             ConditionExpression="holder = :holder",
             ExpressionAttributeValues={
-                ":now": Decimal(str(round(moment, 3))),
+                ":now": _seconds(moment),
                 ":holder": holder,
             },
         )
@@ -1663,6 +1660,11 @@ class AvatarRepository:
             if "LastEvaluatedKey" not in page:
                 return
             query["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+def _seconds(moment: float) -> Decimal:
+    """Epoch seconds (the limiter's clock) as DynamoDB stores them, to the millisecond."""
+    return Decimal(str(round(moment, 3)))
 
 
 def _runs_pk(provider: str) -> str:
