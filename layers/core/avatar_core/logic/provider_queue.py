@@ -160,9 +160,9 @@ class SubmitQueue:
             ticket, state = self.store.take_ticket(self.provider)
         else:
             state = self.store.read(self.provider)
-        if slots is not None and ticket - self._front(state) > self.lookahead:
+        if slots is not None and (early := ticket - self._front(state)) > self.lookahead:
             # far back: the slots' own front can only be further back, so no read of them
-            raise self._queued(ticket, ticket - self._front(state))
+            raise self._queued(ticket, early)
         view = slots.view() if slots is not None else None
         front = self._front(state, view)
         position = ticket - front
