@@ -139,13 +139,11 @@ def _rolled_back_in_place(original: Callable[..., Any]) -> Callable[..., Any]:
                 for entry in saved
                 if entry.table.stream_shard is not None
             }
-            tables = dict(backend.tables)
             deliveries_before = len(_state().deliveries)
             try:
                 return original(backend, transact_items)
             except BaseException:
-                # the live table objects are the ones open shard iterators point to
-                backend.tables.update(tables)
+                # moto "restores" the live tables themselves (_NoTableCopies): undo in them
                 for entry in reversed(saved):
                     entry.restore()
                 for table, records in shards.values():
