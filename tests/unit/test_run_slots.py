@@ -10,9 +10,14 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from avatar_core.errors import ProviderRateLimited, ProviderRejected, SubmissionQueued
+from avatar_core.errors import (
+    ProviderOutcomeUnknown,
+    ProviderRateLimited,
+    ProviderRejected,
+    SubmissionQueued,
+)
+from avatar_core.logic import avatar_jobs, training
 from avatar_core.logic import run_slots as run_slots_module
-from avatar_core.logic import training
 from avatar_core.logic.limiter import Limiter, MemoryWindowStore
 from avatar_core.logic.models import get_model
 from avatar_core.logic.provider_queue import STALL_WINDOWS, MemoryQueueStore, SubmitQueue
@@ -23,12 +28,13 @@ from avatar_core.logic.run_slots import (
     run_slots,
 )
 from avatar_core.models.api import ModelOut
-from avatar_core.models.workflow import ModelRef, TrainingFailed
+from avatar_core.models.workflow import JobOutcome, ModelRef, StepFailure, TrainingFailed
 from avatar_core.providers.base import JobState, JobStatus
 from avatar_core.providers.transport import PollSchedule
 from avatar_core.settings import Settings
 from avatar_core.store.repository import AvatarRepository
 from avatar_core.store.storage import Storage
+from tests.unit.test_cancel import CountingSpec, queued_face_job
 from tests.unit.test_provider_limits import ScriptedProvider
 from tests.unit.test_training_logic import (
     SETTINGS,
@@ -263,6 +269,67 @@ def test_a_submit_refused_outright_frees_its_slot_and_one_refused_for_now_keeps_
         q.submit(None, lambda: "accepted", "job#later")
     assert q.submit(0, lambda: "accepted", "job#throttled") == "accepted"
     assert holders(q.slots) == ["job#throttled"]
+
+
+def test_a_submit_whose_answer_was_lost_keeps_its_slot_until_its_lease_runs_out() -> None:
+    """The provider may be running that job: giving its slot to the next would run one more
+    than the cap until it ends there."""
+    q, clock = capped_queue(cap=1)
+    assert q.slots is not None
+
+    def lost() -> str:
+        raise ProviderOutcomeUnknown("read timed out after sending", provider="picsart")
+
+    with pytest.raises(ProviderOutcomeUnknown):
+        q.submit(None, lost, "job#lost")
+    assert holders(q.slots) == ["job#lost"]
+    with pytest.raises(SubmissionQueued) as waiting:
+        q.submit(None, lambda: "accepted", "job#next")
+    clock.now += LEASE  # about as long as the job could still run there
+    assert q.submit(waiting.value.ticket, lambda: "accepted", "job#next") == "accepted"
+    assert holders(q.slots) == ["job#next"]
+
+
+@pytest.mark.parametrize(
+    ("error", "keeps"),
+    [("ProviderOutcomeUnknown", True), ("ProviderUnavailable", True), ("ProviderRejected", False)],
+)
+def test_a_job_failed_in_a_submit_that_may_have_started_it_keeps_its_slot(
+    repo: AvatarRepository, error: str, keeps: bool
+) -> None:
+    capped = SETTINGS.model_copy(update={"qolaba_concurrent_jobs": 1})
+    run = run_slots(repo, capped, "qolaba", "face")
+    job = queued_face_job(repo)
+    holder = run_slots_module.job_holder(job.job_id)
+    assert run.acquire(holder)
+    outcome = JobOutcome(
+        kind="face", owner="alice", job_id=job.job_id, outcome="failed",
+        error=StepFailure(Error=error, Cause="{}"),
+    )  # fmt: skip
+
+    avatar_jobs.record_outcome(repo, CountingSpec(repo, settings=capped), outcome, 30)
+
+    assert holders(run) == ([holder] if keeps else [])
+
+
+def test_a_training_failed_in_a_submit_whose_answer_was_lost_keeps_its_slot(
+    repo: AvatarRepository,
+) -> None:
+    capped = SETTINGS.model_copy(update={"picsart_concurrent_jobs": 2})
+    run = run_slots(repo, capped, "picsart", "training")
+    lost, refused = model_with_accepted(repo, 5), model_with_accepted(repo, 5)
+    for model_id in (lost, refused):
+        training.start_training(repo, FakeWorkflows(), capped, "alice", model_id)
+
+    for model_id, error in ((lost, "ProviderOutcomeUnknown"), (refused, "ProviderRejected")):
+        assert run.acquire(run_slots_module.training_holder(model_id, 1))
+        training.record_failed(
+            repo, capped, TrainingFailed(owner="alice", model_id=model_id, error=StepFailure(
+                Error=error, Cause="{}"))
+        )  # fmt: skip
+
+    assert holders(run) == [f"training#{lost}#1"]
+    assert get_model(repo, "alice", lost).status.value == "failed"
 
 
 def test_waiting_for_a_slot_is_counted() -> None:

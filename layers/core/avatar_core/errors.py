@@ -237,3 +237,21 @@ ACCOUNT_EXHAUSTED = (ProviderOutOfCredits, ProviderQuotaExhausted)
 PROVIDER_BUSY = (ProviderRateLimited, ProviderUnavailable)
 
 RETRYABLE_PROVIDER_ERRORS = (ProviderRateLimited.__name__, ProviderUnavailable.__name__)
+
+# Submit failures after which the provider certainly holds no paid work of ours: it refused,
+# or we never asked (the record or its model was gone). A timeout or a 5xx may hide an
+# accepted submission, so those keep counting against the owner's quota and keep their
+# run slot (logic/run_slots.py) until its lease runs out.
+UNPAID_SUBMIT_FAILURES = frozenset(
+    {
+        "ProviderRejected",
+        "ProviderOutOfCredits",
+        "ProviderQuotaExhausted",
+        "ProviderAuthFailed",
+        "ProviderRateLimited",
+        "AdmissionDenied",
+        "JobGone",
+        "ModelGone",
+        "StaleTraining",
+    }
+)

@@ -26,7 +26,7 @@ from avatar_core.logic.breaker import ProviderBreaker
 from avatar_core.logic.polling import busy_poll, busy_submit, first_poll, next_poll
 from avatar_core.logic.provider_queue import SubmitQueue, had_its_turn, in_turn, standing
 from avatar_core.logic.quotas import job_work, never_paid, release
-from avatar_core.logic.run_slots import RunSlots, job_holder, release_slot
+from avatar_core.logic.run_slots import RunSlots, end_frees_slot, job_holder, release_slot
 from avatar_core.models.records import (
     AvatarRecord,
     FaceJobRecord,
@@ -513,14 +513,18 @@ def record_outcome(
 
 
 def _record_outcome(repo: AvatarRepository, spec: JobSpec, outcome: JobOutcome) -> dict[str, str]:
-    failed_in_paid_submit = False
+    failed = outcome.outcome == "failed"
+    # a submit whose answer was lost may run at the provider: its slot is left to its lease
+    frees_slot = end_frees_slot(
+        failed and outcome.in_submit(), outcome.error.Error if outcome.error else None
+    )
     try:
         return _record_end(repo, spec, outcome)
     except PaidWorkPending:
-        failed_in_paid_submit = True  # it runs at the provider: its slot stays for the resume
+        frees_slot = False  # it runs at the provider: its slot stays for the resume
         raise
     finally:
-        if not failed_in_paid_submit:
+        if frees_slot:
             release_slot(
                 repo, spec.settings, JOB_PROVIDERS[outcome.kind], job_holder(outcome.job_id)
             )

@@ -40,7 +40,8 @@ for ``STALL_WINDOWS`` windows (tickets of jobs that left hold it) does the front
 one lookahead, and the tickets that then fall inside it may take the free slots in any
 order among themselves: order can break by at most one lookahead, and only after a stall.
 A submission that got its slot keeps it through the provider's "not now" (429, 5xx) and
-the limiter's; a submit that fails outright (a 4xx, an exhausted account) gives it back.
+the limiter's; a submit that fails outright (a 4xx, an exhausted account) gives it back, and
+one whose outcome is unknown (the answer lost) leaves it to its lease.
 
 Fairness between owners comes first from the owners' quotas: one owner cannot hold more
 queued work than ``OwnerConcurrentTrainings``, ``OwnerAvatarsPerDay`` and
@@ -64,7 +65,7 @@ from typing import Protocol, TypeVar
 from avatar_core.errors import PROVIDER_BUSY, AdmissionDenied, SubmissionQueued
 from avatar_core.ids import iso, now
 from avatar_core.logic.limiter import Limiter
-from avatar_core.logic.run_slots import FULL_METRIC, RunSlots, SlotView
+from avatar_core.logic.run_slots import FULL_METRIC, RunSlots, SlotView, end_frees_slot
 from avatar_core.models.records import QueueStanding
 from avatar_core.models.workflow import PollState, QueueState
 from avatar_core.observability import count_per_provider, logger
@@ -191,10 +192,12 @@ class SubmitQueue:
             # refused for now: it asks again from the front, and keeps its slot for it
             self.store.advance(self.provider, self.clock())
             raise
-        except BaseException:
-            # refused outright (or failed): the job ends here, its slot is free again
+        except BaseException as error:
+            # refused outright: the job ends here and its slot is free again; but after an
+            # answer lost (or a crash) the job may run at the provider: its slot keeps its lease
             self.store.advance(self.provider, self.clock())
-            if self.slots is not None and holder is not None:
+            frees = end_frees_slot(True, type(error).__name__)
+            if self.slots is not None and holder is not None and frees:
                 self.slots.release(holder)
             raise
         self.store.advance(self.provider, self.clock())

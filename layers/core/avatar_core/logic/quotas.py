@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
 
-from avatar_core.errors import QuotaExceeded, SpendingPaused
+from avatar_core.errors import UNPAID_SUBMIT_FAILURES, QuotaExceeded, SpendingPaused
 from avatar_core.ids import iso, now
 from avatar_core.models.api import LimitOut
 from avatar_core.models.records import ModelStatus, QuotaEntry, QuotaLedger
@@ -205,27 +205,9 @@ def refusal(
     )
 
 
-# Submit failures after which the provider certainly holds no paid work of ours: it refused,
-# or we never asked (the record or its model was gone). A timeout or a 5xx may hide an
-# accepted submission, so those keep counting.
-_UNPAID_FAILURES = frozenset(
-    {
-        "ProviderRejected",
-        "ProviderOutOfCredits",
-        "ProviderQuotaExhausted",
-        "ProviderAuthFailed",
-        "ProviderRateLimited",
-        "AdmissionDenied",
-        "JobGone",
-        "ModelGone",
-        "StaleTraining",
-    }
-)
-
-
 def never_paid(error_type: str | None, provider_id: str | None) -> bool:
     """Whether work that failed in its submit step cost nothing, so its units come back."""
-    return provider_id is None and error_type in _UNPAID_FAILURES
+    return provider_id is None and error_type in UNPAID_SUBMIT_FAILURES
 
 
 def release(repo: AvatarRepository, owner: str, work: PaidWork) -> None:

@@ -14,7 +14,9 @@ slot items, ``RUNS#<provider>`` / ``SLOT#<n>`` for ``n`` in ``0..cap-1``, with i
 ``holder`` (``training#<model_id>``, ``job#<job_id>``) and ``lease_until`` (epoch seconds,
 in the limiter's clock). A slot is free when it has no holder or its lease has passed. Every
 poll of a running job renews its lease; its end (ready, failed, cancelled, reconciled,
-deadline) frees it at once. A missed end costs one slot for one lease, never more.
+deadline) frees it at once. A missed end costs one slot for one lease, never more. So does a
+submit whose outcome is unknown (its answer lost, a timeout, a 5xx): the provider may be
+running the job, so its slot is not given back but left to its lease (``end_frees_slot``).
 
 - ``acquire(holder)``: ONE Query of the partition; a holder that holds a slot already renews
   it and is answered yes (a retried or redelivered submit takes no second slot); otherwise a
@@ -51,6 +53,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Protocol
 
+from avatar_core.errors import UNPAID_SUBMIT_FAILURES
 from avatar_core.logic.polling import BUSY_BACKOFF_CAP_FACTOR
 from avatar_core.models.workflow import Slot
 from avatar_core.observability import logger
@@ -314,6 +317,15 @@ def release_slot(store: RunSlotStore, settings: Settings, provider: str, holder:
     slots = run_slots(store, settings, provider, "release")
     if slots.enabled and slots.release(holder):
         logger.info("run slot freed", extra={"provider": provider, "holder": holder})
+
+
+def end_frees_slot(in_submit: bool, error_type: str | None) -> bool:
+    """Whether a job's end gives its run slot back now. Not after a submit that may have
+    started work at the provider (its answer lost, a timeout, a 5xx, a crash): the job may
+    be running there, so the slot stays held until its lease runs out, about as long as a
+    job of its kind runs, and the cap is not exceeded by it. A refusal (a 4xx, an exhausted
+    account, a 429) or a submit never sent frees it at once."""
+    return not in_submit or error_type in UNPAID_SUBMIT_FAILURES
 
 
 def renew_slot(

@@ -27,7 +27,7 @@ from avatar_core.logic.models import expire_abandoned_uploads, get_model
 from avatar_core.logic.polling import busy_poll, busy_submit, first_poll, next_poll
 from avatar_core.logic.provider_queue import SubmitQueue, had_its_turn, in_turn, standing
 from avatar_core.logic.quotas import PaidWork, Quotas, never_paid, release
-from avatar_core.logic.run_slots import RunSlots, release_slot, training_holder
+from avatar_core.logic.run_slots import RunSlots, end_frees_slot, release_slot, training_holder
 from avatar_core.models.records import ModelRecord, ModelStatus, SelfieStatus
 from avatar_core.models.workflow import ModelRef, PollState, TrainingFailed, TrainingReady
 from avatar_core.observability import logger
@@ -320,10 +320,11 @@ def record_failed(repo: AvatarRepository, settings: Settings, failure: TrainingF
             f"failed ({reason}); the workflow ends so it is resumed, not failed"
         )
     fail_training(repo, settings, failure.owner, failure.model_id, reason)
-    release_slot(repo, settings, TRAINING_PROVIDER, _holder(failure))
-    if failure.in_submit() and never_paid(
-        failure.error.Error if failure.error else None, model.provider_model_id
-    ):
+    error_type = failure.error.Error if failure.error else None
+    if end_frees_slot(failure.in_submit(), error_type):
+        # (a submit whose answer was lost may run at the provider: its slot keeps its lease)
+        release_slot(repo, settings, TRAINING_PROVIDER, _holder(failure))
+    if failure.in_submit() and never_paid(error_type, model.provider_model_id):
         release(repo, failure.owner, PaidWork.training(failure.model_id, failure.attempt))
     return reason
 
