@@ -178,7 +178,7 @@ def test_deleting_an_account_leaves_nothing_of_it_and_touches_nobody_else(
     assert receipt["deletion_id"] == answers[0]["deletion_id"]
     assert receipt["records_deleted"] >= len(my_items) - 1
     assert receipt["objects_deleted"] >= len(my_objects)
-    assert receipt["executions_stopped"] >= 1 and receipt["finished_at"]
+    assert receipt["finished_at"]
     items, objects = holdings(stack, mine)
     assert only_the_receipt(items, mine) == []
     assert objects == []
@@ -197,6 +197,8 @@ def test_deleting_an_account_leaves_nothing_of_it_and_touches_nobody_else(
     # record gone a moment before; and reconciliation resumed nothing
     ended = execution_status(stack, "GenerateAvatarsStateMachine", f"generate-{running}")
     assert ended in ("ABORTED", "FAILED"), ended
+    # the receipt counts the stop when the deletion made it (not when the job ended first)
+    assert ended == "FAILED" or receipt["executions_stopped"] >= 1, receipt
     assert execution_status(stack, "GenerateAvatarsStateMachine", f"generate-{running}-r1") is None
     assert me.call("GET", f"/generations/{running}").status_code == 404
     assert deletion_workflows_of(stack, mine) == [f"delete-{answers[0]['deletion_id']}"]
