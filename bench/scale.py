@@ -32,6 +32,12 @@ each job to ``avatar_core.logic.run_slots`` (over its in-memory store: leases fr
 poll schedules, renewed at every poll, freed at the end) and prints the peak of jobs running
 at once (counted from acceptance to end, not from the slots) against the cap. Without a cap
 nothing changes.
+
+Owners: every job of the burst has an owner of its own; each owner holds at most
+``--share`` tickets of a provider's queue (``avatar_core.logic.owner_share``, the stacks'
+``OwnerQueueShare``, over its in-memory store). With ``--flood N`` one more owner sends N
+generations at the very start, and a third run, limiter on with no share, shows what the
+share changes: the queueing of everyone else's Picsart jobs behind that one owner's burst.
 """
 
 from __future__ import annotations
@@ -63,7 +69,7 @@ from avatar_core.errors import (  # noqa: E402
     SubmissionQueued,
 )
 from avatar_core.logic import limiter as limiter_module  # noqa: E402
-from avatar_core.logic import polling, provider_queue, run_slots  # noqa: E402
+from avatar_core.logic import owner_share, polling, provider_queue, run_slots  # noqa: E402
 from avatar_core.logic.limiter import Limiter  # noqa: E402
 from avatar_core.models.workflow import PollState  # noqa: E402
 from avatar_core.providers.base import JobState, JobStatus  # noqa: E402
@@ -181,6 +187,7 @@ class Job:
     throttled: int = 0
     denied: int = 0
     ident: int = 0
+    owner: str = ""
 
     @property
     def holder(self) -> str:
@@ -198,6 +205,7 @@ class Run:
     running: Counter[str] = field(default_factory=Counter)
     peak_running: Counter[str] = field(default_factory=Counter)
     caps: dict[str, int] = field(default_factory=dict)
+    share: int = 0
     events: int = 0
     seconds: float = 0.0
     ended: float = 0.0
@@ -220,6 +228,8 @@ def simulate(
     limits: dict[str, int],
     shards: int,
     caps: dict[str, int] | None = None,
+    share: int = 0,
+    flood: int = 0,
 ) -> Run:
 
     caps = caps or {}
@@ -230,7 +240,7 @@ def simulate(
     rng = random.Random(seed)
     polling.RNG = random.Random(seed + 1)  # the workflows' jitter, seeded for a repeatable run
     clock = Clock()
-    run = Run(limiter=limiter_on)
+    run = Run(limiter=limiter_on, share=share if limiter_on else 0)
     run.providers = {name: SimulatedProvider(name, limit) for name, limit in limits.items()}
     run.caps = {name: run_slots.provider_cap(settings, name) for name in limits}
     store = limiter_module.MemoryWindowStore()
@@ -252,7 +262,14 @@ def simulate(
         kind.name: run_slots.run_slots(slot_store, settings, kind.provider, kind.name, clock)
         for kind in kinds(settings, scale)
     }
+    share_store = owner_share.MemoryOwnerShareStore()
+    stale = max(TRAINING_DEADLINE, JOB_DEADLINE)
+    shares = {
+        name: owner_share.OwnerShares(share_store, name, share if limiter_on else 0, stale, clock)
+        for name in limiters
+    }
     # one queue per provider (its store), seen by each kind with that kind's slot lease
+    # and the provider's owner shares
     queues = {
         kind.name: provider_queue.SubmitQueue(
             queue_stores[kind.provider],
@@ -261,6 +278,7 @@ def simulate(
             queue_rngs[kind.provider],
             slots=slots[kind.name],
             on_full=lambda provider: run.slot_waits.update([provider]),
+            shares=shares[kind.provider],
         )
         for kind in kinds(settings, scale)
     }
@@ -270,6 +288,8 @@ def simulate(
         slots[job.kind.name].release(job.holder)
         if job.accepted_at is not None:
             run.running[job.kind.provider] -= 1
+        else:
+            shares[job.kind.provider].leave(job.owner, job.holder)
 
     queue: list[tuple[float, int, Job]] = []
     sequence = 0
@@ -280,7 +300,18 @@ def simulate(
             run.jobs.append(job)
             sequence += 1
             job.ident = sequence
+            job.owner = f"owner-{sequence}"
             heapq.heappush(queue, (job.arrived, sequence, job))
+    generation = next(k for k in kinds(settings, scale) if k.name == "generation")
+    for _ in range(flood):  # one owner's burst, all at the start
+        duration = rng.lognormvariate(math.log(generation.median_seconds), generation.sigma)
+        job = Job(
+            generation, rng.uniform(0, 1), min(generation.high, max(generation.low, duration))
+        )
+        run.jobs.append(job)
+        sequence += 1
+        job.ident, job.owner = sequence, "flood"
+        heapq.heappush(queue, (job.arrived, sequence, job))
 
     started = time.perf_counter()
     while queue:
@@ -305,7 +336,7 @@ def simulate(
                 provider.call(clock.now)
 
             if limiter_on and submitting:
-                provider_queue.in_turn(queues[kind.name], job.poll, call, job.holder)
+                provider_queue.in_turn(queues[kind.name], job.poll, call, job.holder, job.owner)
             else:
                 if not submitting:
                     slots[kind.name].renew(job.holder)
@@ -405,17 +436,36 @@ def summary(run: Run) -> dict[str, object]:
             "queueing_p95_s": round(_percentile(delays, 0.95), 1),
             "accepted": len(delays),
             "jobs": len(jobs),
-            "out_of_order": round(out_of_order(jobs, random.Random(0)), 3),
+            # (the flooding owner's burst is let through behind others on purpose)
+            "out_of_order": round(
+                out_of_order([j for j in jobs if j.owner != "flood"], random.Random(0)), 3
+            ),
             "concurrent_cap": run.caps.get(name, 0),
             "peak_running": run.peak_running[name],
             "slot_waits": run.slot_waits[name],
         }
+        flooded = [j for j in jobs if j.owner == "flood"]
+        if flooded:
+            others = [
+                j.accepted_at - j.arrived
+                for j in jobs
+                if j.owner != "flood" and j.accepted_at is not None
+            ]
+            burst = [j.accepted_at - j.arrived for j in flooded if j.accepted_at is not None]
+            by_provider[name].update(  # type: ignore[attr-defined]
+                flood_jobs=len(flooded),
+                flood_queueing_p50_s=round(_percentile(burst, 0.50), 1),
+                flood_queueing_p95_s=round(_percentile(burst, 0.95), 1),
+                others_queueing_p50_s=round(_percentile(others, 0.50), 1),
+                others_queueing_p95_s=round(_percentile(others, 0.95), 1),
+            )
     outcomes = Counter(j.outcome for j in run.jobs)
     throttled_failures = sum(
         1 for j in run.jobs if j.outcome != "succeeded" and (j.throttled or j.denied)
     )
     return {
         "limiter": run.limiter,
+        "share": run.share,
         "providers": by_provider,
         "outcomes": dict(outcomes),
         "failed_for_throttling": throttled_failures,
@@ -438,10 +488,19 @@ def main() -> int:
     parser.add_argument(
         "--qolaba-concurrent", type=int, default=0, help="cap on running Qolaba jobs (0: none)"
     )
-    parser.add_argument("--json", action="store_true", help="one JSON line per run")
-    parser.add_argument("--only", choices=("on", "off"), help="one run, in this process")
-    args = parser.parse_args()
     settings = Settings()
+    parser.add_argument(
+        "--share",
+        type=int,
+        default=settings.owner_queue_share,
+        help="tickets one owner may hold in a provider's queue (0: any)",
+    )
+    parser.add_argument(
+        "--flood", type=int, default=0, help="one owner's generations, all at the start"
+    )
+    parser.add_argument("--json", action="store_true", help="one JSON line per run")
+    parser.add_argument("--only", choices=("on", "off", "noshare"), help="one run, in this process")
+    args = parser.parse_args()
     limits = {
         "picsart": args.picsart_rpm or settings.picsart_requests_per_minute,
         "qolaba": args.qolaba_rpm or settings.qolaba_requests_per_minute,
@@ -450,12 +509,14 @@ def main() -> int:
     if args.only:
         figures = summary(
             simulate(
-                limiter_on=args.only == "on",
+                limiter_on=args.only != "off",
                 scale=args.scale,
                 seed=args.seed,
                 limits=limits,
                 shards=shards,
                 caps={"picsart": args.picsart_concurrent, "qolaba": args.qolaba_concurrent},
+                share=0 if args.only == "noshare" else args.share,
+                flood=args.flood,
             )
         )
         print(json.dumps(figures))
@@ -468,7 +529,7 @@ def main() -> int:
             stdout=subprocess.PIPE,
             text=True,
         )
-        for only in ("on", "off")
+        for only in ("on", "off", *(("noshare",) if args.flood else ()))
     ]
     runs = []
     for child in children:
@@ -481,7 +542,8 @@ def main() -> int:
             print(json.dumps(figures))
         return 0
     for figures in runs:
-        print(f"limiter {'on' if figures['limiter'] else 'off'}:")
+        share = f", owner share {figures['share'] or 'none'}" if figures["limiter"] else ""
+        print(f"limiter {'on' if figures['limiter'] else 'off'}{share}:")
         for name, p in figures["providers"].items():  # type: ignore[attr-defined]
             print(
                 f"  {name:8} peak {p['peak_per_minute']:>6}/min (limit {p['limit_per_minute']}),"
@@ -492,6 +554,13 @@ def main() -> int:
                 f" ({p['accepted']} of {p['jobs']} accepted, {p['out_of_order']:.1%} of pairs"
                 " out of arrival order)"
             )
+            if "flood_jobs" in p:
+                print(
+                    f"  {name:8} one owner's {p['flood_jobs']} generations at the start: queueing"
+                    f" p50 {p['flood_queueing_p50_s']:.0f} s p95 {p['flood_queueing_p95_s']:.0f} s;"
+                    f" everyone else's: p50 {p['others_queueing_p50_s']:.0f} s"
+                    f" p95 {p['others_queueing_p95_s']:.0f} s"
+                )
             if figures["limiter"] and p["concurrent_cap"]:
                 print(
                     f"  {name:8} running at once: peak {p['peak_running']} (cap"

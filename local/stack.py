@@ -332,13 +332,14 @@ class LocalStack:
             # the providers' limiters count the emulator's seconds, as its Wait states do
             "LIMITER_TIME_FACTOR": str(self.config.time_factor),
         }
-        # `make run` hands the stack's limiters the rates the emulator enforces, and its
-        # caps on running provider jobs (logic/run_slots.py)
+        # `make run` hands the stack's limiters the rates the emulator enforces, its caps
+        # on running provider jobs (logic/run_slots.py) and the owners' share of the queue
         for name in (
             "PICSART_REQUESTS_PER_MINUTE",
             "QOLABA_REQUESTS_PER_MINUTE",
             "PICSART_CONCURRENT_JOBS",
             "QOLABA_CONCURRENT_JOBS",
+            "OWNER_QUEUE_SHARE",
         ):
             if name in os.environ:
                 overrides[name] = os.environ[name]

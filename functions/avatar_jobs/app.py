@@ -14,6 +14,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from avatar_core.logic import avatar_jobs, face_avatars
 from avatar_core.logic.limiter import Admission
+from avatar_core.logic.owner_share import owner_shares
 from avatar_core.logic.provider_queue import SubmitQueue
 from avatar_core.logic.run_slots import run_slots
 from avatar_core.models.workflow import CopyTask, JobOutcome, JobRef, PollState
@@ -30,14 +31,20 @@ repo = AvatarRepository(settings.table_name)
 storage = Storage(settings.uploads_bucket, settings.results_bucket)
 # Every request to a provider takes a token from its limiter, shared by all executions;
 # paid submissions wait their turn for it in the provider's queue, and for a run slot under
-# the provider's cap (each kind with its own lease, from its poll schedule).
+# the provider's cap (each kind with its own lease, from its poll schedule), each owner
+# holding at most its share of the queue.
 admission = Admission(repo, settings)
 slots = {
     kind: run_slots(repo, settings, provider, kind)
     for kind, provider in avatar_jobs.JOB_PROVIDERS.items()
 }
 queues = {
-    kind: SubmitQueue(repo, admission.limiter(provider), slots=slots[kind])
+    kind: SubmitQueue(
+        repo,
+        admission.limiter(provider),
+        slots=slots[kind],
+        shares=owner_shares(repo, settings, provider),
+    )
     for kind, provider in avatar_jobs.JOB_PROVIDERS.items()
 }
 

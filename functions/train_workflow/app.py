@@ -11,6 +11,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from avatar_core.logic import training
 from avatar_core.logic.limiter import Admission
+from avatar_core.logic.owner_share import owner_shares
 from avatar_core.logic.provider_queue import SubmitQueue
 from avatar_core.logic.run_slots import run_slots
 from avatar_core.models.workflow import ModelRef, PollState, TrainingFailed
@@ -24,11 +25,17 @@ settings = Settings.from_env()
 repo = AvatarRepository(settings.table_name)
 storage = Storage(settings.uploads_bucket, settings.results_bucket)
 # Every request to Picsart takes a token from its limiter, shared by all executions;
-# trainings wait their turn for it in Picsart's queue, and for a run slot under its cap.
+# trainings wait their turn for it in Picsart's queue, and for a run slot under its cap,
+# each owner holding at most its share of the queue.
 admission = Admission(repo, settings)
 provider = PicsartClient.from_settings(settings, admit=admission.gate(training.TRAINING_PROVIDER))
 slots = run_slots(repo, settings, training.TRAINING_PROVIDER, "training")
-queue = SubmitQueue(repo, admission.limiter(training.TRAINING_PROVIDER), slots=slots)
+queue = SubmitQueue(
+    repo,
+    admission.limiter(training.TRAINING_PROVIDER),
+    slots=slots,
+    shares=owner_shares(repo, settings, training.TRAINING_PROVIDER),
+)
 
 
 @observed

@@ -144,13 +144,14 @@ class AdmissionDenied(ProviderRateLimited):
 class SubmissionQueued(AdmissionDenied):
     """A paid submission waits its turn in the provider's queue (``logic/provider_queue.py``):
     ``position`` tickets are ahead of it. It keeps ``ticket`` for its next turn, in
-    ``retry_after`` seconds; ``estimated_start_seconds`` is what the client is told."""
+    ``retry_after`` seconds (None: it has none yet, its owner's share of the queue is full);
+    ``estimated_start_seconds`` is what the client is told."""
 
     def __init__(
         self,
         message: str,
         *,
-        ticket: int,
+        ticket: int | None,
         position: int,
         estimated_start_seconds: int,
         **kwargs: object,

@@ -107,6 +107,8 @@ class Settings(BaseModel):
     # the cap on provider jobs running at once (logic/run_slots.py), 0: no cap
     picsart_concurrent_jobs: int = Field(default=0, ge=0, le=5000)
     qolaba_concurrent_jobs: int = Field(default=0, ge=0, le=5000)
+    # the most submissions one owner holds in a provider's queue (logic/owner_share.py), 0: any
+    owner_queue_share: int = Field(default=50, ge=0, le=100_000)
 
     # poll schedules (seconds) and bounds
     training_first_poll_seconds: int = Field(default=300, ge=1)

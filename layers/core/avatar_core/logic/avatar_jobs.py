@@ -23,6 +23,7 @@ from avatar_core.errors import (
     WorkflowUnavailable,
 )
 from avatar_core.logic.breaker import ProviderBreaker
+from avatar_core.logic.owner_share import leave_share
 from avatar_core.logic.polling import busy_poll, busy_submit, first_poll, next_poll
 from avatar_core.logic.provider_queue import SubmitQueue, had_its_turn, in_turn, standing
 from avatar_core.logic.quotas import job_work, never_paid, release
@@ -332,8 +333,11 @@ def job_cancelled(
     )
     release(repo, record.owner, job_work(kind, record.job_id))
     if settings is not None:
-        # a submit the provider refused for now (429) keeps its run slot: free again
-        release_slot(repo, settings, JOB_PROVIDERS[kind], job_holder(record.job_id))
+        # a submit the provider refused for now (429) keeps its run slot: free again; one
+        # still queued holds a place in its owner's share of the queue
+        holder = job_holder(record.job_id)
+        release_slot(repo, settings, JOB_PROVIDERS[kind], holder)
+        leave_share(repo, settings, JOB_PROVIDERS[kind], record.owner, holder)
 
 
 def delete_job(
@@ -400,7 +404,9 @@ def submit_job(
     record = _submittable(repo, spec, ref)
     if record.provider_job_id is None:
         try:
-            job = in_turn(queue, poll, lambda: spec.submit(record), job_holder(ref.job_id))
+            job = in_turn(
+                queue, poll, lambda: spec.submit(record), job_holder(ref.job_id), ref.owner
+            )
         except SubmissionQueued as queued:
             # The provider is at its limit and others came first: wait our turn, in view.
             place = standing(queued, spec.settings.limiter_time_factor)
@@ -524,10 +530,11 @@ def _record_outcome(repo: AvatarRepository, spec: JobSpec, outcome: JobOutcome) 
         frees_slot = False  # it runs at the provider: its slot stays for the resume
         raise
     finally:
+        provider, holder = JOB_PROVIDERS[outcome.kind], job_holder(outcome.job_id)
         if frees_slot:
-            release_slot(
-                repo, spec.settings, JOB_PROVIDERS[outcome.kind], job_holder(outcome.job_id)
-            )
+            release_slot(repo, spec.settings, provider, holder)
+        if failed and outcome.in_submit():  # it may have failed still queued, in its share
+            leave_share(repo, spec.settings, provider, outcome.owner, holder)
 
 
 def _record_end(repo: AvatarRepository, spec: JobSpec, outcome: JobOutcome) -> dict[str, str]:

@@ -43,10 +43,12 @@ A submission that got its slot keeps it through the provider's "not now" (429, 5
 the limiter's; a submit that fails outright (a 4xx, an exhausted account) gives it back, and
 one whose outcome is unknown (the answer lost) leaves it to its lease.
 
-Fairness between owners comes first from the owners' quotas: one owner cannot hold more
-queued work than ``OwnerConcurrentTrainings``, ``OwnerAvatarsPerDay`` and
-``OwnerFaceBatchesPerDay`` allow, so with the default limits one owner holds at most a few
-hundred tickets of the queue, never the whole of it.
+Fairness between owners: one owner holds at most its share of the queue's tickets
+(``OwnerQueueShare``, ``logic/owner_share.py``); its further submissions wait without a
+ticket and take one as its earlier ones get through, so they join behind whoever came
+meanwhile, and nobody waits behind more than the share of another owner's submissions. The
+owners' quotas (``OwnerConcurrentTrainings``, ``OwnerAvatarsPerDay``,
+``OwnerFaceBatchesPerDay``) bound how much one owner can send at all.
 
 Clock, store and random draws are injected, like the limiter's, so the same decisions run
 in unit tests, in ``bench/scale.py`` over a simulated clock and in Lambda.
@@ -65,6 +67,7 @@ from typing import Protocol, TypeVar
 from avatar_core.errors import PROVIDER_BUSY, AdmissionDenied, SubmissionQueued
 from avatar_core.ids import iso, now
 from avatar_core.logic.limiter import Limiter
+from avatar_core.logic.owner_share import OwnerShares
 from avatar_core.logic.run_slots import FULL_METRIC, RunSlots, SlotView, end_frees_slot
 from avatar_core.models.records import QueueStanding
 from avatar_core.models.workflow import PollState, QueueState
@@ -126,6 +129,7 @@ class SubmitQueue:
         rng: random.Random | None = None,
         slots: RunSlots | None = None,
         on_full: Callable[[str], None] | None = None,
+        shares: OwnerShares | None = None,
     ) -> None:
         self.store = store
         self.limiter = limiter
@@ -133,6 +137,7 @@ class SubmitQueue:
         self.rng = rng or random.SystemRandom()
         self.provider = limiter.provider
         self.slots = slots if slots is not None and slots.enabled else None
+        self.shares = shares if shares is not None and shares.enabled else None
         # a submission waits for a run slot: the metric, or the bench's own count
         self.on_full = on_full or count_full
         if limiter.enabled:
@@ -144,11 +149,18 @@ class SubmitQueue:
     def enabled(self) -> bool:
         return self.limiter.enabled or self.slots is not None
 
-    def submit(self, ticket: int | None, call: Callable[[], T], holder: str | None = None) -> T:
+    def submit(
+        self,
+        ticket: int | None,
+        call: Callable[[], T],
+        holder: str | None = None,
+        owner: str | None = None,
+    ) -> T:
         """Make the paid ``call`` for the submission holding ``ticket`` (None: none yet) once
         its turn has come (and, with a cap, a run slot for ``holder``), and answer what it
         answers; or raise :class:`SubmissionQueued`: wait its ``retry_after`` and come back
-        with its ``ticket``.
+        with its ``ticket`` (still None while ``owner`` has its whole share of the queue:
+        ``logic/owner_share.py``).
 
         ``call`` reaches the provider through its client, whose transport takes the limiter's
         token (``Admission.gate``): the queue only decides who may ask. A call refused a
@@ -158,6 +170,8 @@ class SubmitQueue:
             return call()
         slots = self.slots if holder is not None else None
         if ticket is None:
+            if not self._enters_share(owner, holder):
+                raise self._share_queued(self.store.read(self.provider))
             ticket, state = self.store.take_ticket(self.provider)
         else:
             state = self.store.read(self.provider)
@@ -171,7 +185,7 @@ class SubmitQueue:
             if view.held_by(holder) is not None:
                 # its turn came before and it holds its slot (the provider said "not now")
                 slots.acquire(holder, ticket, view)
-                return self._call(ticket, min(position, 0), call, holder)
+                return self._call(ticket, min(position, 0), call, holder, owner)
             if position > self.lookahead:
                 raise self._queued(ticket, position)
             ahead = max(0, position - 1) - view.holding_between(front, ticket)
@@ -179,9 +193,16 @@ class SubmitQueue:
                 raise self._slot_queued(ticket, position, max(0, ahead))
         elif position > self.lookahead:
             raise self._queued(ticket, position)
-        return self._call(ticket, position, call, holder)
+        return self._call(ticket, position, call, holder, owner)
 
-    def _call(self, ticket: int, position: int, call: Callable[[], T], holder: str | None) -> T:
+    def _call(
+        self,
+        ticket: int,
+        position: int,
+        call: Callable[[], T],
+        holder: str | None,
+        owner: str | None,
+    ) -> T:
         try:
             answer = call()
         except SubmissionQueued:
@@ -190,18 +211,32 @@ class SubmitQueue:
             raise self._queued(ticket, position, self._front_wait(position)) from None
         except PROVIDER_BUSY:
             # refused for now: it asks again from the front, and keeps its slot for it
-            self.store.advance(self.provider, self.clock())
+            self._through(ticket, holder, owner)
             raise
         except BaseException as error:
             # refused outright: the job ends here and its slot is free again; but after an
             # answer lost (or a crash) the job may run at the provider: its slot keeps its lease
-            self.store.advance(self.provider, self.clock())
+            self._through(ticket, holder, owner)
             frees = end_frees_slot(True, type(error).__name__)
             if self.slots is not None and holder is not None and frees:
                 self.slots.release(holder)
             raise
-        self.store.advance(self.provider, self.clock())
+        self._through(ticket, holder, owner)
         return answer
+
+    def _enters_share(self, owner: str | None, holder: str | None) -> bool:
+        """Whether the submission may take a ticket: its owner's share has room for it."""
+        if self.shares is None or owner is None or holder is None:
+            return True
+        return self.shares.enter(owner, holder)
+
+    def _through(self, ticket: int, holder: str | None, owner: str | None) -> None:
+        """The submission got through the front (whatever the provider answered): one more
+        admitted, and its place in its owner's share is free (once: ticket 0 is a submission
+        that got through before and asks again)."""
+        self.store.advance(self.provider, self.clock())
+        if ticket != 0 and self.shares is not None and owner is not None and holder is not None:
+            self.shares.leave(owner, holder)
 
     def _front_wait(self, position: int) -> float:
         """Until the next window starts, plus a part of it that grows with the position:
@@ -249,6 +284,30 @@ class SubmitQueue:
             estimated_start_seconds=round(estimate),
         )
 
+    def _share_queued(self, state: QueueState) -> SubmissionQueued:
+        """The owner has its whole share of the queue: look again when those in the queue now
+        can have got through (at the provider's rate, and as run slots free under a cap), at
+        least a window on. The position is the queue it will join the back of (a lower
+        bound)."""
+        assert self.shares is not None
+        ahead = max(0, state.issued - self._front(state))
+        estimate = 0.0
+        if self.limiter.enabled:
+            estimate = ahead / max(self.limiter.rate_per_minute / 60, 1e-6)
+        if self.slots is not None:
+            estimate = max(estimate, SLOT_RECHECK_SECONDS * (1 + ahead / self.slots.cap))
+        wait = min(MAX_QUEUE_WAIT_SECONDS, max(self.limiter.window_seconds, estimate))
+        wait *= self.rng.uniform(0.9, 1.1)
+        return SubmissionQueued(
+            f"waiting for a place in {self.provider.title()}'s queue: this owner already has "
+            f"{self.shares.share} submissions in it ({ahead} queued in all)",
+            provider=self.provider,
+            ticket=None,
+            position=ahead + 1,
+            retry_after=wait,
+            estimated_start_seconds=round(estimate),
+        )
+
     def _slot_queued(self, ticket: int, position: int, ahead: int) -> SubmissionQueued:
         """The cap of running jobs is full (or its free slots are for those ahead): look
         again in ``SLOT_RECHECK_SECONDS``, longer the more wait ahead for a slot. How long
@@ -281,13 +340,14 @@ def in_turn(
     poll: PollState | None,
     call: Callable[[], T],
     holder: str | None = None,
+    owner: str | None = None,
 ) -> T:
     """``call`` (a paid submit) through the provider's queue when there is one, with the
     ticket the loop's state kept from an earlier turn; ``holder`` names the job for the
-    queue's run slots."""
+    queue's run slots and its ``owner``'s share of the queue."""
     if queue is None:
         return call()
-    return queue.submit(poll.ticket if poll is not None else None, call, holder)
+    return queue.submit(poll.ticket if poll is not None else None, call, holder, owner)
 
 
 def had_its_turn(state: PollState, queue: SubmitQueue | None) -> PollState:

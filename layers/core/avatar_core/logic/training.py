@@ -24,6 +24,7 @@ from avatar_core.errors import (
 from avatar_core.ids import iso, now, now_iso
 from avatar_core.logic.breaker import ProviderBreaker
 from avatar_core.logic.models import expire_abandoned_uploads, get_model
+from avatar_core.logic.owner_share import leave_share
 from avatar_core.logic.polling import busy_poll, busy_submit, first_poll, next_poll
 from avatar_core.logic.provider_queue import SubmitQueue, had_its_turn, in_turn, standing
 from avatar_core.logic.quotas import PaidWork, Quotas, never_paid, release
@@ -193,6 +194,7 @@ def submit_training(
             poll,
             lambda: provider.submit_training(image_urls=urls, subject=model.subject),
             training_holder(ref.model_id, ref.attempt),
+            ref.owner,
         )
     except SubmissionQueued as queued:
         # Picsart is at its limit and others came first: wait our turn, in view.
@@ -261,8 +263,11 @@ def training_cancelled(repo: AvatarRepository, settings: Settings, model: ModelR
     )
     attempt = max(model.training_attempt, 1)
     release(repo, model.owner, PaidWork.training(model.model_id, attempt))
-    # a submit the provider refused for now (429) may hold a run slot: it is free again
-    release_slot(repo, settings, TRAINING_PROVIDER, training_holder(model.model_id, attempt))
+    # a submit the provider refused for now (429) may hold a run slot: it is free again;
+    # one still queued holds a place in its owner's share of the queue
+    holder = training_holder(model.model_id, attempt)
+    release_slot(repo, settings, TRAINING_PROVIDER, holder)
+    leave_share(repo, settings, TRAINING_PROVIDER, model.owner, holder)
 
 
 def _first_poll(provider: TrainingProvider, provider_model_id: str) -> PollState:
@@ -326,6 +331,8 @@ def record_failed(repo: AvatarRepository, settings: Settings, failure: TrainingF
         release_slot(repo, settings, TRAINING_PROVIDER, _holder(failure))
     if failure.in_submit() and never_paid(error_type, model.provider_model_id):
         release(repo, failure.owner, PaidWork.training(failure.model_id, failure.attempt))
+    if failure.in_submit():  # (it may have failed still queued, holding a place in its share)
+        leave_share(repo, settings, TRAINING_PROVIDER, failure.owner, _holder(failure))
     return reason
 
 

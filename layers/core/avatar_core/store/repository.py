@@ -1547,6 +1547,51 @@ class AvatarRepository:
             ExpressionAttributeValues={":one": 1, ":at": _seconds(at)},
         )
 
+    # -- owners' shares of a provider's queue (logic/owner_share.py) --------------------------
+    # The OwnerShareStore: one item per owner and provider, in the owner's partition; a put
+    # conditional on the version it read, a removal conditional on the entry.
+
+    def read_share(self, provider: str, owner: str) -> tuple[dict[str, float], int | None]:
+        item = self._table.get_item(
+            Key=_share_key(provider, owner),
+            ConsistentRead=True,
+            ProjectionExpression="held, version",
+        ).get("Item")
+        if not item:
+            return {}, None
+        held = {str(h): float(at) for h, at in dict(item.get("held", {})).items()}
+        return held, int(item["version"])
+
+    def write_share(
+        self, provider: str, owner: str, held: dict[str, float], read: int | None
+    ) -> bool:
+        condition: dict[str, Any] = (
+            {"ConditionExpression": "attribute_not_exists(PK)"}
+            if read is None
+            else {
+                "ConditionExpression": "version = :read",
+                "ExpressionAttributeValues": {":read": read},
+            }
+        )
+        return self._put_if(
+            Item={
+                **_share_key(provider, owner),
+                "kind": "queue_share",
+                "held": {h: _seconds(at) for h, at in held.items()},
+                "version": (read or 0) + 1,
+            },
+            **condition,
+        )
+
+    def leave_share(self, provider: str, owner: str, holder: str) -> bool:
+        return self._update_if(
+            Key=_share_key(provider, owner),
+            UpdateExpression="REMOVE held.#h ADD version :one",
+            ConditionExpression="attribute_exists(held.#h)",
+            ExpressionAttributeNames={"#h": holder},
+            ExpressionAttributeValues={":one": 1},
+        )
+
     # -- running-job slots (logic/run_slots.py) ---------------------------------------------
     # The RunSlotStore: one partition per provider, one item per slot; reads are one Query,
     # every write is conditional (on the slot being free, or on its holder).
@@ -1665,6 +1710,10 @@ class AvatarRepository:
 def _seconds(moment: float) -> Decimal:
     """Epoch seconds (the limiter's clock) as DynamoDB stores them, to the millisecond."""
     return Decimal(str(round(moment, 3)))
+
+
+def _share_key(provider: str, owner: str) -> dict[str, str]:
+    return {"PK": _owner_pk(owner), "SK": f"QUEUESHARE#{provider}"}
 
 
 def _runs_pk(provider: str) -> str:
