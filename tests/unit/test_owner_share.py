@@ -23,17 +23,10 @@ from avatar_core.logic.run_slots import MemoryRunSlotStore, RunSlots, job_holder
 from avatar_core.models.workflow import JobOutcome, StepFailure
 from avatar_core.store.repository import AvatarRepository
 from tests.unit.test_cancel import CountingSpec, queued_face_job
+from tests.unit.test_run_slots import Clock
 from tests.unit.test_training_logic import SETTINGS
 
 STALE = 3600.0
-
-
-class Clock:
-    def __init__(self, start: float = 1_800_000_000.0) -> None:
-        self.now = start
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def shares(share: int = 3) -> tuple[OwnerShares, Clock]:
