@@ -12,6 +12,7 @@ import base64
 import binascii
 import contextlib
 import json
+import logging
 import mimetypes
 import re
 import secrets
@@ -31,6 +32,8 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 from local.auth import InvalidToken, JwtVerifier
 from local.template import ACCOUNT_ID
+
+log = logging.getLogger("local.front")
 
 API_BASE_PATH = "/v1"
 MAX_REQUEST_BODY_BYTES = 10 * 1024 * 1024
@@ -61,6 +64,9 @@ _HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 _DEV_USER = re.compile(r"[A-Za-z0-9._-]{1,64}")
 _SIMPLE_METHODS = frozenset({"GET", "HEAD", "POST"})
 _DRAIN_LIMIT_BYTES = 10 * MAX_REQUEST_BODY_BYTES
+# What reading or writing a connection raises once the client has closed it (a browser drops
+# connections it no longer needs, even mid-answer): an everyday event, not a failure.
+_CLIENT_WENT_AWAY = (BrokenPipeError, ConnectionResetError, ConnectionAbortedError)
 _PSEUDO_PARAMETERS = {"AWS::AccountId": ACCOUNT_ID, "AWS::Partition": "aws"}
 
 
@@ -866,6 +872,15 @@ class _FrontServer(ThreadingHTTPServer):
         with self._connections_lock:
             self._connections.discard(request)
         super().shutdown_request(request)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """socketserver prints every error of a request thread with its traceback; a client
+        that went away gets one debug line instead. Any other error is still printed."""
+        error = sys.exc_info()[1]
+        if isinstance(error, _CLIENT_WENT_AWAY):
+            log.debug("front: %s went away: %r", client_address[0], error)
+            return
+        super().handle_error(request, client_address)
 
     def close_connections(self) -> None:
         """Ends kept-alive connections too, so a stopped front really stops answering."""

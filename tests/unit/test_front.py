@@ -5,8 +5,10 @@ from __future__ import annotations
 import base64
 import http.client
 import json
+import logging
 import re
 import socket
+import struct
 import threading
 import time
 import uuid
@@ -938,6 +940,62 @@ def test_access_log_is_quiet_by_default_and_compact_when_enabled(
     chatty = make_front(access_log=True)
     requests.get(f"{chatty.base_url}/v1/health", timeout=5)
     assert re.fullmatch(r"GET /v1/health 200 \d+ms\n", capsys.readouterr().err)
+
+
+def _settled(front: ApiFront) -> None:
+    """Wait until the front has finished with every connection (its error report included)."""
+    server = front._server
+    assert server is not None
+    deadline = time.monotonic() + 5
+    while server._connections and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not server._connections, "a request thread never finished"
+
+
+def test_a_client_that_goes_away_before_its_answer_is_one_debug_line_not_a_traceback(
+    make_front: Callable[..., ApiFront],
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    invoked, gone = threading.Event(), threading.Event()
+
+    def invoke(function: str, event: dict[str, Any]) -> dict[str, Any]:
+        invoked.set()
+        gone.wait(5)
+        return {"statusCode": 200, "body": "x" * 100_000}
+
+    front = make_front(invoke=invoke)
+    caplog.set_level(logging.DEBUG, logger="local.front")
+    browser = socket.create_connection(("127.0.0.1", front.port), timeout=5)
+    browser.sendall(b"GET /v1/health HTTP/1.1\r\nHost: localhost\r\n\r\n")
+    assert invoked.wait(5)
+    # closed with a reset while the Lambda runs, as a browser drops a connection mid-request
+    browser.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    browser.close()
+    time.sleep(0.1)
+    gone.set()
+    _settled(front)
+
+    assert capsys.readouterr().err == ""
+    went_away = [r for r in caplog.records if r.name == "local.front"]
+    assert [(r.levelno, "went away" in r.getMessage()) for r in went_away] == [
+        (logging.DEBUG, True)
+    ]
+
+
+def test_any_other_error_in_a_request_thread_is_still_printed_with_its_traceback(
+    front: ApiFront, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken_send(*args: Any, **kwargs: Any) -> None:
+        raise ValueError("a bug in the front")
+
+    monkeypatch.setattr("local.front._Handler._send", broken_send)
+    with pytest.raises(requests.ConnectionError):
+        requests.get(f"{front.base_url}/v1/health", timeout=5)
+    _settled(front)
+
+    err = capsys.readouterr().err
+    assert "Traceback" in err and "ValueError: a bug in the front" in err, err
 
 
 def test_stopped_front_refuses_connections(make_front: Callable[..., ApiFront]) -> None:
