@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 
 from local import chaos
 from local.client import ApiClient
 from local.stack import LocalStack
+from tests.support.bench import run_bench
 from tests.support.journeys import Emulator, model_with_selfies, wait_for_model
 
 pytestmark = pytest.mark.integration
@@ -52,17 +48,7 @@ def test_journeys_under_workflow_chaos_end_every_record_and_pay_once() -> None:
     time out after doing their work and the reconcile function crashes half the time: every
     record still ends, nothing is paid twice and no client sees a 5xx. A stack of its own
     (bench/chaos.py in a fresh process), since its deadlines are short for the sweep."""
-    bench = Path(__file__).resolve().parents[2] / "bench" / "chaos.py"
-    command = [sys.executable, str(bench), "--only", "workflow", "--journeys", "3"]
-    done = subprocess.run(  # noqa: S603 (our own bench, by path)
-        [*command, "--concurrency", "3", "--json"],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    figures = json.loads(done.stdout.strip().splitlines()[-1])
+    figures = run_bench("chaos.py", "--only", "workflow", "--journeys", "3", "--concurrency", "3")
 
     assert figures["terminal"] == figures["journeys"] == 3, figures["unfinished"]
     assert figures["records_open"] == 0

@@ -10,20 +10,17 @@ limiter and emulator share one small rate.
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from local.client import ApiClient, wait_until
 from local.stack import LocalStack
+from tests.support.bench import run_bench
 from tests.support.journeys import Emulator, function_settings, submits_held, trained_model
 
 pytestmark = pytest.mark.integration
@@ -121,16 +118,7 @@ def test_a_provider_stricter_than_configured_throttles_the_burst_and_no_job_dies
 
 
 def test_with_the_providers_limit_configured_it_never_sees_more_and_sends_no_429() -> None:
-    bench = Path(__file__).resolve().parents[2] / "bench" / "burst.py"
-    done = subprocess.run(  # noqa: S603 (our own bench, by path)
-        [sys.executable, str(bench), "--rate", str(BURST_RATE), "--json"],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    figures = json.loads(done.stdout.strip().splitlines()[-1])
+    figures = run_bench("burst.py", "--rate", str(BURST_RATE))
 
     assert figures["succeeded"] == figures["generations"] == 40, figures["failed"]
     assert figures["submitted"] == 40, "each submitted once"
