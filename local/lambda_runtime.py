@@ -171,12 +171,8 @@ class _ImportGate:
 
     @contextmanager
     def importing(self) -> Iterator[None]:
-        if getattr(self._held, "depth", 0):
-            self._held.depth += 1
-            try:
-                yield
-            finally:
-                self._held.depth -= 1
+        if getattr(self._held, "holding", False):
+            yield  # an import inside an import or inside this thread's own swap
             return
         with self._changed:
             if self._swapping is not None:
@@ -187,11 +183,10 @@ class _ImportGate:
                 ident = threading.get_ident()
                 self.waited[ident] = self.waited.get(ident, 0.0) + time.monotonic() - began
             self._importing += 1
-        self._held.depth = 1
         try:
-            yield
+            with self._holding():
+                yield
         finally:
-            self._held.depth = 0
             with self._changed:
                 self._importing -= 1
                 self._changed.notify_all()
@@ -201,14 +196,23 @@ class _ImportGate:
         with self._changed:
             self._changed.wait_for(lambda: self._swapping is None and self._importing == 0)
             self._swapping = threading.get_ident()
-        self._held.depth = 1
         try:
-            yield
+            with self._holding():
+                yield
         finally:
-            self._held.depth = 0
             with self._changed:
                 self._swapping = None
                 self._changed.notify_all()
+
+    @contextmanager
+    def _holding(self) -> Iterator[None]:
+        """This thread holds the gate until the block ends, however it ends."""
+        was_holding = getattr(self._held, "holding", False)
+        self._held.holding = True
+        try:
+            yield
+        finally:
+            self._held.holding = was_holding
 
 
 _IMPORT_GATE = _ImportGate()

@@ -200,6 +200,30 @@ def test_a_cold_start_never_breaks_another_invocations_call_time_import(tmp_path
     assert [e for _, e, _ in cold] == [False] * len(colds)
 
 
+def test_an_import_that_fails_leaves_the_gate_as_it_found_it() -> None:
+    gate = lambda_runtime._ImportGate()
+    with pytest.raises(ImportError), gate.importing(), gate.importing():  # nested, as imports are
+        raise ImportError("a module that fails half-way")
+
+    swapping, release = threading.Event(), threading.Event()
+
+    def cold_start() -> None:
+        with gate.swapping():
+            swapping.set()
+            release.wait(5)
+
+    starter = threading.Thread(target=cold_start)
+    starter.start()
+    assert swapping.wait(5), "the failed import still counts as one in progress"
+    threading.Timer(0.3, release.set).start()
+    began = time.monotonic()
+    with gate.importing():
+        waited = time.monotonic() - began
+    starter.join(5)
+
+    assert waited >= 0.25, "the thread whose import failed still passes the gate as its holder"
+
+
 def test_a_cold_start_is_not_charged_to_the_timeout_but_the_invocation_is(
     tmp_path: Path,
 ) -> None:
