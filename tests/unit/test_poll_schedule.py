@@ -8,8 +8,12 @@ end is polled ever more slowly rather than burning its poll bound."""
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import random
+import sys
+from pathlib import Path
+from types import ModuleType
 
 import pytest
 
@@ -187,3 +191,38 @@ def test_a_schedule_refuses_what_it_cannot_mean() -> None:
         PollSchedule(10, 10, lag_seconds=0)
     with pytest.raises(ValueError):
         TRAINING.advice(-1)
+
+
+def _polling_bench() -> ModuleType:
+    path = Path(__file__).resolve().parents[2] / "bench" / "polling.py"
+    spec = importlib.util.spec_from_file_location("bench_polling", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_no_schedule_beats_the_bound_on_generations_seen_within_10_s_in_4_polls() -> None:
+    """bench/polling.py's bound: without progress, the best 40 s window of durations caps the
+    share of generations any schedule sees within 10 s in at most 4 polls."""
+    bench = _polling_bench()
+    rng = random.Random(3)
+    durations = [60 * math.exp(rng.gauss(0.0, 0.25)) for _ in range(4000)]
+    bound = bench.best_window_share(durations, 40.0)
+    assert abs(bound - bench.lognormal_window_share(60, 0.25, 40.0)) < 0.02
+    assert bench.best_window_share([1.0, 2.0, 50.0, 60.0, 95.0], 10.0) == 2 / 5
+
+    def seen_share(schedule: PollSchedule) -> float:
+        seen = 0
+        for index, duration in enumerate(durations[:800]):
+            lag, polls = run(schedule, duration, lambda at: None, seed=index)
+            seen += lag <= 10 and polls <= 4
+        return seen / 800
+
+    tried = [GENERATION, PollSchedule(20, 10), PollSchedule(45, 10), PollSchedule(30, 13)]
+    shares = [seen_share(schedule) for schedule in tried]
+    assert max(shares) <= bound + 0.03, shares  # sampling error of 800 jobs
+    assert max(shares) > bound - 0.15, "the schedules tried are not straw men"
+    # and the widest spread at which both p95 targets are possible at all
+    assert 0.19 < bench.widest_sigma(60, 40.0, 0.9) < 0.21
