@@ -1,6 +1,7 @@
 """Forty generations at once against a provider held to a small rate, on the real local stack.
 
     python bench/burst.py [--generations 40] [--rate 30] [--json]
+    python bench/burst.py --flood 12 [--share 2] [--concurrent 1] [--json]
 
 The same limit on both sides: the emulator answers Picsart's 429 (with its reset-time
 header) beyond ``--rate`` requests in any 60 emulated seconds, and the stack's own limiter
@@ -14,6 +15,14 @@ against the limit, and the 429s it sent.
 Time runs 60 times faster than the wall here (not the tests' 600): a request reaches the
 emulator a few milliseconds after its token, which must stay small against the limiter's
 10-second windows for the comparison to be about the limiter and not about this machine.
+
+``--flood N`` is the owner share's journey instead (``logic/owner_share.py``): at most
+``--concurrent`` Picsart jobs run at once (``PICSART_CONCURRENT_JOBS``) and an owner holds at
+most ``--share`` places in the queue (``OWNER_QUEUE_SHARE``; 0: no share). One owner starts
+N generations together; once the provider has the first of them, a second owner starts one.
+Printed: where the second owner's generation came among the provider's submits, and how many
+of the first owner's were submitted after it arrived and before it ("overtaken by", at most
+the share when the share holds; nearly N without it).
 """
 
 from __future__ import annotations
@@ -66,24 +75,19 @@ def trained_model(client: ApiClient) -> str:
     return model_id
 
 
-def burst(stack: LocalStack, generations: int) -> dict[str, Any]:
-    client = ApiClient(stack.api_url, stack.token("burst"))
-    model_id = trained_model(client)
-    emulator = stack.emulator.base_url
-    requests.post(f"{emulator}/_emulator/reset", timeout=5).raise_for_status()
+def start_generation(client: ApiClient, model_id: str, key: str) -> str:
+    response = client.create_generation(
+        model_id, [{"style": "realistic", "count": 1}], idempotency_key=key
+    )
+    if response.status_code != 202:
+        raise RuntimeError(f"generation refused: {response.status_code} {response.text}")
+    generation_id: str = response.json()["generation_id"]
+    return generation_id
 
-    def start(index: int) -> str:
-        response = client.create_generation(
-            model_id, [{"style": "realistic", "count": 1}], idempotency_key=f"burst-{index}"
-        )
-        if response.status_code != 202:
-            raise RuntimeError(f"generation refused: {response.status_code} {response.text}")
-        generation_id: str = response.json()["generation_id"]
-        return generation_id
 
-    started = time.monotonic()
-    # Every submit waits until all the generations have started, so they meet the provider
-    # together, as a burst does, rather than as fast as 4 POSTs at a time arrive.
+def start_together(stack: LocalStack, client: ApiClient, model_id: str, count: int) -> list[str]:
+    """Start ``count`` generations (4 POSTs at a time); every submit waits until all have
+    started, so they meet the provider together, as a burst does."""
     runtime = stack.runtime
     assert runtime is not None
     release = threading.Event()
@@ -94,19 +98,42 @@ def burst(stack: LocalStack, generations: int) -> dict[str, Any]:
             release.wait(timeout=120)
         return earlier(logical_id) if earlier is not None else None
 
+    def start(index: int) -> str:
+        return start_generation(client, model_id, f"burst-{index}")
+
     runtime.fault = hold
     try:
         with ThreadPoolExecutor(max_workers=4) as pool:
-            ids = list(pool.map(start, range(generations)))
+            return list(pool.map(start, range(count)))
     finally:
         release.set()
         runtime.fault = earlier
-    ended = wait_until(
+
+
+def wait_ended(client: ApiClient, ids: list[str]) -> list[dict[str, Any]]:
+    ended: list[dict[str, Any]] = wait_until(
         lambda: [client.get_generation(g) for g in ids],
         lambda answers: all(g["status"] in ("succeeded", "failed", "cancelled") for g in answers),
         timeout=900,
         interval=1.0,
     )
+    return ended
+
+
+def emulator_jobs(stack: LocalStack, kind: str) -> list[dict[str, Any]]:
+    """The jobs the emulator created, in the order their submits arrived."""
+    listed = requests.get(f"{stack.emulator.base_url}/_emulator/jobs", timeout=5).json()
+    return [job for job in listed if job["kind"] == kind]
+
+
+def burst(stack: LocalStack, generations: int) -> dict[str, Any]:
+    client = ApiClient(stack.api_url, stack.token("burst"))
+    model_id = trained_model(client)
+    emulator = stack.emulator.base_url
+    requests.post(f"{emulator}/_emulator/reset", timeout=5).raise_for_status()
+    started = time.monotonic()
+    ids = start_together(stack, client, model_id, generations)
+    ended = wait_ended(client, ids)
     seconds = time.monotonic() - started
     stats = requests.get(f"{emulator}/_emulator/stats", timeout=5).json()
     return {
@@ -120,15 +147,51 @@ def burst(stack: LocalStack, generations: int) -> dict[str, Any]:
     }
 
 
+def flood(stack: LocalStack, generations: int) -> dict[str, Any]:
+    flooder = ApiClient(stack.api_url, stack.token("flooder"))
+    other = ApiClient(stack.api_url, stack.token("other"))
+    flooder_model, other_model = trained_model(flooder), trained_model(other)
+    # the emulator's model ids, in the order the trainings were submitted (one at a time)
+    other_upstream = emulator_jobs(stack, "training")[1]["id"]
+    requests.post(f"{stack.emulator.base_url}/_emulator/reset", timeout=5).raise_for_status()
+    started = time.monotonic()
+    ids = start_together(stack, flooder, flooder_model, generations)
+    wait_until(lambda: emulator_jobs(stack, "inference"), bool, timeout=300, interval=0.05)
+    ahead = len(emulator_jobs(stack, "inference"))
+    other_id = start_generation(other, other_model, "other-1")
+    ended = wait_ended(flooder, ids) + wait_ended(other, [other_id])
+    sources = [job["source"] for job in emulator_jobs(stack, "inference")]
+    position = sources.index(other_upstream) + 1 if other_upstream in sources else None
+    return {
+        "generations": generations + 1,
+        "succeeded": sum(g["status"] == "succeeded" for g in ended),
+        "failed": {g["generation_id"]: g.get("error") for g in ended if g["status"] != "succeeded"},
+        "submitted": len(sources),
+        "ahead_when_it_arrived": ahead,
+        "other_position": position,
+        "overtaken_by": None if position is None else position - 1 - ahead,
+        "wall_seconds": round(time.monotonic() - started, 1),
+    }
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--generations", type=int, default=40)
     parser.add_argument("--rate", type=int, default=30, help="Picsart requests a minute")
+    parser.add_argument(
+        "--flood", type=int, default=0, help="the owner share's journey: one owner's N first"
+    )
+    parser.add_argument("--share", type=int, default=2, help="with --flood: OWNER_QUEUE_SHARE")
+    parser.add_argument(
+        "--concurrent", type=int, default=1, help="with --flood: PICSART_CONCURRENT_JOBS"
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     logging.basicConfig(level=logging.ERROR)
     for name in ("werkzeug", "local.lambda", "avatar_core", "aws_lambda_powertools"):
         logging.getLogger(name).setLevel(logging.CRITICAL)
+    if args.flood:
+        return flood_main(args)
     config = LocalConfig(
         api_port=0,
         time_factor=60.0,
@@ -147,6 +210,33 @@ def main() -> int:
         f" ({figures['submitted']} submitted to the provider) in {figures['wall_seconds']} s;"
         f" Picsart peak {figures['peak_requests_per_minute']} requests in 60 emulated s"
         f" (limit {args.rate}), {figures['rate_limited']} 429s sent"
+    )
+    return 0 if figures["succeeded"] == figures["generations"] else 1
+
+
+def flood_main(args: argparse.Namespace) -> int:
+    config = LocalConfig(
+        api_port=0,
+        time_factor=60.0,
+        log_level="CRITICAL",
+        function_env={
+            "PICSART_CONCURRENT_JOBS": str(args.concurrent),
+            "OWNER_QUEUE_SHARE": str(args.share),
+        },
+    )
+    with LocalStack(config) as stack:
+        figures = flood(stack, args.flood)
+    figures.update(share=args.share, concurrent=args.concurrent)
+    if args.json:
+        print(json.dumps(figures))
+        return 0
+    share = f"an owner share of {args.share}" if args.share else "no owner share"
+    print(
+        f"{figures['succeeded']} of {figures['generations']} generations succeeded in"
+        f" {figures['wall_seconds']} s, {args.concurrent} Picsart job(s) at a time, {share}:"
+        f" the other owner's one came {figures['other_position']} of {figures['submitted']} at"
+        f" the provider; {figures['ahead_when_it_arrived']} of the flood were submitted before"
+        f" it arrived, {figures['overtaken_by']} after it arrived and before it"
     )
     return 0 if figures["succeeded"] == figures["generations"] else 1
 

@@ -6,6 +6,10 @@ job still succeeds: its 429s are busy answers, waited out. And when the stack is
 with the provider's real limit, the provider never sees more than that in any minute and
 sends no 429 at all: ``bench/burst.py`` in a fresh process, with a stack of its own whose
 limiter and emulator share one small rate.
+
+And a third, the owner share's: with one Picsart job running at a time, an owner who starts
+a flood of generations holds at most its share of the queue, so another owner who comes
+after waits behind that share, not behind the whole flood (``bench/burst.py --flood``).
 """
 
 from __future__ import annotations
@@ -124,3 +128,16 @@ def test_with_the_providers_limit_configured_it_never_sees_more_and_sends_no_429
     assert figures["submitted"] == 40, "each submitted once"
     assert figures["peak_requests_per_minute"] <= BURST_RATE, figures
     assert figures["rate_limited"] == 0, figures
+
+
+FLOOD, SHARE = 10, 2
+
+
+def test_one_owners_flood_keeps_another_owner_waiting_behind_its_share_only() -> None:
+    figures = run_bench("burst.py", "--flood", str(FLOOD), "--share", str(SHARE))
+
+    assert figures["succeeded"] == figures["generations"] == FLOOD + 1, figures["failed"]
+    assert figures["submitted"] == FLOOD + 1, "each submitted once"
+    still_queued = FLOOD - figures["ahead_when_it_arrived"]
+    assert still_queued > SHARE + 1, f"the flood had drained before the other owner came: {figures}"
+    assert figures["overtaken_by"] <= SHARE, figures
